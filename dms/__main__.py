@@ -1,0 +1,3 @@
+from dms.daemon import main
+
+main()

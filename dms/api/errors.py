@@ -1,0 +1,63 @@
+"""One error shape for every failure: `{"error": {"code", "message", "details"}}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from dms.errors import Conflict, DmsError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, "details": details}}, status=status)
+
+
+@dataclass
+class BadRequest(DmsError):
+    """Input that cannot be read at all: not JSON, wrong types, unknown fields, bad query values."""
+
+    code: str = "invalid_request"
+
+
+STATUS: dict[type[DmsError], int] = {BadRequest: 400, InvalidInput: 400, NotFound: 404, Conflict: 409}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DmsError as exc:
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        return error_response(status, exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text or exc.reason
+        if exc.status == 413:
+            message = f"request body too large (limit {MAX_BODY} bytes)"
+        elif exc.status == 404:
+            message = f"no such endpoint: {request.method} {request.path}"
+        elif exc.status == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        return error_response(exc.status, HTTP_CODES.get(exc.status, "http_error"), message)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; the daemon's log has the details")

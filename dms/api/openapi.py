@@ -1,0 +1,87 @@
+"""OpenAPI 3 document generated from the endpoint list and its pydantic models; Swagger UI served locally."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from dms.api.endpoint import Endpoint
+
+REF = "#/components/schemas/{model}"
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+        }
+    },
+}
+
+
+def _schema(model: type[BaseModel], mode: str, components: dict[str, Any]) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template=REF, mode="validation" if mode == "in" else "serialization")
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def build_spec(endpoints: Sequence[Endpoint], base: str, version: str) -> dict[str, Any]:
+    components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    paths: dict[str, Any] = {}
+    error_ref = {"description": "Error", "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
+    for ep in endpoints:
+        op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.tag], "responses": {"default": error_ref}}
+        ok: dict[str, Any] = {"description": "OK"}
+        if ep.response is not None:
+            ok["content"] = {"application/json": {"schema": _schema(ep.response, "out", components)}}
+        op["responses"]["200"] = ok
+        if ep.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema(ep.body, "in", components)}},
+            }
+        if ep.query:
+            op["parameters"] = [
+                {"name": q.name, "in": "query", "required": q.required, "description": q.description,
+                 "schema": {"type": q.type}}
+                for q in ep.query
+            ]
+        paths.setdefault(base + ep.path, {})[ep.method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "nunet-dms", "version": version, "description": "Device Management Service REST API"},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+SWAGGER_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>nunet-dms API</title>
+<link rel="stylesheet" href="/swagger/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/swagger/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "%s", dom_id: "#ui"});</script>
+</body></html>
+"""
+
+
+def add_docs(app: web.Application, spec: dict[str, Any], spec_path: str) -> None:
+    """Serve the spec and Swagger UI from the assets installed with swagger-ui-bundle (no CDN)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    async def openapi_json(_: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    async def swagger(_: web.Request) -> web.Response:
+        return web.Response(text=SWAGGER_HTML % spec_path, content_type="text/html")
+
+    app.router.add_get(spec_path, openapi_json)
+    app.router.add_get("/swagger", swagger)
+    app.router.add_static("/swagger/static", str(swagger_ui_path))

@@ -1,0 +1,22 @@
+"""Builds the aiohttp application from the services the composition root hands over."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dms.api import onboarding
+from dms.api.context import CONTEXT, ApiContext
+from dms.api.errors import MAX_BODY, error_middleware
+from dms.api.openapi import add_docs, build_spec
+
+BASE = "/api/v1"
+ENDPOINTS = [*onboarding.ENDPOINTS]
+
+
+def build_web_app(context: ApiContext) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app[CONTEXT] = context
+    for ep in ENDPOINTS:
+        app.router.add_route(ep.method, BASE + ep.path, ep.handler)
+    add_docs(app, build_spec(ENDPOINTS, BASE, context.version), BASE + "/openapi.json")
+    return app

@@ -1,0 +1,155 @@
+"""Typed settings: `dms_config.json` (NuNet's shape, extended) overlaid by `DMS_*` environment variables.
+
+The file is found by `find_config_file` in the documented search order; every key is validated at start
+and an error names the key and the file (`ConfigError`). Components receive the parts they need; none of
+them reads the environment or the file themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "DMS_CONFIG"
+CONFIG_NAME = "dms_config.json"
+KNOWN_CHANNELS = ["nunet-staging", "nunet-test", "nunet-team", "nunet-edge"]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class General(_Section):
+    data_dir: Path = Field(Path.home() / ".nunet", description="Where the store, keys and metadata live.")
+    debug: bool = False
+
+
+class Rest(_Section):
+    addr: str = "127.0.0.1"
+    port: int = Field(9999, ge=0, le=65535, description="0 picks a free port (tests).")
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost", "http://127.0.0.1"],
+        description="Origins a browser page may call from (CORS, websocket).",
+    )
+
+
+class P2P(_Section):
+    listen_address: list[str] = Field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/9000"])
+    bootstrap_peers: list[str] = Field(default_factory=list)
+    mdns: bool = False
+    channels: list[str] = Field(default_factory=lambda: list(KNOWN_CHANNELS), min_length=1)
+    heartbeat_s: float = Field(2.0, gt=0, le=60)
+    psk: str | None = None
+    allowed_peers: list[str] = Field(default_factory=list)
+
+
+class Job(_Section):
+    log_batch_ms: int = Field(200, ge=10, le=10_000)
+
+
+class Payment(_Section):
+    mode: Literal["none", "escrow"] = "none"
+    rpc_url: str | None = None
+    chain_id: int | None = None
+    escrow_address: str | None = None
+    required_confirmations: int = Field(1, ge=0)
+
+
+class Docker(_Section):
+    host: str | None = Field(None, description="Docker API URL; DOCKER_HOST or the local socket when unset.")
+    allow_network: bool = False
+    image_allowlist: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Environment variables override the file: `DMS_REST__PORT=9998`."""
+
+    model_config = SettingsConfigDict(env_prefix="DMS_", env_nested_delimiter="__", extra="forbid")
+
+    general: General = Field(default_factory=General)
+    rest: Rest = Field(default_factory=Rest)
+    p2p: P2P = Field(default_factory=P2P)
+    job: Job = Field(default_factory=Job)
+    payment: Payment = Field(default_factory=Payment)
+    docker: Docker = Field(default_factory=Docker)
+
+    @field_validator("general")
+    @classmethod
+    def _absolute_data_dir(cls, general: General) -> General:
+        return general.model_copy(update={"data_dir": general.data_dir.expanduser()})
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment must win over them.
+        return env_settings, init_settings
+
+
+def search_path(explicit: str | None = None) -> list[Path]:
+    """Candidate config files, most specific first (DESIGN.md: names and paths)."""
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit))
+    if os.environ.get(CONFIG_ENV):
+        candidates.append(Path(os.environ[CONFIG_ENV]))
+    candidates += [
+        Path.cwd() / CONFIG_NAME,
+        Path.home() / ".nunet" / CONFIG_NAME,
+        Path("/etc/nunet") / CONFIG_NAME,
+    ]
+    return candidates
+
+
+def find_config_file(explicit: str | None = None) -> Path | None:
+    """The first existing file of the search path; an explicit path must exist."""
+    if explicit and not Path(explicit).is_file():
+        raise ConfigError(f"{explicit}: config file not found")
+    return next((p for p in search_path(explicit) if p.is_file()), None)
+
+
+def load_settings(explicit: str | None = None) -> tuple[Settings, Path | None]:
+    """Find, read and validate the configuration. Raises ConfigError naming the file and key."""
+    path = find_config_file(explicit)
+    data: dict[str, Any] = {}
+    where = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a JSON object")
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {describe_errors(exc)}") from exc
+    if path is not None and not settings.general.data_dir.is_absolute():
+        # A relative data dir is relative to its config file, not to wherever the daemon was started.
+        settings.general.data_dir = (path.parent / settings.general.data_dir).resolve()
+    return settings, path
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """`rest.port: Input should be less than or equal to 65535; ...`"""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{key}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,46 @@
+"""The ledger of resources held by admitted jobs, out of the node's reservation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+
+from dms.onboarding.rules import Resources
+from dms.store.db import Store
+from dms.store.models import AllocationRow
+
+
+class AllocationStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def held(self) -> Resources:
+        """The sum of what every admitted, unfinished job holds."""
+        async with self._store.session() as s:
+            rows = (await s.execute(select(AllocationRow))).scalars().all()
+        return Resources(
+            cpu_mhz=sum(r.cpu_mhz for r in rows),
+            memory_mb=sum(r.memory_mb for r in rows),
+            gpus=tuple(sorted({g for r in rows for g in r.gpus})),
+        )
+
+    async def count(self) -> int:
+        async with self._store.session() as s:
+            return len((await s.execute(select(AllocationRow.job_id))).all())
+
+    async def hold(self, job_id: str, amount: Resources) -> None:
+        async with self._store.session() as s, s.begin():
+            s.add(
+                AllocationRow(
+                    job_id=job_id,
+                    cpu_mhz=amount.cpu_mhz,
+                    memory_mb=amount.memory_mb,
+                    gpus=list(amount.gpus),
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    async def release(self, job_id: str) -> None:
+        async with self._store.session() as s, s.begin():
+            await s.execute(delete(AllocationRow).where(AllocationRow.job_id == job_id))

@@ -1,0 +1,82 @@
+"""The SQLite store: one file under the data dir, migrated to the latest schema when opened.
+
+WAL journaling keeps every committed transaction across a SIGKILL of the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DB_NAME = "dms.sqlite3"
+
+
+class StoreError(Exception):
+    """The store cannot be opened or migrated."""
+
+
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def migrate(path: Path) -> None:
+    """Bring the database at `path` to the latest schema (creates it if missing). Blocking."""
+    from alembic import command  # imported here: only start-up needs Alembic
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", _pragmas)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
+
+
+class Store:
+    """Owns the engine; hands out sessions. Open with `await open()`, close with `await close()`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / DB_NAME
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    async def open(self) -> None:
+        try:
+            await asyncio.to_thread(migrate, self.path)
+        except (sqlite3.Error, SQLAlchemyError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreError(f"{self.path}: cannot open the database: {reason}") from exc
+        self._engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
+        event.listen(self._engine.sync_engine, "connect", _pragmas)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        log.info("store open at %s", self.path)
+
+    def session(self) -> AsyncSession:
+        if self._sessions is None:
+            raise RuntimeError("store is not open")
+        return self._sessions()
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+            self._sessions = None

@@ -1,0 +1,56 @@
+"""SQLAlchemy tables. Schema changes go through an Alembic migration in `migrations/versions/`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OnboardingRow(Base):
+    """The node's onboarding; at most one row (id 1)."""
+
+    __tablename__ = "onboarding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    payment_addr: Mapped[str] = mapped_column(String(42))
+    ntx_price: Mapped[int] = mapped_column(BigInteger)
+    cpu_mhz: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[list[Any]] = mapped_column(JSON)
+    is_available: Mapped[bool] = mapped_column(Boolean)
+    onboarded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AllocationRow(Base):
+    """Resources a job holds out of the reservation, from admission until it ends."""
+
+    __tablename__ = "allocations"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cpu_mhz: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

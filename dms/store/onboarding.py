@@ -1,0 +1,58 @@
+"""Persistence of the onboarding record (one row)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from dms.onboarding.record import Onboarding
+from dms.onboarding.rules import Resources
+from dms.store.db import Store
+from dms.store.models import OnboardingRow
+
+ROW_ID = 1
+
+
+class OnboardingStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self) -> Onboarding | None:
+        async with self._store.session() as s:
+            row = await s.get(OnboardingRow, ROW_ID)
+            return None if row is None else _to_record(row)
+
+    async def put(self, rec: Onboarding) -> None:
+        """Create or replace the record, in one transaction."""
+        async with self._store.session() as s, s.begin():
+            await s.merge(
+                OnboardingRow(
+                    id=ROW_ID,
+                    channel=rec.channel,
+                    payment_addr=rec.payment_addr,
+                    ntx_price=rec.ntx_price,
+                    cpu_mhz=rec.reserved.cpu_mhz,
+                    memory_mb=rec.reserved.memory_mb,
+                    gpus=list(rec.reserved.gpus),
+                    is_available=rec.is_available,
+                    onboarded_at=rec.onboarded_at,
+                    updated_at=rec.updated_at,
+                )
+            )
+
+    async def delete(self) -> bool:
+        async with self._store.session() as s, s.begin():
+            found = (await s.execute(select(OnboardingRow.id))).first() is not None
+            await s.execute(delete(OnboardingRow))
+            return found
+
+
+def _to_record(row: OnboardingRow) -> Onboarding:
+    return Onboarding(
+        channel=row.channel,
+        payment_addr=row.payment_addr,
+        ntx_price=row.ntx_price,
+        reserved=Resources(row.cpu_mhz, row.memory_mb, tuple(row.gpus)),
+        is_available=row.is_available,
+        onboarded_at=row.onboarded_at,
+        updated_at=row.updated_at,
+    )
