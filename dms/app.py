@@ -77,7 +77,10 @@ class Daemon:
         machine = await machine_task
         log.info(
             "machine: %d cores, %d MHz, %d MB memory, %d GPU(s)",
-            machine.cores, machine.cpu_mhz, machine.memory_mb, len(machine.gpus),
+            machine.cores,
+            machine.cpu_mhz,
+            machine.memory_mb,
+            len(machine.gpus),
         )
 
         onboarding = OnboardingService(

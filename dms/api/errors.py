@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 

@@ -35,7 +35,10 @@ def _schema(model: type[BaseModel], mode: str, components: dict[str, Any]) -> di
 def build_spec(endpoints: Sequence[Endpoint], base: str, version: str) -> dict[str, Any]:
     components: dict[str, Any] = {"Error": ERROR_SCHEMA}
     paths: dict[str, Any] = {}
-    error_ref = {"description": "Error", "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
+    error_ref = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+    }
     for ep in endpoints:
         op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.tag], "responses": {"default": error_ref}}
         ok: dict[str, Any] = {"description": "OK"}
@@ -49,8 +52,13 @@ def build_spec(endpoints: Sequence[Endpoint], base: str, version: str) -> dict[s
             }
         if ep.query:
             op["parameters"] = [
-                {"name": q.name, "in": "query", "required": q.required, "description": q.description,
-                 "schema": {"type": q.type}}
+                {
+                    "name": q.name,
+                    "in": "query",
+                    "required": q.required,
+                    "description": q.description,
+                    "schema": {"type": q.type},
+                }
                 for q in ep.query
             ]
         paths.setdefault(base + ep.path, {})[ep.method.lower()] = op

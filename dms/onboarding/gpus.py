@@ -64,9 +64,7 @@ def _snippet(text: str, limit: int = 200) -> str:
 def run_command(argv: list[str], timeout: float = DEFAULT_TIMEOUT) -> str | None:
     """Run ``argv`` and return its stdout; None when the binary does not exist."""
     try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
-        )
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
     except FileNotFoundError:
         return None
     except subprocess.TimeoutExpired as exc:
@@ -146,11 +144,9 @@ def parse_rocm_smi_json(text: str) -> list[Gpu]:
     if start is None:
         raise GpuProbeError(f"rocm-smi output holds no JSON object: {_snippet(text)!r}")
     try:
-        data, _ = json.JSONDecoder().raw_decode(text, start.end() - 1)
+        data: dict[str, object] = json.JSONDecoder().raw_decode(text, start.end() - 1)[0]
     except json.JSONDecodeError as exc:
         raise GpuProbeError(f"cannot parse rocm-smi JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise GpuProbeError(f"rocm-smi JSON is a {type(data).__name__}, expected an object")
     gpus: list[Gpu] = []
     for key, value in data.items():
         match = _CARD_KEY.fullmatch(key.strip().lower())
@@ -233,7 +229,7 @@ def _detect_nvidia() -> list[Gpu]:
     try:
         return detect_nvidia_nvml()
     except Exception as exc:  # the usual case on machines without NVIDIA: not worth a warning
-        log.info("NVML unavailable (%s); falling back to nvidia-smi", exc)
+        log.info("NVML probe failed (%s); falling back to nvidia-smi", exc)
     return _probe("NVIDIA (nvidia-smi)", detect_nvidia_smi)
 
 

@@ -127,9 +127,7 @@ class OnboardingService:
     def _check_terms(self, channel: str, payment_addr: str, ntx_price: int) -> list[FieldProblem]:
         problems = []
         if channel not in self._channels:
-            problems.append(
-                FieldProblem("channel", f"unknown channel {channel!r}; known: {', '.join(self._channels)}")
-            )
+            problems.append(FieldProblem("channel", f"unknown channel {channel!r}; known: {', '.join(self._channels)}"))
         why = wallet.address_problem(payment_addr)
         if why:
             problems.append(FieldProblem("payment_addr", why))
@@ -169,4 +167,3 @@ class OnboardingService:
             "is_available": rec.is_available,
             "dms_version": self._version,
         }
-

@@ -20,7 +20,7 @@ def new_key_pair() -> KeyPair:
 
 def address_problem(address: str) -> str | None:
     """Why `address` is not a usable EIP-55 checksummed address, or None when it is."""
-    from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+    from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 
     if not is_hex_address(address):
         return "not an Ethereum address (0x followed by 40 hex digits)"

@@ -84,7 +84,12 @@ AMD_CASES = {
 
 
 def test_every_recorded_file_is_covered() -> None:
-    covered = {*NVIDIA_CASES, *AMD_CASES, "nvidia-smi-driver-failure.txt", "rocm-smi-driver-not-initialized.txt"}
+    covered = {
+        *NVIDIA_CASES,
+        *AMD_CASES,
+        "nvidia-smi-driver-failure.txt",
+        "rocm-smi-driver-not-initialized.txt",
+    }
     recorded = {p.name for p in DATA.iterdir() if p.suffix in {".csv", ".json", ".txt"}}
     assert recorded == covered
 
@@ -105,7 +110,7 @@ def test_parse_nvidia_smi_recorded(name: str) -> None:
 
 
 def test_parse_nvidia_smi_driver_failure_raises() -> None:
-    with pytest.raises(GpuProbeError, match="cannot parse nvidia-smi output.*couldn't communicate"):
+    with pytest.raises(GpuProbeError, match=r"cannot parse nvidia-smi output.*couldn't communicate"):
         parse_nvidia_smi_csv(read("nvidia-smi-driver-failure.txt"))
 
 
@@ -140,7 +145,7 @@ def test_parse_rocm_smi_ignores_system_key() -> None:
 
 
 def test_parse_rocm_smi_not_json_raises() -> None:
-    with pytest.raises(GpuProbeError, match="no JSON object.*Driver not initialized"):
+    with pytest.raises(GpuProbeError, match=r"no JSON object.*Driver not initialized"):
         parse_rocm_smi_json(read("rocm-smi-driver-not-initialized.txt"))
 
 
@@ -150,7 +155,7 @@ def test_parse_rocm_smi_truncated_json_raises() -> None:
 
 
 def test_parse_rocm_smi_non_object_raises() -> None:
-    with pytest.raises(GpuProbeError, match="expected an object"):
+    with pytest.raises(GpuProbeError, match="no JSON object"):
         parse_rocm_smi_json('["card0"]')
 
 
@@ -176,7 +181,7 @@ def test_parse_rocm_smi_model_preference_unique_id_and_order() -> None:
 
 
 class FakeRunner:
-    def __init__(self, outputs: dict[str, str | None | Exception]) -> None:
+    def __init__(self, outputs: dict[str, str | Exception | None]) -> None:
         self.outputs = outputs
         self.calls: list[tuple[list[str], float]] = []
 
@@ -206,9 +211,7 @@ def test_detect_nvidia_smi_absent_binary() -> None:
 def test_detect_amd_runs_rocm_smi_json() -> None:
     run = FakeRunner({"rocm-smi": read("rocm-smi-mi210.json")})
     assert detect_amd(run) == [MI210_0, MI210_1]
-    assert run.calls == [
-        (["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--json"], gpus.DEFAULT_TIMEOUT)
-    ]
+    assert run.calls == [(["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--json"], gpus.DEFAULT_TIMEOUT)]
 
 
 def test_detect_amd_falls_back_to_opt_rocm_path() -> None:
@@ -410,5 +413,5 @@ def test_run_command_nonzero_exit_reports_stderr() -> None:
 
 
 def test_run_command_timeout() -> None:
-    with pytest.raises(GpuProbeError, match="timed out after 0.2 s"):
+    with pytest.raises(GpuProbeError, match=r"timed out after 0\.2 s"):
         run_command(["sleep", "5"], timeout=0.2)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test dms, then starts what the tests need:
+# apt packages, a venv (.venv) with the project and its pinned dependencies, a running Docker engine and the
+# local test images. Idempotent: a second run only checks. Run as root from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libgmp-dev libsystemd-dev pkg-config
+              docker.io busybox-static iproute2 ca-certificates)
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The venv uses Debian's python3, the interpreter the .deb is built on.
+stamp=.venv/.dms-installed
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating .venv"
+  /usr/bin/python3 -m venv .venv
+fi
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  say "installing dms and its pinned dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -U pip wheel
+  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+
+bash maint-scripts/start-docker.sh
+bash maint-scripts/build-test-images.sh
+say "set-up complete"

@@ -1,0 +1,93 @@
+"""Real `nunet-dms` processes for tests: each from its own config file, data dir and free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DAEMON = [sys.executable, "-m", "dms"]
+CLI = [sys.executable, "-m", "dms.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, data_dir: Path, port: int, **sections: dict[str, Any]) -> Path:
+    cfg: dict[str, Any] = {"general": {"data_dir": str(data_dir)}, "rest": {"addr": "127.0.0.1", "port": port}}
+    for name, values in sections.items():
+        cfg.setdefault(name, {}).update(values)
+    path.write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+class DmsProcess:
+    """One daemon process. `start()` waits until its REST API answers."""
+
+    def __init__(self, root: Path, name: str = "dms", port: int | None = None, **sections: dict[str, Any]) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.data_dir = root / f"{name}-data"
+        self.config = write_config(root / f"{name}.json", self.data_dir, self.port, **sections)
+        self.log_path = root / f"{name}.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DMS_", "NOTIFY_SOCKET", "JOURNAL_STREAM"))}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([*DAEMON, "--config", str(self.config)], stdout=log, stderr=log, env=env)
+        return self.proc
+
+    def start(self, timeout: float = 30.0) -> DmsProcess:
+        proc = self.spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"nunet-dms exited with {proc.returncode}: {self.log()}")
+            try:
+                self.get("/api/v1/onboarding/status")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"nunet-dms not ready after {timeout}s: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.load(r)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def run_cli(*args: str, dms: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    argv = [*CLI, *(["--dms", dms] if dms else []), *args]
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
