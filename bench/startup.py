@@ -1,0 +1,115 @@
+"""Time from exec to READY=1 and idle RSS: nunet-dms beside a bare aiohttp app, in one run.
+
+Both are started as processes with NOTIFY_SOCKET pointing at our datagram socket, exactly as systemd starts
+them; READY=1 is the moment systemd would consider the service up. RSS is read 2 s after READY.
+Usage: .venv/bin/python bench/startup.py [--runs N] [--write]  (--write appends to bench/RESULTS.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def one_run(argv: list[str], workdir: Path) -> tuple[float, float]:
+    """(seconds to READY=1, RSS in MB after 2 s idle)."""
+    sock_path = str(workdir / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(sock_path)
+        sock.settimeout(60)
+        env = {**os.environ, "NOTIFY_SOCKET": sock_path}
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while sock.recv(4096) != b"READY=1":
+                pass
+            ready = time.perf_counter() - t0
+            time.sleep(2)
+            rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        os.unlink(sock_path)
+    return ready, rss
+
+
+def dms_argv(workdir: Path) -> list[str]:
+    cfg = workdir / "c.json"
+    cfg.write_text(json.dumps({"general": {"data_dir": str(workdir / "data")}, "rest": {"port": free_port()}}))
+    return [sys.executable, "-m", "dms", "--config", str(cfg)]
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{model}, {psutil.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    results: dict[str, list[tuple[float, float]]] = {"bare aiohttp": [], "nunet-dms": []}
+    for _ in range(args.runs):  # interleaved, so both see the same machine state
+        with tempfile.TemporaryDirectory() as d:
+            results["bare aiohttp"].append(
+                one_run([sys.executable, str(HERE / "bare_aiohttp.py"), str(free_port())], Path(d))
+            )
+        with tempfile.TemporaryDirectory() as d:
+            results["nunet-dms"].append(one_run(dms_argv(Path(d)), Path(d)))
+    med = {k: (statistics.median(r for r, _ in v), statistics.median(m for _, m in v)) for k, v in results.items()}
+    bare, dms = med["bare aiohttp"], med["nunet-dms"]
+    lines = [
+        f"## Start-up and idle memory ({datetime.now(UTC):%Y-%m-%d}, {machine()})",
+        "",
+        f"Median of {args.runs} interleaved runs; READY = the sd_notify READY=1 datagram; RSS 2 s after READY.",
+        "",
+        "| process | exec to READY | idle RSS |",
+        "|---|---|---|",
+        f"| bare aiohttp app (floor) | {bare[0]:.2f} s | {bare[1]:.0f} MB |",
+        f"| nunet-dms (onboarding, store, REST; network and payments not started) | {dms[0]:.2f} s | {dms[1]:.0f} MB |",
+        f"| ratio | {dms[0] / bare[0]:.1f}x | {dms[1] / bare[1]:.1f}x |",
+        "",
+        "Goal: READY under 2.5 s, idle RSS under 130 MB.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        out = HERE / "RESULTS.md"
+        if not out.exists():
+            out.write_text("# Benchmark results\n\nEach figure beside its floor, measured in the same run.\n\n")
+        with out.open("a") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
