@@ -89,6 +89,7 @@ class OnboardingOut(BaseModel):
 
 
 class StatusOut(OnboardingOut):
+    dms_version: str
     metadata_path: str
     database_path: str
 
@@ -161,7 +162,14 @@ async def status(request: web.Request) -> web.Response:
     c = ctx(request)
     rec = await c.onboarding.get()
     fields = _onboarding_fields(rec, await c.onboarding.free())
-    return reply(StatusOut(**fields, metadata_path=str(c.onboarding.metadata_path), database_path=c.database_path))
+    return reply(
+        StatusOut(
+            **fields,
+            dms_version=c.version,
+            metadata_path=str(c.onboarding.metadata_path),
+            database_path=c.database_path,
+        )
+    )
 
 
 async def get_metadata(request: web.Request) -> web.Response:

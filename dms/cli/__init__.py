@@ -1,0 +1,1 @@
+"""`nunet`: the command-line client of nunet-dms."""

@@ -1,0 +1,5 @@
+"""`python -m dms.cli`: the same as `nunet`."""
+
+from dms.cli.main import run
+
+run()

@@ -1,0 +1,89 @@
+"""A small synchronous client for the daemon's REST API, on urllib: the CLI starts fast and needs no loop."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+API = "/api/v1"
+
+
+class ApiError(Exception):
+    """The daemon answered with an error (`{"error": {"code", "message", "details"}}`)."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class DaemonUnreachable(Exception):
+    """No answer from the daemon: nothing listens at the URL, the name does not resolve, or it timed out."""
+
+
+class DmsClient:
+    """`get`/`post` return the parsed JSON body; errors raise ApiError or DaemonUnreachable.
+
+    `source` says how the URL was chosen ("from --dms", "from rest.addr/rest.port in FILE"), so an
+    unreachable daemon can be reported in terms the user can act on.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0, source: str = "") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.source = source
+
+    def get(self, path: str, **query: str) -> Any:
+        return self._call("GET", path, query, None)
+
+    def post(self, path: str, body: dict[str, Any] | None = None, **query: str) -> Any:
+        return self._call("POST", path, query, body)
+
+    def _call(self, method: str, path: str, query: dict[str, str], body: dict[str, Any] | None) -> Any:
+        url = self.base_url + API + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            raise self._unreachable(getattr(reason, "strerror", None) or str(reason)) from None
+        except TimeoutError:
+            raise self._unreachable(f"no answer within {self.timeout:g} s") from None
+        except ConnectionError as exc:
+            raise self._unreachable(exc.strerror or type(exc).__name__) from None
+        except (http.client.HTTPException, ValueError) as exc:
+            # Not an HTTP answer, or not JSON: something other than nunet-dms listens there.
+            raise ApiError(0, "bad_response", f"{url} did not answer as nunet-dms does ({exc})") from None
+
+    def _unreachable(self, why: str) -> DaemonUnreachable:
+        origin = f" ({self.source})" if self.source else ""
+        return DaemonUnreachable(
+            f"cannot reach nunet-dms at {self.base_url}{origin}: {why}.\n"
+            "Is the daemon running? Start it with `nunet-dms` (or `sudo systemctl start nunet-dms`), "
+            "or point the CLI at it with --dms URL or --config FILE."
+        )
+
+
+def _api_error(exc: urllib.error.HTTPError) -> ApiError:
+    """Read the daemon's error shape; anything else (a proxy's page, say) becomes a generic error."""
+    try:
+        payload = json.loads(exc.read())
+        err = payload["error"]
+        return ApiError(exc.code, str(err["code"]), str(err["message"]), err.get("details"))
+    except (ValueError, KeyError, TypeError, OSError):
+        return ApiError(exc.code, "http_error", f"HTTP {exc.code} {exc.reason} from {exc.url}")
