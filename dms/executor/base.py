@@ -1,0 +1,94 @@
+"""The executor contract: how a job's container is run, independent of the engine.
+
+Whether a job may run (admission) and whether there is room (capacity) are decided before an executor
+is called; an executor only runs what it is given, inside the limits it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class ExecutorError(Exception):
+    """The job could not be run; the message says why in words a user can act on."""
+
+
+class ExecutorUnavailable(ExecutorError):
+    """The engine does not answer (not installed, not running, no permission on its socket)."""
+
+
+class ImageMissing(ExecutorError):
+    """The image is not present on this machine, and no registry is reachable to pull it."""
+
+
+@dataclass(frozen=True)
+class GpuAssignment:
+    vendor: str
+    """"nvidia" or "amd"."""
+    device_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    job_id: str
+    image: str
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cores: float = 1.0
+    """CPU limit in cores (fractional allowed); the MHz reservation is the scheduler's business."""
+    memory_mb: int = 256
+    pids_limit: int = 256
+    timeout_s: float | None = None
+    network: bool = False
+    gpus: GpuAssignment | None = None
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    stdout: str = ""
+    stderr: str = ""
+
+
+class EndReason(StrEnum):
+    EXITED = "exited"
+    OOM_KILLED = "oom-killed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    reason: EndReason
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A container of ours found at start-up: what became of a job while the daemon was down."""
+
+    job_id: str
+    running: bool
+    exit_code: int | None
+
+
+LogSink = Callable[[LogChunk], Awaitable[None]]
+
+
+class Executor(Protocol):
+    async def available(self) -> str | None:
+        """None when the engine answers; otherwise why it does not."""
+
+    async def run(self, spec: ContainerSpec, on_logs: LogSink) -> RunResult:
+        """Create, start and wait for the container; stream its logs in batches; always remove it.
+
+        Raises ImageMissing, ExecutorUnavailable, or ExecutorError (e.g. the engine refused the spec).
+        """
+
+    async def cancel(self, job_id: str) -> None:
+        """Stop the job's container if it runs; `run` then returns with EndReason.CANCELLED."""
+
+    async def reconcile(self) -> list[Leftover]:
+        """Report and remove every container of this instance left from before a restart."""
