@@ -1,0 +1,121 @@
+"""Pure matching: given a frozen snapshot of candidate providers and a job's needs, rank who can run it.
+
+Stages, as in Nomad's scheduler: feasibility (filter, with the reason each candidate is out), then score
+(price, then measured round-trip time, then headroom; the peer id breaks ties so the order is stable).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dms.pricing import job_price
+
+
+@dataclass(frozen=True)
+class GpuOffer:
+    vendor: str
+    model: str
+    vram_mb: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a provider advertises (its free capacity), plus what we measured (RTT)."""
+
+    peer_id: str
+    channel: str
+    available: bool
+    cpu_mhz: int
+    cores: int
+    memory_mb: int
+    gpus: tuple[GpuOffer, ...]
+    ntx_price: int
+    executors: tuple[str, ...]
+    rtt_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Needs:
+    channel: str
+    cpu_mhz: int
+    cores: float
+    memory_mb: int
+    duration_s: int
+    max_price: int
+    gpus: int = 0
+    vram_mb: int = 0
+    """Per GPU."""
+    gpu_vendor: str | None = None
+    executor: str = "docker"
+    target_peer: str | None = None
+
+
+@dataclass(frozen=True)
+class Ranked:
+    candidate: Candidate
+    price: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    ranked: tuple[Ranked, ...]
+    rejected: tuple[tuple[str, str], ...]
+    """(peer id, why not) for every candidate filtered out."""
+
+    def explain(self) -> str:
+        if not self.rejected:
+            return "no compute provider is known on this channel"
+        return "; ".join(f"{peer}: {why}" for peer, why in self.rejected)
+
+
+def why_not(c: Candidate, n: Needs) -> str | None:
+    """The first reason `c` cannot take the job, or None when it can."""
+    if n.target_peer is not None and c.peer_id != n.target_peer:
+        return "not the requested peer"
+    if c.channel != n.channel:
+        return f"on channel {c.channel}, not {n.channel}"
+    if not c.available:
+        return "not accepting jobs"
+    if n.executor not in c.executors:
+        return f"offers no {n.executor} executor"
+    if c.cpu_mhz < n.cpu_mhz:
+        return f"{c.cpu_mhz} MHz free, {n.cpu_mhz} needed"
+    if c.cores < n.cores:
+        return f"{c.cores} cores, {n.cores} needed"
+    if c.memory_mb < n.memory_mb:
+        return f"{c.memory_mb} MB free, {n.memory_mb} needed"
+    if n.gpus:
+        fitting = [g for g in c.gpus if g.vram_mb >= n.vram_mb and (n.gpu_vendor in (None, g.vendor))]
+        if len(fitting) < n.gpus:
+            return f"{len(fitting)} fitting GPU(s) free, {n.gpus} needed"
+    price = job_price(c.ntx_price, n.cpu_mhz, n.duration_s)
+    if price > n.max_price:
+        return f"price {price} wei is above max_price {n.max_price}"
+    return None
+
+
+def headroom(c: Candidate, n: Needs) -> float:
+    """The smaller share of CPU or memory left free after the job: more is better."""
+    return min((c.cpu_mhz - n.cpu_mhz) / max(c.cpu_mhz, 1), (c.memory_mb - n.memory_mb) / max(c.memory_mb, 1))
+
+
+def place(candidates: Iterable[Candidate], n: Needs) -> Placement:
+    ok: list[Ranked] = []
+    rejected: list[tuple[str, str]] = []
+    for c in candidates:
+        reason = why_not(c, n)
+        if reason is None:
+            ok.append(Ranked(c, job_price(c.ntx_price, n.cpu_mhz, n.duration_s)))
+        elif reason != "not the requested peer":
+            rejected.append((c.peer_id, reason))
+    ok.sort(
+        key=lambda r: (
+            r.price,
+            r.candidate.rtt_s if r.candidate.rtt_s is not None else math.inf,
+            -headroom(r.candidate, n),
+            r.candidate.peer_id,
+        )
+    )
+    return Placement(tuple(ok), tuple(sorted(rejected)))
