@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -54,3 +54,50 @@ class AllocationRow(Base):
     memory_mb: Mapped[int] = mapped_column(Integer)
     gpus: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SPJobRow(Base):
+    """A job this node dispatches as service provider. Written only by the SP job service."""
+
+    __tablename__ = "sp_jobs"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    quote: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cp_peer_id: Mapped[str | None] = mapped_column(String(128))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    tx_hash: Mapped[str | None] = mapped_column(String(66), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CPJobRow(Base):
+    """A job this node runs as compute provider. Written only by the CP job service."""
+
+    __tablename__ = "cp_jobs"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sp_peer_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobEventRow(Base):
+    """Every status change and log batch of a job, numbered, so a re-attached client misses nothing."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (UniqueConstraint("side", "job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    side: Mapped[str] = mapped_column(String(2))
+    job_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
