@@ -1,0 +1,40 @@
+"""What a job asks for: the shape shared by the REST request, the quote and the peer deployment request.
+
+Strict: wrong types and unknown fields are refused with the field named (pydantic), before any rule runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+IMAGE_REF = r"^[a-z0-9][a-z0-9._/:@-]*$"
+MAX_DURATION_S = 7 * 24 * 3600
+
+EnvKey = Annotated[str, StringConstraints(pattern=ENV_KEY, max_length=128)]
+EnvValue = Annotated[str, StringConstraints(max_length=32_768)]
+Arg = Annotated[str, StringConstraints(max_length=32_768)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class JobResources(Strict):
+    cpu_mhz: int = Field(gt=0, le=10_000_000, description="CPU to reserve, MHz.")
+    cores: float = Field(gt=0, le=1024, description="Container CPU limit in cores (fractional allowed).")
+    memory_mb: int = Field(ge=6, le=16_777_216, description="Memory limit, MB (Docker's minimum is 6).")
+    gpus: int = Field(0, ge=0, le=64)
+    vram_mb: int = Field(0, ge=0, description="Minimum VRAM per GPU, MB.")
+    gpu_vendor: Literal["nvidia", "amd"] | None = None
+
+
+class JobSpec(Strict):
+    image: str = Field(min_length=1, max_length=256, pattern=IMAGE_REF)
+    command: list[Arg] = Field(default_factory=list, max_length=256)
+    env: dict[EnvKey, EnvValue] = Field(default_factory=dict, max_length=256)
+    resources: JobResources
+    max_price: int = Field(ge=0, description="The most the job may cost, wei.")
+    duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")
