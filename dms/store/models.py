@@ -56,36 +56,36 @@ class AllocationRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class SPJobRow(Base):
-    """A job this node dispatches as service provider. Written only by the SP job service."""
+class JobColumns:
+    """Columns both sides' job tables have."""
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SPJobRow(JobColumns, Base):
+    """A job this node dispatches as service provider. Written only by the requester service."""
 
     __tablename__ = "sp_jobs"
 
-    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    state: Mapped[str] = mapped_column(String(32), index=True)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     quote: Mapped[dict[str, Any]] = mapped_column(JSON)
     cp_peer_id: Mapped[str | None] = mapped_column(String(128))
-    exit_code: Mapped[int | None] = mapped_column(Integer)
-    reason: Mapped[str | None] = mapped_column(String(1000))
+    cp_seq: Mapped[int] = mapped_column(Integer, default=0)
+    """The last provider event seen: where a re-attach resumes."""
     tx_hash: Mapped[str | None] = mapped_column(String(66), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class CPJobRow(Base):
-    """A job this node runs as compute provider. Written only by the CP job service."""
+class CPJobRow(JobColumns, Base):
+    """A job this node runs as compute provider. Written only by the provider service."""
 
     __tablename__ = "cp_jobs"
 
-    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     sp_peer_id: Mapped[str] = mapped_column(String(128))
-    state: Mapped[str] = mapped_column(String(32), index=True)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    exit_code: Mapped[int | None] = mapped_column(Integer)
-    reason: Mapped[str | None] = mapped_column(String(1000))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class JobEventRow(Base):

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("quote", sa.JSON(), nullable=False),
         sa.Column("cp_peer_id", sa.String(128)),
+        sa.Column("cp_seq", sa.Integer(), nullable=False),
         sa.Column("exit_code", sa.Integer()),
         sa.Column("reason", sa.String(1000)),
         sa.Column("tx_hash", sa.String(66), unique=True),

@@ -1,0 +1,126 @@
+"""`/dms/deployment/1.0.0` messages: newline-delimited JSON, one stream per job.
+
+SP -> CP, first line: `deploy` (a new job) or `attach` (re-attach after a drop, from a sequence number);
+later lines: `cancel`. CP -> SP: `accepted` or `rejected`, then numbered `event`s (status, logs, result),
+`heartbeat`s while quiet, and `end` after the result. Every incoming line is checked here, strictly, before
+anything acts on it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from dms.jobs.spec import JobSpec, Strict
+
+PROTOCOL = "/dms/deployment/1.0.0"
+MAX_LINE = 256 * 1024
+JobId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class ProtocolError(Exception):
+    """A line that is not a valid message; the message says what is wrong with it."""
+
+
+class Sandbox(Strict):
+    """Sandbox fields a request may carry. The provider refuses anything but these defaults."""
+
+    privileged: bool = False
+    network_mode: str = "none"
+    mounts: list[str] = Field(default_factory=list)
+    cap_add: list[str] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)
+
+
+class Payment(Strict):
+    price: int = Field(ge=0)
+    tx_hash: str | None = None
+    escrow_job_id: str | None = None
+
+
+class Deploy(Strict):
+    type: Literal["deploy"]
+    job_id: JobId
+    spec: JobSpec
+    sandbox: Sandbox = Sandbox()
+    payment: Payment
+
+
+class Attach(Strict):
+    type: Literal["attach"]
+    job_id: JobId
+    after_seq: int = Field(ge=0)
+
+
+class Cancel(Strict):
+    type: Literal["cancel"]
+    job_id: JobId
+
+
+class Accepted(Strict):
+    type: Literal["accepted"]
+    job_id: JobId
+
+
+class Rejected(Strict):
+    type: Literal["rejected"]
+    job_id: JobId
+    reason: str
+
+
+class Event(Strict):
+    """A numbered job event. `kind` is status (`state`), logs (`stdout`, `stderr`) or result."""
+
+    type: Literal["event"]
+    job_id: JobId
+    seq: int = Field(ge=1)
+    kind: Literal["status", "logs", "result"]
+    data: dict[str, Any]
+
+
+class Heartbeat(Strict):
+    type: Literal["heartbeat"]
+
+
+class End(Strict):
+    type: Literal["end"]
+    job_id: JobId
+
+
+ToProvider = Annotated[Deploy | Attach | Cancel, Field(discriminator="type")]
+ToRequester = Annotated[Accepted | Rejected | Event | Heartbeat | End, Field(discriminator="type")]
+_to_provider: TypeAdapter[Deploy | Attach | Cancel] = TypeAdapter(ToProvider)
+_to_requester: TypeAdapter[Accepted | Rejected | Event | Heartbeat | End] = TypeAdapter(ToRequester)
+
+
+def encode(msg: Strict) -> bytes:
+    return msg.model_dump_json().encode() + b"\n"
+
+
+def _load(line: bytes) -> Any:
+    if len(line) > MAX_LINE:
+        raise ProtocolError(f"message of {len(line)} bytes is over the {MAX_LINE} byte limit")
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not JSON: {exc}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def decode_to_provider(line: bytes) -> Deploy | Attach | Cancel:
+    try:
+        return _to_provider.validate_python(_load(line))
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc)) from exc
+
+
+def decode_to_requester(line: bytes) -> Accepted | Rejected | Event | Heartbeat | End:
+    try:
+        return _to_requester.validate_python(_load(line))
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc)) from exc

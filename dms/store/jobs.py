@@ -1,0 +1,85 @@
+"""Persistence of jobs (one table per side) and their numbered events.
+
+Each job row has one writer: the SP rows the requester service, the CP rows the provider service.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar
+
+from sqlalchemy import delete, func, select
+
+from dms.store.db import Store
+from dms.store.models import CPJobRow, JobEventRow, SPJobRow
+
+Side = Literal["sp", "cp"]
+Row = TypeVar("Row", SPJobRow, CPJobRow)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStore(Generic[Row]):
+    """Rows of one side's jobs. `updates` are column values; `state` moves are checked by the caller."""
+
+    def __init__(self, store: Store, model: type[Row]) -> None:
+        self._store = store
+        self._model: type[Row] = model
+
+    async def create(self, **values: Any) -> None:
+        async with self._store.session() as s, s.begin():
+            s.add(self._model(**values, created_at=now(), updated_at=now()))
+
+    async def get(self, job_id: str) -> Row | None:
+        async with self._store.session() as s:
+            return await s.get(self._model, job_id)
+
+    async def update(self, job_id: str, **values: Any) -> Row:
+        async with self._store.session() as s, s.begin():
+            row = await s.get(self._model, job_id)
+            if row is None:
+                raise KeyError(job_id)
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.updated_at = now()
+            return row
+
+    async def list(self, states: set[str] | None = None, limit: int = 200) -> list[Row]:
+        q = select(self._model).order_by(self._model.created_at.desc()).limit(limit)
+        if states is not None:
+            q = q.where(self._model.state.in_(states))
+        async with self._store.session() as s:
+            return list((await s.execute(q)).scalars())
+
+
+class EventLog:
+    """Append-only, numbered events per (side, job). Numbers start at 1 and never repeat."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def append(self, side: Side, job_id: str, kind: str, payload: dict[str, Any]) -> int:
+        async with self._store.session() as s, s.begin():
+            last = await s.scalar(
+                select(func.max(JobEventRow.seq)).where(JobEventRow.side == side, JobEventRow.job_id == job_id)
+            )
+            seq = (last or 0) + 1
+            s.add(JobEventRow(side=side, job_id=job_id, seq=seq, kind=kind, payload=payload, at=now()))
+        return seq
+
+    async def after(self, side: Side, job_id: str, seq: int) -> list[JobEventRow]:
+        q = (
+            select(JobEventRow)
+            .where(JobEventRow.side == side, JobEventRow.job_id == job_id, JobEventRow.seq > seq)
+            .order_by(JobEventRow.seq)
+        )
+        async with self._store.session() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Forget events older than `older_than` (finished jobs' buffers are kept at least that long)."""
+        async with self._store.session() as s, s.begin():
+            result = await s.execute(delete(JobEventRow).where(JobEventRow.at < now() - older_than))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
