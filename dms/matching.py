@@ -34,6 +34,7 @@ class Candidate:
     ntx_price: int
     executors: tuple[str, ...]
     rtt_s: float | None = None
+    payment_addr: str = ""
 
 
 @dataclass(frozen=True)

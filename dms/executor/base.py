@@ -75,15 +75,20 @@ class Leftover:
 
 
 LogSink = Callable[[LogChunk], Awaitable[None]]
+StartHook = Callable[[], Awaitable[None]]
 
 
 class Executor(Protocol):
     async def available(self) -> str | None:
         """None when the engine answers; otherwise why it does not."""
 
-    async def run(self, spec: ContainerSpec, on_logs: LogSink) -> RunResult:
+    async def has_image(self, image: str) -> bool:
+        """Whether `image` is present locally. Raises ExecutorUnavailable."""
+
+    async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
         """Create, start and wait for the container; stream its logs in batches; always remove it.
 
+        `on_start` is awaited once the container runs.
         Raises ImageMissing, ExecutorUnavailable, or ExecutorError (e.g. the engine refused the spec).
         """
 

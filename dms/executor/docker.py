@@ -26,6 +26,7 @@ from dms.executor.base import (
     LogChunk,
     LogSink,
     RunResult,
+    StartHook,
 )
 
 LABEL_INSTANCE = "dms.instance"
@@ -146,14 +147,19 @@ class DockerExecutor:
             return f"the Docker engine does not answer: {exc or type(exc).__name__}"
         return None
 
-    async def run(self, spec: ContainerSpec, on_logs: LogSink) -> RunResult:
-        docker = self._client()
+    async def has_image(self, image: str) -> bool:
         try:
-            await docker.images.inspect(spec.image)
+            await self._client().images.inspect(image)
         except aiodocker.DockerError as exc:
             if exc.status == 404:
-                raise ImageMissing(f"image {spec.image} is not present on this machine") from exc
-            raise engine_error(exc, f"cannot inspect image {spec.image}") from exc
+                return False
+            raise engine_error(exc, f"cannot inspect image {image}") from exc
+        return True
+
+    async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
+        docker = self._client()
+        if not await self.has_image(spec.image):
+            raise ImageMissing(f"image {spec.image} is not present on this machine")
         try:
             container = await docker.containers.create(
                 container_config(spec, self._instance), name=f"dms-{self._instance[:12]}-{spec.job_id}"
@@ -161,19 +167,27 @@ class DockerExecutor:
         except aiodocker.DockerError as exc:
             raise engine_error(exc, "the Docker engine refused the container") from exc
         try:
-            return await self._start_and_wait(container, spec, on_logs)
+            return await self._start_and_wait(container, spec, on_logs, on_start)
         finally:
             self._cancelled.discard(spec.job_id)
             with contextlib.suppress(aiodocker.DockerError):
                 await container.delete(force=True)
 
     async def _start_and_wait(
-        self, container: aiodocker.docker.DockerContainer, spec: ContainerSpec, on_logs: LogSink
+        self,
+        container: aiodocker.docker.DockerContainer,
+        spec: ContainerSpec,
+        on_logs: LogSink,
+        on_start: StartHook | None,
     ) -> RunResult:
+        if spec.job_id in self._cancelled:  # cancelled between admission and now
+            return RunResult(-1, EndReason.CANCELLED)
         try:
             await container.start()
         except aiodocker.DockerError as exc:
             raise ExecutorError(f"the container did not start: {exc.message}") from exc
+        if on_start is not None:
+            await on_start()
         logs = asyncio.create_task(self._pump_logs(container, on_logs))
         timed_out = False
         try:

@@ -1,0 +1,319 @@
+"""The compute provider's side of a job: admit, reserve, run, report, release.
+
+Every status change and log batch is stored as a numbered event before it is sent, so a requester that
+reconnects (`attach` from a sequence number) misses nothing and sees nothing twice, and a job keeps
+running when the requester's stream drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
+from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
+from dms.jobs.protocol import (
+    Accepted,
+    Attach,
+    Cancel,
+    Deploy,
+    End,
+    Event,
+    Heartbeat,
+    ProtocolError,
+    Rejected,
+    decode_to_provider,
+    encode,
+)
+from dms.jobs.spec import JobSpec
+from dms.jobs.states import CPState, transition
+from dms.jobs.transport import LineStream, StreamClosed
+from dms.onboarding.rules import Resources
+from dms.onboarding.service import OnboardingService
+from dms.store.allocations import AllocationStore
+from dms.store.jobs import EventLog, JobStore
+from dms.store.models import CPJobRow
+
+log = logging.getLogger(__name__)
+
+FIRST_LINE_TIMEOUT_S = 10.0
+EVENT_RETENTION = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    allow_network: bool
+    image_allowlist: tuple[str, ...]
+    heartbeat_s: float
+
+
+def outcome(result: RunResult, memory_mb: int) -> tuple[CPState, str | None]:
+    """The final state and, for a failure, the reason shown to the user."""
+    if result.reason == EndReason.CANCELLED:
+        return CPState.CANCELLED, "cancelled"
+    if result.reason == EndReason.TIMEOUT:
+        return CPState.FAILED, "timeout"
+    if result.reason == EndReason.OOM_KILLED:
+        return CPState.FAILED, f"killed: out of memory (limit {memory_mb} MB)"
+    if result.exit_code != 0:
+        return CPState.FAILED, f"exited with code {result.exit_code}"
+    return CPState.COMPLETED, None
+
+
+class ProviderService:
+    def __init__(
+        self,
+        onboarding: OnboardingService,
+        allocations: AllocationStore,
+        executor: Executor,
+        jobs: JobStore[CPJobRow],
+        events: EventLog,
+        settings: ProviderSettings,
+        on_capacity_change: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._onboarding = onboarding
+        self._allocations = allocations
+        self._executor = executor
+        self._jobs = jobs
+        self._events = events
+        self._settings = settings
+        self._on_capacity_change = on_capacity_change
+        self._lock = asyncio.Lock()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._listeners: defaultdict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self.executor_problem: str | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the engine, and settle jobs that were live when the daemon last stopped."""
+        self.executor_problem = await self._executor.available()
+        if self.executor_problem:
+            log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
+        await self._events.prune(EVENT_RETENTION)
+        live = await self._jobs.list({s.value for s in CPState if not s.is_terminal()})
+        leftovers = {} if self.executor_problem else {x.job_id: x for x in await self._executor.reconcile()}
+        for row in live:
+            left = leftovers.get(row.job_id)
+            if left is not None and not left.running and left.exit_code is not None:
+                code = left.exit_code
+                state, reason = outcome(RunResult(code, EndReason.EXITED), int(row.spec["resources"]["memory_mb"]))
+            else:
+                code, state, reason = None, CPState.FAILED, "the provider restarted while the job ran"
+            await self._finish(row.job_id, CPState(row.state), state, code, reason)
+            log.info("reconciled job %s after restart: %s", row.job_id, state)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        for task in list(self._tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def running(self) -> int:
+        return len(self._tasks)
+
+    # --- admission ------------------------------------------------------------------------------
+
+    async def _view(self, image: str) -> NodeView:
+        rec = await self._onboarding.get()
+        problem = self.executor_problem
+        present = False
+        if problem is None:
+            try:
+                present = await self._executor.has_image(image)
+            except ExecutorError as exc:
+                problem = str(exc)
+        return NodeView(
+            onboarded=rec is not None,
+            available=rec is not None and rec.is_available,
+            executor_problem=problem,
+            free=await self._onboarding.free(),
+            machine_cores=self._onboarding.machine.cores,
+            gpus=self._onboarding.machine.gpus,
+            image_allowlist=self._settings.image_allowlist,
+            image_present=present,
+        )
+
+    async def offer(self, req: Deploy, sp_peer: str) -> str | None:
+        """Admit and start the job; the refusal reason when it is not admitted (nothing is started then)."""
+        spec, r = req.spec, req.spec.resources
+        ask = SandboxAsk(
+            req.sandbox.privileged, req.sandbox.network_mode, tuple(req.sandbox.mounts),
+            tuple(req.sandbox.cap_add), tuple(req.sandbox.devices),
+        )  # fmt: skip
+        async with self._lock:  # check and reserve as one step
+            if await self._jobs.get(req.job_id) is not None:
+                return f"job id {req.job_id} is already known to this provider"
+            node = await self._view(spec.image)
+            reason = refusal(node, spec, ask, self._settings.allow_network)
+            if reason is not None:
+                log.info("refused job %s from %s: %s", req.job_id, sp_peer, reason)
+                return reason
+            free_gpus = [g for g in node.gpus if g.index in node.free.gpus]
+            gpus = pick_gpus(free_gpus, r.gpus, r.vram_mb, r.gpu_vendor) if r.gpus else ()
+            assert gpus is not None  # refusal() checked there are enough
+            await self._allocations.hold(req.job_id, Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus)))
+            await self._jobs.create(
+                job_id=req.job_id, sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump()
+            )
+        await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})
+        await self._on_capacity_change()
+        assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
+        network = ask.network_mode == "default"  # refusal() let it through only if the operator allows it
+        self._tasks[req.job_id] = asyncio.create_task(self._run(req.job_id, spec, assignment, network))
+        log.info("admitted job %s from %s", req.job_id, sp_peer)
+        return None
+
+    async def _run(self, job_id: str, spec: JobSpec, gpus: GpuAssignment | None, network: bool) -> None:
+        state = CPState.ADMITTED
+        code: int | None = None
+        final: CPState = CPState.FAILED
+        reason: str | None = "the provider stopped"
+        try:
+            state = await self._move(job_id, state, CPState.STARTING)
+
+            async def started() -> None:
+                nonlocal state
+                state = await self._move(job_id, state, CPState.RUNNING)
+
+            async def logs(chunk: LogChunk) -> None:
+                await self._emit(job_id, "logs", {"stdout": chunk.stdout, "stderr": chunk.stderr})
+
+            r = spec.resources
+            result = await self._executor.run(
+                ContainerSpec(
+                    job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
+                    cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
+                    network=network, gpus=gpus,
+                ),
+                logs,
+                started,
+            )  # fmt: skip
+            code = result.exit_code
+            final, reason = outcome(result, r.memory_mb)
+        except ExecutorError as exc:
+            final, reason = CPState.FAILED, str(exc)
+        finally:
+            self._tasks.pop(job_id, None)
+            await asyncio.shield(self._finish(job_id, state, final, code, reason))
+
+    async def _move(self, job_id: str, current: CPState, new: CPState) -> CPState:
+        transition(current, new)
+        await self._jobs.update(job_id, state=new.value)
+        await self._emit(job_id, "status", {"state": new.value})
+        return new
+
+    async def _finish(
+        self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None
+    ) -> None:
+        transition(current, final)
+        await self._jobs.update(job_id, state=final.value, exit_code=code, reason=reason)
+        await self._allocations.release(job_id)
+        await self._emit(job_id, "result", {"state": final.value, "exit_code": code, "reason": reason})
+        await self._on_capacity_change()
+        log.info("job %s %s%s", job_id, final.value, f": {reason}" if reason and final != CPState.COMPLETED else "")
+
+    async def cancel(self, job_id: str, by_peer: str) -> str | None:
+        """Stop a job on its requester's behalf; why not, when it cannot be cancelled."""
+        row = await self._jobs.get(job_id)
+        if row is None or row.sp_peer_id != by_peer:
+            return f"no job {job_id} from this peer"
+        if CPState(row.state).is_terminal():
+            return f"job {job_id} already ended ({row.state})"
+        await self._executor.cancel(job_id)
+        return None
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def _emit(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
+        seq = await self._events.append("cp", job_id, kind, data)
+        event = Event(type="event", job_id=job_id, seq=seq, kind=kind, data=data)  # type: ignore[arg-type]
+        for q in self._listeners.get(job_id, ()):
+            q.put_nowait(event)
+
+    # --- the deployment stream ------------------------------------------------------------------
+
+    async def serve(self, stream: LineStream) -> None:
+        """Handle one `/dms/deployment/1.0.0` stream from a requester, until the job's end or a drop."""
+        peer = stream.remote_peer
+        try:
+            try:
+                first = decode_to_provider(await stream.receive(FIRST_LINE_TIMEOUT_S))
+            except ProtocolError as exc:
+                log.warning("bad deployment request from %s: %s", peer, exc)
+                return
+            if isinstance(first, Cancel):
+                await self.cancel(first.job_id, peer)
+                return
+            if isinstance(first, Deploy):
+                reason = await self.offer(first, peer)
+                after = 0
+            else:
+                reason = await self._check_attach(first, peer)
+                after = first.after_seq
+            if reason is not None:
+                await stream.send(encode(Rejected(type="rejected", job_id=first.job_id, reason=reason)))
+                return
+            await stream.send(encode(Accepted(type="accepted", job_id=first.job_id)))
+            await self._follow(stream, first.job_id, after)
+        except (StreamClosed, TimeoutError):
+            pass
+        finally:
+            await stream.close()
+
+    async def _check_attach(self, req: Attach, peer: str) -> str | None:
+        row = await self._jobs.get(req.job_id)
+        if row is None or row.sp_peer_id != peer:
+            return f"no job {req.job_id} from this peer"
+        return None
+
+    async def _follow(self, stream: LineStream, job_id: str, after: int) -> None:
+        """Send stored events after `after`, then live ones, heartbeats while quiet; listen for cancel."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._listeners[job_id].add(queue)
+        reader = asyncio.create_task(self._read_cancels(stream, job_id))
+        try:
+            # Listening started before this read, so an event is either stored here or queued (or both).
+            stored = [
+                Event(type="event", job_id=job_id, seq=row.seq, kind=row.kind, data=row.payload)  # type: ignore[arg-type]
+                for row in await self._events.after("cp", job_id, after)
+            ]
+            last = after
+            while True:
+                if stored:
+                    ev = stored.pop(0)
+                else:
+                    try:
+                        ev = await asyncio.wait_for(queue.get(), self._settings.heartbeat_s)
+                    except TimeoutError:
+                        await stream.send(encode(Heartbeat(type="heartbeat")))
+                        continue
+                if ev.seq <= last:
+                    continue  # a stored event also queued live
+                await stream.send(encode(ev))
+                last = ev.seq
+                if ev.kind == "result":
+                    await stream.send(encode(End(type="end", job_id=job_id)))
+                    return
+        finally:
+            reader.cancel()
+            self._listeners[job_id].discard(queue)
+            if not self._listeners[job_id]:
+                del self._listeners[job_id]
+
+    async def _read_cancels(self, stream: LineStream, job_id: str) -> None:
+        with contextlib.suppress(StreamClosed):
+            while True:
+                try:
+                    msg = decode_to_provider(await stream.receive(3600))
+                except (ProtocolError, TimeoutError):
+                    continue
+                if isinstance(msg, Cancel) and msg.job_id == job_id:
+                    await self.cancel(job_id, stream.remote_peer)

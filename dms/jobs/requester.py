@@ -1,0 +1,368 @@
+"""The service provider's side of a job: quote, wait for payment, dispatch, follow, report to dashboards.
+
+What dashboards see are frames in NuNet's shapes (`job-submitted`, `deployment-response`,
+`log-stream-response`, `job-failed`, `job-completed`). Each frame is stored as a numbered event before it
+is delivered, so a dashboard that reconnects and subscribes again gets the whole story, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dms.errors import Conflict, NotFound
+from dms.jobs.protocol import (
+    PROTOCOL,
+    Accepted,
+    Attach,
+    Cancel,
+    Deploy,
+    End,
+    Event,
+    Heartbeat,
+    Payment,
+    ProtocolError,
+    Rejected,
+    decode_to_requester,
+    encode,
+)
+from dms.jobs.spec import JobSpec
+from dms.jobs.states import SPState, transition
+from dms.jobs.transport import Dialer, LineStream, PeerUnreachable, StreamClosed
+from dms.matching import Candidate, Needs, place
+from dms.store.jobs import EventLog, JobStore
+from dms.store.models import SPJobRow
+
+log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT_S = 15.0
+Frame = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RequesterSettings:
+    heartbeat_s: float
+    quote_ttl_s: float = 600.0
+    max_attempts: int = 3
+
+
+class RequesterService:
+    def __init__(
+        self,
+        jobs: JobStore[SPJobRow],
+        events: EventLog,
+        candidates: Callable[[], list[Candidate]],
+        channel: Callable[[], str],
+        dialer: Dialer,
+        settings: RequesterSettings,
+    ) -> None:
+        self._jobs = jobs
+        self._events = events
+        self._candidates = candidates
+        self._channel = channel
+        self._dialer = dialer
+        self._settings = settings
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._streams: dict[str, LineStream] = {}
+        self._listeners: defaultdict[str, set[asyncio.Queue[tuple[int, Frame]]]] = defaultdict(set)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Pick up jobs that were in flight when the daemon stopped: dispatch the paid, follow the running."""
+        for row in await self._jobs.list({SPState.PAID.value, SPState.SUBMITTED.value, SPState.RUNNING.value}):
+            log.info("resuming job %s (%s)", row.job_id, row.state)
+            self._spawn(row.job_id)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    # --- quote and payment ----------------------------------------------------------------------
+
+    async def request_service(self, spec: JobSpec, target_peer: str | None) -> dict[str, Any]:
+        """Choose a provider and return the quote; NotFound-like Conflict when nobody fits."""
+        r = spec.resources
+        needs = Needs(
+            channel=self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
+            duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
+            gpu_vendor=r.gpu_vendor, target_peer=target_peer,
+        )  # fmt: skip
+        placement = place(self._candidates(), needs)
+        if not placement.ranked:
+            raise Conflict(f"no compute provider can run this job: {placement.explain()}", code="no_provider")
+        best = placement.ranked[0]
+        job_id = uuid.uuid4().hex
+        expires = datetime.now(UTC) + timedelta(seconds=self._settings.quote_ttl_s)
+        quote = {
+            "job_id": job_id,
+            "compute_provider": {"peer_id": best.candidate.peer_id, "payment_addr": best.candidate.payment_addr},
+            "estimated_price": best.price,
+            "expires_at": expires.isoformat(),
+            "candidates": [[x.candidate.peer_id, x.price] for x in placement.ranked[: self._settings.max_attempts]],
+        }
+        await self._jobs.create(
+            job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
+        )
+        log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
+        return quote
+
+    async def awaiting_payment(self) -> list[str]:
+        return [r.job_id for r in await self._jobs.list({SPState.AWAITING_PAYMENT.value})]
+
+    async def send_status(self, job_id: str, status: str, tx_hash: str | None) -> None:
+        """The dashboard reports its payment. `success` dispatches; `pending` keeps waiting."""
+        row = await self._row(job_id)
+        if row.state != SPState.AWAITING_PAYMENT.value:
+            raise Conflict(f"job {job_id} is not awaiting payment (it is {row.state})", code="wrong_state")
+        if datetime.fromisoformat(row.quote["expires_at"]) < datetime.now(UTC):
+            await self._end(row.job_id, SPState.FAILED, "the quote expired; request a new one", None)
+            raise Conflict(f"the quote for job {job_id} expired; request a new one", code="quote_expired")
+        if status == "pending":
+            return
+        await self._jobs.update(job_id, state=transition(SPState.AWAITING_PAYMENT, SPState.PAID).value, tx_hash=tx_hash)
+        self._spawn(job_id)
+
+    async def cancel(self, job_id: str) -> None:
+        row = await self._row(job_id)
+        state = SPState(row.state)
+        if state.is_terminal():
+            raise Conflict(f"job {job_id} already ended ({row.state})", code="wrong_state")
+        if state in (SPState.SUBMITTED, SPState.RUNNING) and row.cp_peer_id:
+            await self._send_cancel(job_id, row.cp_peer_id)
+            return
+        task = self._tasks.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+        await self._end(job_id, SPState.CANCELLED, "cancelled", None)
+
+    async def _send_cancel(self, job_id: str, peer: str) -> None:
+        stream = self._streams.get(job_id)
+        msg = encode(Cancel(type="cancel", job_id=job_id))
+        try:
+            if stream is not None:
+                await stream.send(msg)
+                return
+            side = await self._dialer.open(peer, PROTOCOL)
+            try:
+                await side.send(msg)
+            finally:
+                await side.close()
+        except (StreamClosed, PeerUnreachable) as exc:
+            raise Conflict(f"cannot reach the provider to cancel job {job_id}: {exc}", code="unreachable") from exc
+
+    async def _row(self, job_id: str) -> SPJobRow:
+        row = await self._jobs.get(job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        return row
+
+    async def get(self, job_id: str) -> SPJobRow:
+        return await self._row(job_id)
+
+    async def list(self) -> list[SPJobRow]:
+        return await self._jobs.list()
+
+    # --- frames to dashboards -------------------------------------------------------------------
+
+    async def _frame(self, job_id: str, frame: Frame) -> None:
+        seq = await self._events.append("sp", job_id, "frame", frame)
+        for q in self._listeners.get(job_id, ()):
+            q.put_nowait((seq, frame))
+
+    async def frames(self, job_id: str, after: int = 0) -> AsyncIterator[tuple[int, Frame]]:
+        """Every frame of the job after `after`, stored then live, until its final frame."""
+        await self._row(job_id)
+        queue: asyncio.Queue[tuple[int, Frame]] = asyncio.Queue()
+        self._listeners[job_id].add(queue)
+        try:
+            stored = [(e.seq, e.payload) for e in await self._events.after("sp", job_id, after)]
+            last = after
+            while True:
+                seq, frame = stored.pop(0) if stored else await queue.get()
+                if seq <= last:
+                    continue
+                last = seq
+                yield seq, frame
+                if frame["action"] in ("job-completed", "job-failed"):
+                    return
+        finally:
+            self._listeners[job_id].discard(queue)
+            if not self._listeners[job_id]:
+                del self._listeners[job_id]
+
+    # --- dispatch and follow --------------------------------------------------------------------
+
+    def _spawn(self, job_id: str) -> None:
+        task = asyncio.create_task(self._drive(job_id))
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None) if self._tasks.get(job_id) is task else None)
+
+    async def _drive(self, job_id: str) -> None:
+        try:
+            row = await self._row(job_id)
+            if row.state == SPState.PAID.value:
+                stream = await self._dispatch(row)
+            else:
+                stream = await self._reattach(row)
+            if stream is not None:
+                await self._follow(job_id, stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s: unexpected error", job_id)
+            with contextlib.suppress(Exception):
+                await self._end(job_id, SPState.FAILED, "internal error in the service provider", None)
+        finally:
+            stream = self._streams.pop(job_id, None)
+            if stream is not None:
+                await stream.close()
+
+    async def _dispatch(self, row: SPJobRow) -> LineStream | None:
+        """Offer the job to the quoted provider, then to the next candidates (bounded)."""
+        await self._frame(row.job_id, {"action": "job-submitted"})
+        spec = JobSpec.model_validate(row.spec)
+        refusals = []
+        for peer, price in row.quote["candidates"]:
+            deploy = Deploy(
+                type="deploy", job_id=row.job_id, spec=spec, payment=Payment(price=price, tx_hash=row.tx_hash)
+            )
+            try:
+                stream = await self._dialer.open(peer, PROTOCOL)
+            except PeerUnreachable as exc:
+                refusals.append(f"{peer}: unreachable ({exc})")
+                continue
+            answer = await self._offer(stream, deploy)
+            if isinstance(answer, Accepted):
+                await self._jobs.update(row.job_id, state=SPState.SUBMITTED.value, cp_peer_id=peer)
+                content = f"job {row.job_id} deployed to {peer}"
+                await self._frame(
+                    row.job_id, {"action": "deployment-response", "message": {"success": True, "content": content}}
+                )
+                self._streams[row.job_id] = stream
+                return stream
+            await stream.close()
+            refusals.append(f"{peer}: {answer}")
+        reason = "no compute provider accepted the job: " + "; ".join(refusals)
+        await self._frame(
+            row.job_id, {"action": "deployment-response", "message": {"success": False, "content": reason}}
+        )
+        await self._end(row.job_id, SPState.FAILED, reason, None)
+        return None
+
+    async def _offer(self, stream: LineStream, deploy: Deploy) -> Accepted | str:
+        """The provider's answer: Accepted, or the refusal as a sentence."""
+        try:
+            await stream.send(encode(deploy))
+            deadline = time.monotonic() + ANSWER_TIMEOUT_S
+            while True:
+                msg = decode_to_requester(await stream.receive(max(deadline - time.monotonic(), 0.01)))
+                if isinstance(msg, Accepted | Rejected) and msg.job_id == deploy.job_id:
+                    return msg if isinstance(msg, Accepted) else msg.reason
+        except TimeoutError:
+            return "no answer"
+        except StreamClosed as exc:
+            return f"stream closed ({exc})"
+        except ProtocolError as exc:
+            return f"bad answer ({exc})"
+
+    async def _reattach(self, row: SPJobRow) -> LineStream | None:
+        """A new stream to the job's provider, resuming after the last event seen; None if it is lost."""
+        deadline = time.monotonic() + 3 * self._settings.heartbeat_s
+        reason = "unknown"
+        assert row.cp_peer_id is not None
+        while time.monotonic() < deadline:
+            try:
+                stream = await self._dialer.open(row.cp_peer_id, PROTOCOL)
+            except PeerUnreachable as exc:
+                reason = str(exc)
+                await asyncio.sleep(self._settings.heartbeat_s / 2)
+                continue
+            try:
+                await stream.send(encode(Attach(type="attach", job_id=row.job_id, after_seq=row.cp_seq)))
+                msg = decode_to_requester(await stream.receive(ANSWER_TIMEOUT_S))
+            except (StreamClosed, TimeoutError, ProtocolError) as exc:
+                await stream.close()
+                reason = str(exc) or type(exc).__name__
+                continue
+            if isinstance(msg, Accepted):
+                self._streams[row.job_id] = stream
+                return stream
+            await stream.close()
+            reason = msg.reason if isinstance(msg, Rejected) else "unexpected answer"
+            break
+        await self._end(row.job_id, SPState.FAILED, f"compute provider lost: {reason}", None)
+        return None
+
+    async def _follow(self, job_id: str, stream: LineStream) -> None:
+        """Relay the provider's events until the result; re-attach once the stream drops, within the bound."""
+        while True:
+            try:
+                msg = decode_to_requester(await stream.receive(3 * self._settings.heartbeat_s))
+            except TimeoutError:
+                silent = 3 * self._settings.heartbeat_s
+                await self._end(job_id, SPState.FAILED, f"compute provider lost: silent for {silent:g} s", None)
+                return
+            except ProtocolError as exc:
+                log.warning("job %s: bad message from the provider: %s", job_id, exc)
+                continue
+            except StreamClosed:
+                self._streams.pop(job_id, None)
+                await stream.close()
+                next_stream = await self._reattach(await self._row(job_id))
+                if next_stream is None:
+                    return
+                stream = next_stream
+                continue
+            if isinstance(msg, Heartbeat):
+                continue
+            if isinstance(msg, End):
+                return
+            if isinstance(msg, Event) and msg.job_id == job_id and await self._on_event(job_id, msg):
+                return
+
+    async def _on_event(self, job_id: str, ev: Event) -> bool:
+        """Apply one provider event; True once the job has ended."""
+        row = await self._row(job_id)
+        if ev.seq <= row.cp_seq:
+            return False
+        await self._jobs.update(job_id, cp_seq=ev.seq)
+        if ev.kind == "logs":
+            message = {"stdout": ev.data.get("stdout", ""), "stderr": ev.data.get("stderr", "")}
+            await self._frame(job_id, {"action": "log-stream-response", "message": message})
+        elif ev.kind == "status" and ev.data.get("state") == "running" and row.state == SPState.SUBMITTED.value:
+            await self._jobs.update(job_id, state=transition(SPState.SUBMITTED, SPState.RUNNING).value)
+        elif ev.kind == "result":
+            state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
+                str(ev.data.get("state")), SPState.FAILED
+            )
+            code = ev.data.get("exit_code")
+            await self._end(job_id, state, ev.data.get("reason"), code if isinstance(code, int) else None)
+            return True
+        return False
+
+    async def _end(self, job_id: str, state: SPState, reason: str | None, code: int | None) -> None:
+        row = await self._row(job_id)
+        transition(SPState(row.state), state)
+        await self._jobs.update(job_id, state=state.value, reason=reason, exit_code=code)
+        if state == SPState.COMPLETED:
+            await self._frame(job_id, {"action": "job-completed", "detail": {"exit_code": code}})
+        else:
+            why = reason or state.value
+            detail: dict[str, Any] = {"reason": why}
+            if code is not None:
+                detail["exit_code"] = code
+            await self._frame(job_id, {"action": "job-failed", "message": why, "detail": detail})
+        log.info("job %s %s%s", job_id, state.value, f": {reason}" if reason else "")
