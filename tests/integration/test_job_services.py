@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ class QueueStream:
 class Wire:
     provider: ProviderService
     up: bool = True
+    served: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def open(self, peer_id: str, protocol: str) -> QueueStream:
         assert protocol == PROTOCOL
@@ -75,7 +76,9 @@ class Wire:
         a: asyncio.Queue[bytes | None] = asyncio.Queue()
         b: asyncio.Queue[bytes | None] = asyncio.Queue()
         conn = [True]
-        asyncio.create_task(self.provider.serve(QueueStream(SP, a, b, conn)))
+        task = asyncio.create_task(self.provider.serve(QueueStream(SP, a, b, conn)))
+        self.served.add(task)
+        task.add_done_callback(self.served.discard)
         return QueueStream(CP, b, a, conn)
 
 
