@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 HTTP_CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from dms import __version__
-from dms.cli import render
+from dms.cli import jobs, render
 from dms.cli.client import ApiError, DaemonUnreachable, DmsClient
 from dms.cli.target import URL_ENV, Target
 from dms.config import ConfigError
@@ -224,6 +224,12 @@ def version(ctx: typer.Context) -> None:
     except (ApiError, DaemonUnreachable, ConfigError) as exc:
         daemon = f"unknown: {str(exc).splitlines()[0]}"
     render.out.print(render.fields_table([("nunet", __version__), ("nunet-dms", daemon)]))
+
+
+app.command(context_settings={"allow_interspersed_args": False})(jobs.run)
+app.command("jobs")(jobs.jobs)
+app.command("job")(jobs.job)
+app.command("cancel")(jobs.cancel)
 
 
 def run() -> None:

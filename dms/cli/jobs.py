@@ -1,0 +1,159 @@
+"""`nunet run`, `jobs`, `job`, `cancel`: a service provider's jobs, from the terminal.
+
+`run` does what a dashboard does: asks for a quote over REST, confirms payment on the websocket
+(`send-status`), then prints every frame as it comes; it exits with the job's own exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from dms.cli import render
+from dms.cli.client import DaemonUnreachable, DmsClient
+from dms.cli.target import Target
+
+WS_PATH = "/api/v1/run/deploy"
+
+
+def _client(ctx: typer.Context) -> DmsClient:
+    target: Target = ctx.obj
+    return target.client()
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="'--env'")
+        env[key] = value
+    return env
+
+
+def run(
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(help="The command and its arguments (after --).")] = None,
+    image: Annotated[str, typer.Option("--image", "-i", help="Container image, present on the provider.")] = (
+        "dms-test/busybox:1"
+    ),
+    cpu: Annotated[int, typer.Option("--cpu", "-c", metavar="MHz", help="CPU to reserve, MHz.")] = 500,
+    cores: Annotated[float, typer.Option("--cores", help="CPU limit in cores (fractional allowed).")] = 0.5,
+    memory: Annotated[int, typer.Option("--memory", "-m", metavar="MB", help="Memory limit, MB.")] = 256,
+    gpus: Annotated[int, typer.Option("--gpus", help="Number of GPUs.")] = 0,
+    vram: Annotated[int, typer.Option("--vram", metavar="MB", help="Minimum VRAM per GPU, MB.")] = 0,
+    duration: Annotated[int, typer.Option("--duration", "-d", metavar="S", help="Paid run time, seconds.")] = 600,
+    max_price: Annotated[int, typer.Option("--max-price", metavar="WEI", help="The most it may cost.")] = 10**18,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment.")] = None,
+    target_peer: Annotated[str | None, typer.Option("--peer", help="Run on this provider only.")] = None,
+) -> None:
+    """Run a container job on the best provider and follow it to the end; exit with its exit code."""
+    client = _client(ctx)
+    body: dict[str, Any] = {
+        "image": image,
+        "command": command or [],
+        "env": parse_env(env or []),
+        "resources": {"cpu_mhz": cpu, "cores": cores, "memory_mb": memory, "gpus": gpus, "vram_mb": vram},
+        "max_price": max_price,
+        "duration_s": duration,
+    }
+    if target_peer:
+        body["target_peer"] = target_peer
+    quote = client.post("/run/request-service", body)
+    job_id = quote["job_id"]
+    provider = quote["compute_provider"]["peer_id"]
+    render.line(f"quote: job {job_id} on {provider} for {quote['estimated_price']} wei", style="bold")
+    sys.exit(follow(client, job_id, pay=True))
+
+
+def follow(client: DmsClient, job_id: str, pay: bool) -> int:
+    """Print the job's frames until its end; the exit code to leave with."""
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    url = "ws" + client.base_url.removeprefix("http") + WS_PATH
+    try:
+        with connect(url, open_timeout=10, max_size=2**20) as ws:
+            if pay:
+                status = {"transaction_type": "fund", "transaction_status": "success"}
+                ws.send(json.dumps({"action": "send-status", "job_id": job_id, "message": status}))
+            else:
+                ws.send(json.dumps({"action": "subscribe", "job_id": job_id}))
+            for raw in ws:
+                frame = json.loads(raw)
+                code = show(frame, job_id)
+                if code is not None:
+                    return code
+    except (OSError, WebSocketException) as exc:
+        raise DaemonUnreachable(f"the websocket {url} failed: {exc}") from exc
+    render.error("the daemon closed the websocket before the job ended")
+    return 1
+
+
+def show(frame: dict[str, Any], job_id: str) -> int | None:
+    """Print one frame; the exit code once the job has ended."""
+    action = frame.get("action")
+    if frame.get("job_id") not in (None, job_id):
+        return None
+    if action == "error":
+        render.error(str(frame.get("message")))
+        return 1
+    if action == "log-stream-response":
+        message = frame.get("message") or {}
+        sys.stdout.write(message.get("stdout", ""))
+        sys.stderr.write(message.get("stderr", ""))
+        sys.stdout.flush()
+        return None
+    if action == "job-completed":
+        render.line("job-completed", style="bold green")
+        return 0
+    if action == "job-failed":
+        detail = frame.get("detail") or {}
+        render.line(f"job-failed: {frame.get('message')}", style="bold red")
+        code = detail.get("exit_code")
+        return code if isinstance(code, int) and code != 0 else 1
+    if action == "deployment-response":
+        message = frame.get("message") or {}
+        style = "green" if message.get("success") else "red"
+        render.out.print(Text(f"{action}: {message.get('content')}", style=style))
+        return None
+    if action != "connected":
+        render.line(str(action), style="cyan")
+    return None
+
+
+def jobs(ctx: typer.Context) -> None:
+    """List this node's jobs as service provider, newest first."""
+    rows = _client(ctx).get("/run/jobs")["jobs"]
+    table = Table("Job", "State", "Image", "Provider", "Exit", "Reason")
+    for j in rows:
+        table.add_row(
+            j["job_id"], j["state"], j["image"], (j.get("compute_provider") or "")[-12:],
+            "" if j.get("exit_code") is None else str(j["exit_code"]), Text(j.get("reason") or ""),
+        )  # fmt: skip
+    render.out.print(table)
+
+
+def job(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:
+    """Show one job."""
+    j = _client(ctx).get(f"/run/jobs/{job_id}")
+    r = j["resources"]
+    rows = [
+        ("Job", j["job_id"]), ("State", j["state"]), ("Image", j["image"]), ("Command", " ".join(j["command"])),
+        ("Resources", f"{r['cpu_mhz']} MHz, {r['cores']} cores, {r['memory_mb']} MB"),
+        ("Provider", j.get("compute_provider") or ""), ("Price", f"{j['estimated_price']} wei"),
+        ("Exit code", "" if j.get("exit_code") is None else str(j["exit_code"])), ("Reason", j.get("reason") or ""),
+        ("Created", render.when(j["created_at"])), ("Updated", render.when(j["updated_at"])),
+    ]  # fmt: skip
+    render.out.print(render.fields_table(rows))
+
+
+def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:
+    """Cancel a job; a running container is stopped."""
+    _client(ctx).post(f"/run/jobs/{job_id}/cancel")
+    render.line(f"cancelling job {job_id}", style="bold")
