@@ -1,12 +1,15 @@
 """Composition root: builds every component in order, and stops them in reverse.
 
-Nothing else wires components together; domain packages receive what they need as arguments.
+Order: data dir, store, machine measurement, onboarding, executor, provider (reconciles leftover
+containers), requester, the p2p node (serving the deployment protocol), then REST. Nothing else wires
+components together; domain packages receive what they need as arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import logging
 import tempfile
 from contextlib import AsyncExitStack
@@ -17,16 +20,26 @@ from aiohttp import web
 from dms import __version__
 from dms.api.context import ApiContext
 from dms.api.server import build_web_app
+from dms.capacity import advert_for, candidates_from
 from dms.config import Settings
+from dms.errors import DmsError
+from dms.executor.docker import DockerExecutor
+from dms.jobs.protocol import PROTOCOL
+from dms.jobs.provider import ProviderService, ProviderSettings
+from dms.jobs.requester import RequesterService, RequesterSettings
+from dms.network import NetworkError, NetworkSettings, P2PNode
 from dms.onboarding.hardware import measure
 from dms.onboarding.service import OnboardingService
 from dms.store.allocations import AllocationStore
 from dms.store.db import Store, StoreError
+from dms.store.jobs import EventLog, JobStore
+from dms.store.models import CPJobRow, SPJobRow
 from dms.store.onboarding import OnboardingStore
 
 log = logging.getLogger(__name__)
 
 METADATA_NAME = "metadataV2.json"
+IDENTITY_NAME = "p2p_identity.key"
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -45,6 +58,50 @@ def check_data_dir(path: Path, source: str) -> None:
         ) from exc
 
 
+def instance_name(data_dir: Path) -> str:
+    """A stable name for this DMS in container labels: one per data dir, the same after a restart."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def network_settings(s: Settings, channel: str | None) -> NetworkSettings:
+    p = s.p2p
+    return NetworkSettings(
+        listen_addresses=tuple(p.listen_address),
+        bootstrap_peers=tuple(p.bootstrap_peers),
+        mdns=p.mdns,
+        channel=channel,
+        known_channels=tuple(p.channels),
+        heartbeat_s=p.heartbeat_s,
+        psk=p.psk,
+        allowed_peers=tuple(p.allowed_peers),
+    )
+
+
+class CapacityPublisher:
+    """Re-advertises our capacity whenever onboarding or a job changes it; serialised, never raises."""
+
+    def __init__(self) -> None:
+        self.node: P2PNode | None = None
+        self.onboarding: OnboardingService | None = None
+        self.provider: ProviderService | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> None:
+        if self.node is None or self.onboarding is None or self.provider is None:
+            return  # still starting: the first advert goes out once everything is up
+        async with self._lock:
+            advert = advert_for(
+                await self.onboarding.get(),
+                await self.onboarding.free(),
+                self.onboarding.machine,
+                self.provider.executor_problem is None,
+            )
+            try:
+                await self.node.advertise(advert)
+            except DmsError as exc:
+                log.warning("cannot advertise capacity: %s", exc)
+
+
 class Daemon:
     """One DMS node. `await start()`, then `await stop()`; `url` is where REST listens."""
 
@@ -52,6 +109,7 @@ class Daemon:
         self.settings = settings
         self.config_source = config_source
         self.url = ""
+        self.node: P2PNode | None = None
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
@@ -77,23 +135,61 @@ class Daemon:
         machine = await machine_task
         log.info(
             "machine: %d cores, %d MHz, %d MB memory, %d GPU(s)",
-            machine.cores,
-            machine.cpu_mhz,
-            machine.memory_mb,
-            len(machine.gpus),
-        )
+            machine.cores, machine.cpu_mhz, machine.memory_mb, len(machine.gpus),
+        )  # fmt: skip
 
+        publish = CapacityPublisher()
+        allocations = AllocationStore(store)
         onboarding = OnboardingService(
-            machine,
-            OnboardingStore(store),
-            AllocationStore(store),
-            data_dir / METADATA_NAME,
-            s.p2p.channels,
-            __version__,
-        )
+            machine, OnboardingStore(store), allocations, data_dir / METADATA_NAME, s.p2p.channels, __version__,
+            on_change=publish,
+        )  # fmt: skip
         await onboarding.start()
 
-        context = ApiContext(settings=s, onboarding=onboarding, database_path=str(store.path), version=__version__)
+        executor = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
+        self._stack.push_async_callback(executor.close)
+        provider = ProviderService(
+            onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
+            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
+            publish,
+        )  # fmt: skip
+        await provider.start()
+        self._stack.push_async_callback(provider.stop)
+
+        rec = await onboarding.get()
+        try:
+            node = P2PNode(
+                network_settings(s, rec.channel if rec else None),
+                identity_path=data_dir / IDENTITY_NAME,
+                version=__version__,
+            )
+        except DmsError as exc:
+            raise StartupError(f"p2p settings: {exc} (in {self.config_source})") from exc
+        node.handle(PROTOCOL, provider.serve)
+        try:
+            await node.start()
+        except NetworkError as exc:
+            raise StartupError(f"{exc} (p2p.listen_address in {self.config_source})") from exc
+        self._stack.push_async_callback(node.stop)
+        self.node = node
+
+        async def channel() -> str:
+            return (await onboarding.require()).channel
+
+        requester = RequesterService(
+            JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
+            RequesterSettings(s.p2p.heartbeat_s),
+        )  # fmt: skip
+        await requester.start()
+        self._stack.push_async_callback(requester.stop)
+
+        publish.node, publish.onboarding, publish.provider = node, onboarding, provider
+        await publish()
+
+        context = ApiContext(
+            settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
+            database_path=str(store.path), version=__version__,
+        )  # fmt: skip
         await self._serve(build_web_app(context))
 
     async def _serve(self, app: web.Application) -> None:

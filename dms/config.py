@@ -15,9 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from dms.network.settings import KNOWN_CHANNELS
+
 CONFIG_ENV = "DMS_CONFIG"
 CONFIG_NAME = "dms_config.json"
-KNOWN_CHANNELS = ["nunet-staging", "nunet-test", "nunet-team", "nunet-edge"]
 
 
 class ConfigError(Exception):

@@ -10,14 +10,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from dms.network.model import GpuOffer
 from dms.pricing import job_price
-
-
-@dataclass(frozen=True)
-class GpuOffer:
-    vendor: str
-    model: str
-    vram_mb: int
 
 
 @dataclass(frozen=True)

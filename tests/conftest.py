@@ -18,7 +18,11 @@ PAYOUT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
 def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
-    raw: dict[str, Any] = {"general": {"data_dir": str(data_dir)}, "rest": {"addr": "127.0.0.1", "port": 0}}
+    raw: dict[str, Any] = {
+        "general": {"data_dir": str(data_dir)},
+        "rest": {"addr": "127.0.0.1", "port": 0},
+        "p2p": {"listen_address": ["/ip4/127.0.0.1/tcp/0"], "heartbeat_s": 1},
+    }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return Settings(**raw)

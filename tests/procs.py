@@ -25,7 +25,12 @@ def free_port() -> int:
 
 
 def write_config(path: Path, data_dir: Path, port: int, **sections: dict[str, Any]) -> Path:
-    cfg: dict[str, Any] = {"general": {"data_dir": str(data_dir)}, "rest": {"addr": "127.0.0.1", "port": port}}
+    """A config on loopback only: REST on `port`, libp2p on another free port."""
+    cfg: dict[str, Any] = {
+        "general": {"data_dir": str(data_dir)},
+        "rest": {"addr": "127.0.0.1", "port": port},
+        "p2p": {"listen_address": [f"/ip4/127.0.0.1/tcp/{free_port()}"], "heartbeat_s": 1},
+    }
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)
     path.write_text(json.dumps(cfg, indent=2))

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dms.config import Settings
+from dms.jobs.provider import ProviderService
+from dms.jobs.requester import RequesterService
+from dms.network import P2PNode
 from dms.onboarding.service import OnboardingService
 
 
@@ -14,6 +17,9 @@ from dms.onboarding.service import OnboardingService
 class ApiContext:
     settings: Settings
     onboarding: OnboardingService
+    provider: ProviderService
+    requester: RequesterService
+    node: P2PNode
     database_path: str
     version: str
 

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from dms.errors import Conflict, DmsError, InvalidInput, NotFound
+from dms.network.errors import NetworkError, PeerUnreachable, UnknownPeer
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,16 @@ class BadRequest(DmsError):
     code: str = "invalid_request"
 
 
-STATUS: dict[type[DmsError], int] = {BadRequest: 400, InvalidInput: 400, NotFound: 404, Conflict: 409}
+# Most specific first: the first class that matches decides.
+STATUS: dict[type[DmsError], int] = {
+    BadRequest: 400,
+    InvalidInput: 400,
+    NotFound: 404,
+    UnknownPeer: 404,
+    Conflict: 409,
+    PeerUnreachable: 504,
+    NetworkError: 503,
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -88,8 +88,19 @@ class OnboardingOut(BaseModel):
     updated_at: datetime | None = None
 
 
+class ExecutorOut(BaseModel):
+    available: bool
+    reason: str | None = None
+
+
+def executor_out(request: web.Request) -> ExecutorOut:
+    problem = ctx(request).provider.executor_problem
+    return ExecutorOut(available=problem is None, reason=problem)
+
+
 class StatusOut(OnboardingOut):
     dms_version: str
+    executor: ExecutorOut
     metadata_path: str
     database_path: str
 
@@ -166,6 +177,7 @@ async def status(request: web.Request) -> web.Response:
         StatusOut(
             **fields,
             dms_version=c.version,
+            executor=executor_out(request),
             metadata_path=str(c.onboarding.metadata_path),
             database_path=c.database_path,
         )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dms.api import onboarding
+from dms.api import deploy_ws, onboarding, peers, run
 from dms.api.context import CONTEXT, ApiContext
 from dms.api.errors import MAX_BODY, error_middleware
 from dms.api.openapi import add_docs, build_spec
 
 BASE = "/api/v1"
-ENDPOINTS = [*onboarding.ENDPOINTS]
+ENDPOINTS = [*onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS]
 
 
 def build_web_app(context: ApiContext) -> web.Application:
@@ -18,5 +18,6 @@ def build_web_app(context: ApiContext) -> web.Application:
     app[CONTEXT] = context
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, BASE + ep.path, ep.handler)
+    app.router.add_get(BASE + "/run/deploy", deploy_ws.deploy_ws)
     add_docs(app, build_spec(ENDPOINTS, BASE, context.version), BASE + "/openapi.json")
     return app

@@ -33,6 +33,7 @@ LABEL_INSTANCE = "dms.instance"
 LABEL_JOB = "dms.job"
 ENGINE_TIMEOUT_S = 5.0
 STDOUT, STDERR = 1, 2
+SIGKILL_EXIT = 128 + 9
 
 
 def container_config(spec: ContainerSpec, instance: str) -> dict[str, Any]:
@@ -127,6 +128,8 @@ class DockerExecutor:
         if self._docker is None:
             try:
                 self._docker = aiodocker.Docker(url=self._url)
+            except AssertionError as exc:  # aiodocker's way of saying it found no socket and no DOCKER_HOST
+                raise ExecutorUnavailable("no Docker engine found: no socket and DOCKER_HOST is not set") from exc
             except (aiodocker.DockerError, ValueError, OSError) as exc:
                 raise ExecutorUnavailable(f"no Docker engine found: {exc}") from exc
         return self._docker
@@ -208,7 +211,10 @@ class DockerExecutor:
         if spec.job_id in self._cancelled:
             return RunResult(code, EndReason.CANCELLED)
         state = (await container.show()).get("State", {})
-        return RunResult(code, EndReason.OOM_KILLED if state.get("OOMKilled") else EndReason.EXITED)
+        # Docker on cgroup v1 does not always flag OOMKilled; a SIGKILL we did not send comes from the
+        # kernel's OOM killer, the only thing inside the sandbox's limits that kills with it.
+        oom = bool(state.get("OOMKilled")) or code == SIGKILL_EXIT
+        return RunResult(code, EndReason.OOM_KILLED if oom else EndReason.EXITED)
 
     async def _pump_logs(self, container: aiodocker.docker.DockerContainer, on_logs: LogSink) -> None:
         """Follow the multiplexed log stream until the container stops; hand it on in batches."""

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +60,7 @@ class RequesterService:
         jobs: JobStore[SPJobRow],
         events: EventLog,
         candidates: Callable[[], list[Candidate]],
-        channel: Callable[[], str],
+        channel: Callable[[], Awaitable[str]],
         dialer: Dialer,
         settings: RequesterSettings,
     ) -> None:
@@ -96,7 +96,7 @@ class RequesterService:
         """Choose a provider and return the quote; NotFound-like Conflict when nobody fits."""
         r = spec.resources
         needs = Needs(
-            channel=self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
+            channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
             gpu_vendor=r.gpu_vendor, target_peer=target_peer,
         )  # fmt: skip

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from dms.network.errors import NetworkError, PeerUnreachable, StreamClosed
 
-class StreamClosed(Exception):
-    """The other side closed the stream or the connection dropped."""
-
-
-class PeerUnreachable(Exception):
-    """No stream could be opened to the peer."""
+__all__ = ["Dialer", "LineStream", "NetworkError", "PeerUnreachable", "StreamClosed"]
 
 
 class LineStream(Protocol):
@@ -31,4 +27,4 @@ class LineStream(Protocol):
 
 class Dialer(Protocol):
     async def open(self, peer_id: str, protocol: str) -> LineStream:
-        """A new stream to `peer_id` speaking `protocol`. Raises PeerUnreachable with the reason."""
+        """A new stream to `peer_id` speaking `protocol`. Raises NetworkError (PeerUnreachable, ...) saying why."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ class OnboardingService:
         metadata_path: Path,
         channels: Sequence[str],
         version: str,
+        on_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.machine = machine
         self.metadata_path = metadata_path
@@ -44,6 +45,7 @@ class OnboardingService:
         self._channels = list(channels)
         self._version = version
         self._lock = asyncio.Lock()
+        self._on_change = on_change
 
     async def start(self) -> None:
         """Re-render the metadata file from the store (it may be missing or stale after a crash)."""
@@ -120,8 +122,7 @@ class OnboardingService:
                     f"{running} job(s) are running on this machine; wait for them or offboard with force",
                     code="jobs_running",
                 )
-            await self._records.delete()
-            await self._render(None)
+            await self._save(None)
         log.info("offboarded%s", f" with {running} job(s) still running" if running else "")
 
     def _check_terms(self, channel: str, payment_addr: str, ntx_price: int) -> list[FieldProblem]:
@@ -135,9 +136,14 @@ class OnboardingService:
             problems.append(FieldProblem("ntx_price", f"must be between 0 and {MAX_PRICE} wei"))
         return problems
 
-    async def _save(self, rec: Onboarding) -> None:
-        await self._records.put(rec)
+    async def _save(self, rec: Onboarding | None) -> None:
+        if rec is None:
+            await self._records.delete()
+        else:
+            await self._records.put(rec)
         await self._render(rec)
+        if self._on_change is not None:
+            await self._on_change()
 
     async def _render(self, rec: Onboarding | None) -> None:
         if rec is None:

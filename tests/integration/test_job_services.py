@@ -119,8 +119,12 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         return [Candidate(CP, "nunet-test", True, free.cpu_mhz, machine.cores, free.memory_mb, (), 1000, ("docker",))]
 
     snapshot: list[Candidate] = []
+
+    async def channel() -> str:
+        return "nunet-test"
+
     requester = RequesterService(
-        JobStore(store, SPJobRow), EventLog(store), lambda: snapshot, lambda: "nunet-test", wire,
+        JobStore(store, SPJobRow), EventLog(store), lambda: snapshot, channel, wire,
         RequesterSettings(heartbeat_s=0.5),
     )  # fmt: skip
     snapshot += await candidates()

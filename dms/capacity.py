@@ -1,0 +1,53 @@
+"""Between onboarding, the network and matching: what we advertise, and what peers' adverts offer us.
+
+Pure functions over snapshots; the composition root calls them whenever capacity may have changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dms.matching import Candidate
+from dms.network.model import Advert, GpuOffer, PeerRecordView
+from dms.onboarding.record import Onboarding
+from dms.onboarding.rules import Provisioned, Resources
+
+EXECUTORS = ("docker",)
+
+
+def advert_for(rec: Onboarding | None, free: Resources, machine: Provisioned, executor_ok: bool) -> Advert | None:
+    """What to publish now: nothing unless onboarded and available; no executor when the engine is down."""
+    if rec is None or not rec.is_available:
+        return None
+    return Advert(
+        channel=rec.channel,
+        cpu_mhz=max(free.cpu_mhz, 0),
+        cores=machine.cores,
+        memory_mb=max(free.memory_mb, 0),
+        disk_mb=machine.disk_mb,
+        ntx_price=rec.ntx_price,
+        payment_addr=rec.payment_addr,
+        executors=EXECUTORS if executor_ok else (),
+        gpus=tuple(GpuOffer(g.vendor, g.model, g.vram_mb) for g in machine.gpus if g.index in free.gpus),
+    )
+
+
+def candidates_from(peers: Iterable[PeerRecordView]) -> list[Candidate]:
+    """Matching's view of the peer table. A record exists only while its peer is available."""
+    return [
+        Candidate(
+            peer_id=p.peer_id,
+            channel=a.channel,
+            available=True,
+            cpu_mhz=a.cpu_mhz,
+            cores=int(a.cores),
+            memory_mb=a.memory_mb,
+            gpus=a.gpus,
+            ntx_price=a.ntx_price,
+            executors=a.executors,
+            rtt_s=p.rtt_s,
+            payment_addr=a.payment_addr,
+        )
+        for p in peers
+        for a in (p.record.advert,)
+    ]

@@ -1,0 +1,270 @@
+"""The capacity exchange (trio side): our signed record out, the peers' records in.
+
+Out: by gossip on `/dms/<channel>/capacity` when the advert changes and about once a heartbeat (never
+more than once a second, jittered); straight to every newly connected peer on `/dms/capacity/1.0.0`;
+and into the DHT on change and every minute. Each publication gets a new seq and timestamp.
+
+In: every record, from gossip or a stream, is verified (`records.open_record`), must name the peer that
+signed the message carrying it, and goes through the peer table's freshness, order and channel rules.
+Gossip is relayed only when we kept the record, so garbage stops at the first honest node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+
+import trio
+from libp2p.abc import IHost, INetStream, ISubscriptionAPI
+from libp2p.crypto.keys import KeyPair
+from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+
+from dms.errors import FieldProblem, InvalidInput
+from dms.network import protocols
+from dms.network.dht import dht_key
+from dms.network.model import Advert, CapacityRecord
+from dms.network.ratelog import RateLimitedLog
+from dms.network.records import MAX_RECORD_BYTES, RecordError, RejectReason, next_seq, open_record, sign_record
+from dms.network.state import NetworkState
+
+log = logging.getLogger(__name__)
+
+MIN_PUBLISH_INTERVAL_S = 1.0
+"""At most one gossip message a second per node."""
+STREAM_TIMEOUT_S = 5.0
+IDENTIFY_WAIT_S = 2.0
+DHT_REPUBLISH_S = 60.0
+DHT_MIN_INTERVAL_S = 5.0
+DHT_TIMEOUT_S = 10.0
+
+
+def topic_for(channel: str) -> str:
+    return f"/dms/{channel}/capacity"
+
+
+class CapacityExchange:
+    def __init__(
+        self,
+        state: NetworkState,
+        key_pair: KeyPair,
+        version: str,
+        known_channels: tuple[str, ...],
+        heartbeat_s: float,
+        host: IHost,
+        pubsub: Pubsub,
+        dht: KadDHT,
+    ) -> None:
+        self._state = state
+        self._key = key_pair
+        self._peer_id = ID.from_pubkey(key_pair.public_key)
+        self._version = version
+        self._known_channels = known_channels
+        self._hb = heartbeat_s
+        self._host, self._pubsub, self._dht = host, pubsub, dht
+        self._badlog = RateLimitedLog(log)
+        self._advert: Advert | None = None
+        self._seq = 0
+        self._topic: str | None = None
+        self._reader: trio.CancelScope | None = None
+        self._wake = trio.Event()
+        self._dht_wake = trio.Event()
+
+    # ----- what we offer -----
+
+    async def advertise(self, advert: Advert | None, nursery: trio.Nursery) -> None:
+        """Publish `advert` from now on (None: stop); its channel becomes ours.
+
+        InvalidInput: an unknown channel, or an advert that peers would refuse (too big, negative amounts).
+        """
+        if advert is not None:
+            try:  # the round trip every receiver makes
+                open_record(self._sign(advert))
+            except RecordError as e:
+                raise InvalidInput.of([FieldProblem("advert", e.detail)]) from None
+            await self.set_channel(advert.channel, nursery)
+        self._advert = advert
+        self._wake.set()
+        self._dht_wake.set()
+
+    async def set_channel(self, channel: str | None, nursery: trio.Nursery) -> None:
+        """Listen (and publish) on `channel`; drop records of other channels. InvalidInput: unknown channel."""
+        if channel is not None and channel not in self._known_channels:
+            known = ", ".join(self._known_channels)
+            raise InvalidInput.of([FieldProblem("channel", f"{channel!r} is not one of {known}")])
+        topic = topic_for(channel) if channel else None
+        if topic == self._topic:
+            return
+        if self._topic is not None:
+            assert self._reader is not None
+            self._reader.cancel()
+            self._pubsub.remove_topic_validator(self._topic)
+            await self._pubsub.unsubscribe(self._topic)
+        self._state.set_channel(channel)
+        self._topic = topic
+        if self._advert is not None and self._advert.channel != channel:
+            self._advert = None
+        if topic is not None:
+            self._pubsub.set_topic_validator(topic, self._validate_gossip, False)
+            subscription = await self._pubsub.subscribe(topic)
+            self._reader = trio.CancelScope()
+            nursery.start_soon(self._drain, subscription, self._reader)
+        log.info("p2p channel is now %s", channel)
+
+    @staticmethod
+    async def _drain(subscription: ISubscriptionAPI, scope: trio.CancelScope) -> None:
+        """Empty the subscription queue: the topic validator took the records in already."""
+        with scope, contextlib.suppress(trio.EndOfChannel, trio.ClosedResourceError):  # pubsub is stopping
+            while True:
+                await subscription.get()
+
+    def signed_record(self) -> bytes | None:
+        """A fresh signed record of our advert (None: nothing to offer); every call takes a new seq."""
+        return None if self._advert is None else self._sign(self._advert)
+
+    def _sign(self, advert: Advert) -> bytes:
+        now_ms = int(self._state.clock() * 1000)
+        self._seq = next_seq(self._seq, now_ms)
+        addrs = tuple(a.rsplit("/p2p/", 1)[0] for a in self._state.addrs())
+        record = CapacityRecord(self._peer_id.to_base58(), addrs, advert, self._version, self._seq, now_ms)
+        return sign_record(record, self._key.private_key)
+
+    async def publish_loop(self) -> None:
+        last = -math.inf
+        while True:
+            interval = max(self._hb * random.uniform(0.8, 1.0), MIN_PUBLISH_INTERVAL_S * random.uniform(1.0, 1.1))
+            with trio.move_on_after(interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            await trio.sleep(max(0.0, last + MIN_PUBLISH_INTERVAL_S - trio.current_time()))
+            data, topic = self.signed_record(), self._topic
+            if data is None or topic is None:
+                continue
+            last = trio.current_time()
+            try:
+                with trio.fail_after(STREAM_TIMEOUT_S):
+                    await self._pubsub.publish(topic, data)
+                self._state.count("records_published")
+            except Exception as e:  # a failed round must not end publishing
+                self._badlog.warning("publish", "publishing our capacity record failed: %r", e)
+
+    def dht_peer_added(self) -> None:
+        """A new DHT peer: store our record with it too (rate-limited by the DHT loop)."""
+        self._dht_wake.set()
+
+    async def dht_publish_loop(self) -> None:
+        """Keep our record in the DHT: on change or new DHT peers (at most every 5 s), and every minute."""
+        while True:
+            with trio.move_on_after(DHT_REPUBLISH_S):
+                await self._dht_wake.wait()
+            self._dht_wake = trio.Event()
+            data = self.signed_record()
+            if data is not None:
+                try:
+                    with trio.fail_after(DHT_TIMEOUT_S):
+                        await self._dht.put_value(dht_key(self._peer_id.to_base58()), data)
+                    self._state.count("dht_puts")
+                except Exception as e:  # no DHT peers yet, or they are slow: the next round retries
+                    self._state.count("dht_put_failures")
+                    log.debug("storing our record in the DHT failed: %r", e)
+            await trio.sleep(DHT_MIN_INTERVAL_S)
+
+    async def send_record(self, peer: ID) -> None:
+        """Our current record straight to a newly connected peer, so it knows us without waiting for gossip.
+
+        Waits (briefly) for identify to list the peer's protocols and skips a peer that does not speak
+        ours: 0.8.1 logs a failed protocol negotiation as a multi-line ERROR.
+        """
+        store = self._host.get_peerstore()
+        spoken: list[str] = []
+        with trio.move_on_after(IDENTIFY_WAIT_S):
+            while not spoken:
+                await trio.sleep(0.05)
+                with contextlib.suppress(PeerStoreError):
+                    spoken = store.get_protocols(peer)
+        if spoken and protocols.CAPACITY_PROTOCOL not in spoken:
+            log.debug("peer %s does not speak %s", peer, protocols.CAPACITY_PROTOCOL)
+            return
+        data = self.signed_record()
+        if data is None:
+            return
+        try:
+            await protocols.send_line(self._host, peer, protocols.CAPACITY_PROTOCOL, data, STREAM_TIMEOUT_S)
+        except Exception as e:  # the peer left meanwhile: gossip still reaches it if it comes back
+            log.debug("could not send our record to %s: %r", peer, e)
+
+    # ----- what peers offer -----
+
+    def take(self, data: bytes, sender: ID) -> RejectReason | None:
+        """Verify a record from `sender` (the peer that signed the message carrying it) and keep it.
+
+        None when kept, else why not (counted, and logged at a sane rate when hostile).
+        """
+        try:
+            record = open_record(data)
+            if record.peer_id != sender.to_base58():
+                raise RecordError(RejectReason.SENDER_MISMATCH, f"a record of {record.peer_id}")
+        except RecordError as e:
+            self._state.rejected(e.reason)
+            self._log_reject(e.reason, sender, e.detail)
+            return e.reason
+        reason = self._state.offer(record)
+        if reason is not None:
+            self._log_reject(reason, sender, f"seq {record.seq}")
+        return reason
+
+    def _log_reject(self, reason: RejectReason, sender: ID, detail: str) -> None:
+        if reason.is_hostile:
+            self._badlog.warning(reason.value, "dropped a capacity record from %s: %s: %s", sender, reason, detail)
+        else:
+            log.debug("dropped a capacity record from %s: %s: %s", sender, reason, detail)
+
+    def _validate_gossip(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        """gossipsub topic validator: take the record in; relay it only when we kept it.
+
+        pubsub has already checked that the message is signed by its originator (`from_id`), which is
+        therefore the peer the record must name.
+        """
+        try:
+            origin = ID(msg.from_id)
+            if origin == self._peer_id:
+                return True  # our own publication on its way out
+            return self.take(msg.data, origin) is None
+        except Exception as e:  # never let an error escape into pubsub's reader for this peer
+            log.error("the gossip validator failed: %r", e, exc_info=e)
+            return False
+
+    async def on_capacity_stream(self, stream: INetStream) -> None:
+        """Stream handler for `/dms/capacity/1.0.0`: one record per stream. Never raises (an error here
+        would take the whole connection down)."""
+        remote = stream.muxed_conn.peer_id
+        try:
+            line = await protocols.read_line(stream, MAX_RECORD_BYTES, STREAM_TIMEOUT_S)
+        except protocols.StreamProblem as e:
+            if e.reason == "empty":  # a sender that gave up (it left, or timed out): not hostile
+                log.debug("empty capacity stream from %s", remote)
+            else:
+                self._state.count("bad_streams")
+                if e.reason == "oversize":
+                    self._state.rejected(RejectReason.OVERSIZE)
+                    self._log_reject(RejectReason.OVERSIZE, remote, e.detail)
+                else:
+                    self._badlog.warning(f"stream-{e.reason}", "bad capacity stream from %s: %s", remote, e)
+            await self._end(stream, reset=True)
+            return
+        reason = self.take(line, remote)
+        if reason is not None and reason.is_hostile:
+            self._state.count("bad_streams")
+        await self._end(stream, reset=reason is not None)
+
+    @staticmethod
+    async def _end(stream: INetStream, *, reset: bool) -> None:
+        try:
+            await (stream.reset() if reset else stream.close())
+        except Exception as e:  # already gone
+            log.debug("ending a capacity stream failed: %r", e)

@@ -1,0 +1,244 @@
+"""Building the libp2p host: identity, transports, security, the peer allow-list. Runs on the trio side.
+
+Choices (DESIGN.md, "Peer-to-peer"): Noise only (libp2p's default list also offers plaintext, in which
+a peer may claim any id), yamux only, TCP only; health monitoring pings every connection each
+heartbeat and drops the ones that stop answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import multiaddr  # type: ignore[import-untyped]  # no stubs; its objects are Any here
+import psutil
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, IRawConnection, ISecureConn
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.keys import KeyPair, KeyType
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TMuxerOptions, TProtocol, TSecurityOptions
+from libp2p.identity_utils import load_identity, save_identity
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.swarm import Swarm
+from libp2p.peer.id import ID
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.exceptions import SecurityUpgradeFailure
+from libp2p.transport.tcp.tcp import TCP
+from libp2p.transport.upgrader import TransportUpgrader
+
+from dms.network.errors import NetworkError
+from dms.network.settings import NetworkSettings
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_S = 5.0
+"""An inbound connection must finish protocol selection and the Noise handshake within this."""
+UPGRADE_TIMEOUT_S = 10.0
+STREAM_NEGOTIATION_TIMEOUT_S = 5.0
+DIAL_TIMEOUT_S = 5.0
+
+
+def load_or_create_identity(path: Path) -> KeyPair:
+    """The node's Ed25519 key from `path`, created (mode 0600) on first start.
+
+    Raises NetworkError when the file exists but is not a usable Ed25519 key: a corrupt or foreign key
+    must never be silently replaced, since the peer id is the node's identity on the network.
+    """
+    if path.exists():
+        try:
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                log.warning("identity file %s had mode %o; set to 0600", path, mode)
+                path.chmod(0o600)
+            pair = load_identity(path)
+        except (OSError, ValueError) as e:
+            raise NetworkError(f"cannot read the p2p identity {path}: {e}") from e
+        if pair.private_key.get_type() != KeyType.Ed25519:
+            raise NetworkError(f"the p2p identity {path} is not an Ed25519 key")
+        return pair
+    pair = create_new_key_pair()
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_identity(pair, tmp)  # written with mode 0600
+        os.replace(tmp, path)
+    except OSError as e:
+        raise NetworkError(f"cannot write the p2p identity {path}: {e}") from e
+    log.info("created p2p identity %s", path)
+    return pair
+
+
+def _host_port(addr: str) -> tuple[str, int]:
+    parts = addr.split("/")  # ["", "ip4", host, "tcp", port]
+    return parts[2], int(parts[4])
+
+
+def check_ports_free(listen_addresses: Iterable[str]) -> None:
+    """Raise NetworkError naming the first listen address whose port another socket holds.
+
+    py-libp2p binds with SO_REUSEPORT, so a second daemon on a taken port would start and share it
+    silently. A plain bind (SO_REUSEADDR only, to ignore TIME_WAIT left by our own last run) fails
+    while any socket listens there, with or without SO_REUSEPORT.
+    """
+    for addr in listen_addresses:
+        host, port = _host_port(addr)
+        if port == 0:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                reason = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be bound: {e.strerror}"
+                raise NetworkError(f"listen address {addr} {reason}") from e
+
+
+def interface_addresses() -> tuple[list[str], list[str]]:
+    """This machine's IPv4 and IPv6 addresses, non-loopback first (link-local IPv6 left out)."""
+    v4: list[ipaddress.IPv4Address] = []
+    v6: list[ipaddress.IPv6Address] = []
+    for snics in psutil.net_if_addrs().values():
+        for snic in snics:
+            with contextlib.suppress(ValueError):
+                if snic.family == socket.AF_INET:
+                    v4.append(ipaddress.IPv4Address(snic.address))
+                elif snic.family == socket.AF_INET6:
+                    ip6 = ipaddress.IPv6Address(snic.address.split("%")[0])
+                    if not ip6.is_link_local:
+                        v6.append(ip6)
+    return (
+        [str(ip) for ip in sorted(set(v4), key=lambda ip: (ip.is_loopback, ip))],
+        [str(ip) for ip in sorted(set(v6), key=lambda ip: (ip.is_loopback, ip))],
+    )
+
+
+def expand_wildcards(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+    """Replace /ip4/0.0.0.0 and /ip6/:: by the interfaces' addresses, so what we advertise is dialable.
+
+    Used as the host's `addrs_factory`. Loopback addresses are kept only when nothing else exists.
+    """
+    out: list[str] = []
+    for addr in addrs:
+        text = str(addr)
+        parts = text.split("/")
+        if len(parts) > 2 and parts[1] in ("ip4", "ip6") and parts[2] in ("0.0.0.0", "::"):
+            v4, v6 = interface_addresses()
+            ips = v4 if parts[1] == "ip4" else v6
+            public = [ip for ip in ips if not ipaddress.ip_address(ip).is_loopback]
+            for ip in public or ips:
+                out.append("/".join([*parts[:2], ip, *parts[3:]]))
+        else:
+            out.append(text)
+    return [multiaddr.Multiaddr(a) for a in dict.fromkeys(out)]
+
+
+class GatedUpgrader(TransportUpgrader):
+    """libp2p's connection upgrader plus the checks 0.8.1 lacks.
+
+    - allow-list: right after the Noise handshake, a connection whose authenticated peer id is not
+      allowed is closed, before the muxer and any protocol (identify, gossip...) runs on it.
+      (0.8.1's ConnectionGate filters by IP only.)
+    - counting: an inbound connection that fails protocol selection or the handshake (a port scanner,
+      garbage, plaintext, another PSK) is reported through `on_bad_handshake`, and one that stalls is
+      dropped after HANDSHAKE_TIMEOUT_S.
+    """
+
+    def __init__(
+        self,
+        security: TSecurityOptions,
+        muxers: TMuxerOptions,
+        allowed: frozenset[ID] | None,
+        on_bad_handshake: Callable[[str], None],
+        on_refused: Callable[[ID], None],
+    ) -> None:
+        super().__init__(security, muxers)
+        self._allowed = allowed
+        self._on_bad_handshake = on_bad_handshake
+        self._on_refused = on_refused
+
+    async def upgrade_security(
+        self, raw_conn: IRawConnection, is_initiator: bool, peer_id: ID | None = None
+    ) -> ISecureConn:
+        if is_initiator:
+            conn = await super().upgrade_security(raw_conn, is_initiator, peer_id)
+        else:
+            conn = await self._secure_inbound(raw_conn)
+        remote = conn.get_remote_peer()
+        if self._allowed is not None and remote not in self._allowed:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            self._on_refused(remote)
+            raise SecurityUpgradeFailure(f"peer {remote} is not in allowed_peers")
+        return conn
+
+    async def _secure_inbound(self, raw_conn: IRawConnection) -> ISecureConn:
+        conn: ISecureConn | None = None
+        with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
+            try:
+                conn = await super().upgrade_security(raw_conn, False)
+            except Exception as e:  # SecurityUpgradeFailure, and the raw errors 0.8.1 lets through
+                self._on_bad_handshake(f"{type(e).__name__}: {e}")
+                raise
+        if conn is None:
+            self._on_bad_handshake(f"no handshake within {HANDSHAKE_TIMEOUT_S:.0f} s")
+            raise SecurityUpgradeFailure("handshake timed out")
+        return conn
+
+
+def build_host(
+    settings: NetworkSettings,
+    key_pair: KeyPair,
+    on_bad_handshake: Callable[[str], None],
+    on_refused: Callable[[ID], None],
+) -> IHost:
+    """A libp2p host (not yet listening) with our transport, security and liveness choices."""
+    hb = settings.heartbeat_s
+    security: TSecurityOptions = {
+        NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    }
+    muxers: TMuxerOptions = {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
+    config = ConnectionConfig(
+        dial_timeout=DIAL_TIMEOUT_S,
+        inbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
+        outbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
+        inbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_S,
+        outbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_S,
+        enable_health_monitoring=True,
+        abort_connection_on_ping_failure=True,
+        health_initial_delay=hb,
+        health_warmup_window=hb,
+        health_check_interval=hb,
+        ping_timeout=max(2 * hb, 5.0),  # generous: a failed ping closes the connection
+    )
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt=security,
+        muxer_opt=muxers,
+        transports=[TCP()],
+        connection_config=config,
+        psk=settings.psk,
+        enable_mDNS=settings.mdns,
+        addrs_factory=expand_wildcards,
+    )
+    allowed = frozenset(ID.from_base58(p) for p in settings.allowed_peers) or None
+    swarm = as_swarm(host)
+    swarm.upgrader = GatedUpgrader(security, muxers, allowed, on_bad_handshake, on_refused)
+    return host
+
+
+def as_swarm(host: IHost) -> Swarm:
+    """The host's network as the concrete Swarm: 0.8.1's interface lacks `unblock_peer` and `upgrader`."""
+    network = host.get_network()
+    assert isinstance(network, Swarm)
+    return network

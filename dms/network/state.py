@@ -1,0 +1,136 @@
+"""What both threads see: the peer table, open connections, RTTs, our addresses and the counters.
+
+The trio side writes, the asyncio side reads snapshots, at any time. One `threading.Lock` guards it all,
+held only around plain-Python reads and writes (never across an await), so neither side waits long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from dms.network.model import CapacityRecord, ConnectedPeer, NetworkMetrics, PeerRecordView
+from dms.network.records import PeerTable, RejectReason
+
+
+def record_ttl_s(heartbeat_s: float) -> float:
+    """How long a record is kept after it arrives: with a publication about every heartbeat, a peer that
+    falls silent leaves within 3 heartbeats even counting the expiry sweep's delay."""
+    return 2.5 * heartbeat_s
+
+
+class NetworkState:
+    def __init__(self, heartbeat_s: float, channel: str | None, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._table = PeerTable(record_ttl_s(heartbeat_s), channel)
+        self._connected: dict[str, tuple[str, ...]] = {}
+        self._rtt: dict[str, float] = {}
+        self._addrs: tuple[str, ...] = ()
+        self._counts: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
+
+    @property
+    def ttl_s(self) -> float:
+        return self._table.ttl_s
+
+    # ----- snapshots (any thread) -----
+
+    def peers(self) -> list[PeerRecordView]:
+        now = self.clock()
+        with self._lock:
+            return [
+                PeerRecordView(
+                    peer_id=e.record.peer_id,
+                    record=e.record,
+                    age_s=max(0.0, now - e.received_at),
+                    connected=e.record.peer_id in self._connected,
+                    rtt_s=self._rtt.get(e.record.peer_id),
+                )
+                for e in self._table.entries()
+                if now - e.received_at <= self._table.ttl_s
+            ]
+
+    def record(self, peer_id: str) -> CapacityRecord | None:
+        with self._lock:
+            entry = self._table.get(peer_id)
+        return entry.record if entry else None
+
+    def connected(self) -> list[ConnectedPeer]:
+        with self._lock:
+            return [ConnectedPeer(pid, addrs) for pid, addrs in self._connected.items()]
+
+    def connected_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._connected)
+
+    def addrs(self) -> tuple[str, ...]:
+        with self._lock:
+            return self._addrs
+
+    def metrics(self) -> NetworkMetrics:
+        with self._lock:
+            c = self._counts
+            return NetworkMetrics(
+                records_accepted=c["records_accepted"],
+                records_rejected=dict(self._rejected),
+                records_published=c["records_published"],
+                dht_puts=c["dht_puts"],
+                dht_put_failures=c["dht_put_failures"],
+                bad_streams=c["bad_streams"],
+                bad_handshakes=c["bad_handshakes"],
+                peers_refused=c["peers_refused"],
+                dial_failures=c["dial_failures"],
+                peers_connected=len(self._connected),
+                peers_known=len(self._table),
+            )
+
+    # ----- updates (trio thread) -----
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def rejected(self, reason: RejectReason) -> None:
+        with self._lock:
+            self._rejected[reason.value] += 1
+
+    def offer(self, record: CapacityRecord) -> RejectReason | None:
+        """Into the table if acceptable (see PeerTable.offer); counts either way."""
+        with self._lock:
+            reason = self._table.offer(record, self.clock())
+            if reason is None:
+                self._counts["records_accepted"] += 1
+            else:
+                self._rejected[reason.value] += 1
+        return reason
+
+    def set_channel(self, channel: str | None) -> None:
+        with self._lock:
+            self._table.set_channel(channel)
+
+    def set_connection(self, peer_id: str, addrs: tuple[str, ...] | None) -> bool:
+        """Record a peer's open connections (None: it has none left, and its record goes too).
+
+        Returns True when that dropped a record.
+        """
+        with self._lock:
+            if addrs is not None:
+                self._connected[peer_id] = addrs
+                return False
+            self._connected.pop(peer_id, None)
+            self._rtt.pop(peer_id, None)
+            return self._table.remove(peer_id)
+
+    def refresh(self, rtt: dict[str, float], addrs: tuple[str, ...]) -> list[str]:
+        """Periodic upkeep: new RTTs and our addresses; expire silent peers and return them."""
+        with self._lock:
+            self._rtt = {pid: v for pid, v in rtt.items() if v > 0 and pid in self._connected}
+            self._addrs = addrs
+            return self._table.expire(self.clock())
+
+    def set_addrs(self, addrs: tuple[str, ...]) -> None:
+        with self._lock:
+            self._addrs = addrs

@@ -1,0 +1,103 @@
+"""Line streams on our own protocols (e.g. `/dms/deployment/1.0.0`), usable from asyncio.
+
+`TrioLines` wraps a libp2p stream on the trio side with a line buffer; `NetLineStream` is its asyncio
+face (the `dms.jobs.transport.LineStream` protocol): every call crosses the bridge once. A read that
+times out loses nothing: bytes are only taken out of the buffer once a whole line is there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import TYPE_CHECKING
+
+import trio
+from libp2p.abc import INetStream
+from libp2p.network.stream.exceptions import StreamEOF
+
+from dms.network.errors import NetworkError, StreamClosed
+
+if TYPE_CHECKING:
+    from dms.network.bridge import TrioThread
+
+MAX_LINE = 1024 * 1024
+CHUNK = 64 * 1024
+WRITE_TIMEOUT_S = 30.0
+
+
+class TrioLines:
+    def __init__(self, stream: INetStream) -> None:
+        self._stream = stream
+        self._buf = bytearray()
+        self._eof = False
+
+    @property
+    def remote_peer(self) -> str:
+        return str(self._stream.muxed_conn.peer_id)
+
+    async def read_line(self, wait_s: float) -> bytes:
+        """The next line without its newline. Raises trio.TooSlowError, or StreamClosed at the end."""
+        with trio.fail_after(wait_s):
+            while b"\n" not in self._buf:
+                if self._eof:
+                    raise StreamClosed("the peer closed the stream")
+                if len(self._buf) > MAX_LINE:
+                    raise StreamClosed(f"the peer sent more than {MAX_LINE} bytes without a newline")
+                try:
+                    chunk = await self._stream.read(CHUNK)
+                except StreamEOF:
+                    chunk = b""
+                except Exception as e:  # reset, or the connection under it dropped
+                    raise StreamClosed(f"the stream broke: {e or type(e).__name__}") from e
+                if not chunk:
+                    self._eof = True
+                self._buf += chunk
+        line, _, rest = bytes(self._buf).partition(b"\n")
+        self._buf = bytearray(rest)
+        return line
+
+    async def write(self, data: bytes) -> None:
+        try:
+            with trio.fail_after(WRITE_TIMEOUT_S):
+                await self._stream.write(data)
+        except Exception as e:
+            raise StreamClosed(f"cannot write to the peer: {e or type(e).__name__}") from e
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._stream.close()
+
+
+class NetLineStream:
+    """A line stream with one peer, driven from asyncio."""
+
+    def __init__(self, thread: TrioThread, lines: TrioLines) -> None:
+        self._thread = thread
+        self._lines = lines
+        self._remote = lines.remote_peer
+
+    @property
+    def remote_peer(self) -> str:
+        return self._remote
+
+    async def send(self, line: bytes) -> None:
+        try:
+            await self._thread.call(functools.partial(self._lines.write, line))
+        except StreamClosed:
+            raise
+        except NetworkError as e:  # the p2p thread is stopping
+            raise StreamClosed(str(e)) from e
+
+    async def receive(self, wait_s: float) -> bytes:
+        try:
+            return await self._thread.call(functools.partial(self._lines.read_line, wait_s))
+        except trio.TooSlowError:
+            raise TimeoutError(f"no message from {self._remote} within {wait_s:g} s") from None
+        except StreamClosed:
+            raise
+        except NetworkError as e:  # the p2p thread is stopping
+            raise StreamClosed(str(e)) from e
+
+    async def close(self) -> None:
+        with contextlib.suppress(NetworkError):
+            await self._thread.call(self._lines.close)
