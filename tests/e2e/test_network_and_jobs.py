@@ -1,0 +1,210 @@
+"""Two real daemons on loopback: discovery, capacity updates, liveness, and container jobs from SP to CP."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiodocker
+import aiohttp
+import pytest
+
+from tests.e2e.test_daemon_process import onboard
+from tests.procs import DmsProcess
+
+HB = 1.0  # p2p.heartbeat_s of the test configs (tests/procs.py)
+
+
+def post(d: DmsProcess, path: str, body: Any = None) -> Any:
+    req = urllib.request.Request(
+        d.url + "/api/v1" + path, data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def post_error(d: DmsProcess, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    try:
+        post(d, path, body)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)["error"]
+    raise AssertionError("the request was accepted")
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def known(d: DmsProcess) -> dict[str, dict[str, Any]]:
+    return {p["peer_id"]: p for p in d.get("/api/v1/peers/dht")["peers"]}
+
+
+@pytest.fixture
+def pair(dms_process: Callable[..., DmsProcess]) -> Iterator[tuple[DmsProcess, DmsProcess]]:
+    cp = dms_process("cp").start()
+    onboard(cp, 0.5)
+    me = cp.get("/api/v1/peers/self")
+    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
+    onboard(sp, 0.2)
+    wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
+    yield cp, sp
+
+
+def job(cmd: str, **res: Any) -> dict[str, Any]:
+    return {
+        "image": "dms-test/busybox:1",
+        "command": ["sh", "-c", cmd],
+        "resources": {"cpu_mhz": 500, "cores": 0.5, "memory_mb": 64, **res},
+        "max_price": 10**18,
+        "duration_s": 60,
+    }
+
+
+async def run_job(sp: DmsProcess, spec: dict[str, Any], until: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Quote, pay (send-status success), collect frames through the end (or `until`)."""
+    quote = post(sp, "/run/request-service", spec)
+    frames: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        assert (await ws.receive_json(timeout=10))["action"] == "connected"
+        await ws.send_json(
+            {"action": "send-status", "message": {"transaction_type": "fund", "transaction_status": "success"}}
+        )
+        while True:
+            frame = await ws.receive_json(timeout=90)
+            frames.append(frame)
+            if frame["action"] in ("job-completed", "job-failed", "error") or frame["action"] == until:
+                return quote["job_id"], frames
+
+
+async def containers_of(job_id: str) -> list[Any]:
+    async with aiodocker.Docker() as docker:
+        return list(await docker.containers.list(all=True, filters=json.dumps({"label": [f"dms.job={job_id}"]})))
+
+
+def test_discovery_and_capacity_updates(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    cp, sp = pair
+    cp_id, sp_id = cp.get("/api/v1/peers/self")["peer_id"], sp.get("/api/v1/peers/self")["peer_id"]
+    wait_for(lambda: sp_id in known(cp), 10, "the CP sees the SP")
+    seen = known(sp)[cp_id]
+    status = cp.get("/api/v1/onboarding/status")
+    assert seen["capacity"]["cpu_mhz"] == status["free"]["cpu"]
+    assert seen["capacity"]["memory_mb"] == status["free"]["memory"]
+    assert seen["capacity"]["executors"] == ["docker"] and seen["capacity"]["ntx_price"] == 7
+    assert cp_id in {p["peer_id"] for p in sp.get("/api/v1/peers")["peers"]}
+    assert sp.get(f"/api/v1/peers/ping/{cp_id}")["rtt_ms"] > 0
+
+    new_cpu = status["reserved"]["cpu"] - 100
+    t0 = time.monotonic()
+    post(cp, "/onboarding/resource-config", {"cpu": new_cpu})
+    wait_for(lambda: known(sp)[cp_id]["capacity"]["cpu_mhz"] == new_cpu, 2, "the change reaches the SP")
+    assert time.monotonic() - t0 < 2
+
+
+def test_a_killed_peer_leaves_and_comes_back_with_its_id(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    cp, sp = pair
+    cp_id = cp.get("/api/v1/peers/self")["peer_id"]
+    cp.kill9()
+    t0 = time.monotonic()
+    wait_for(lambda: cp_id not in known(sp), 3 * HB + 2, "the killed CP leaves the table")
+    assert time.monotonic() - t0 <= 3 * HB + 1
+    cp.start()
+    assert cp.get("/api/v1/peers/self")["peer_id"] == cp_id
+    wait_for(lambda: cp_id in known(sp), 20, "the restarted CP is back")
+
+
+async def test_job_from_sp_to_cp(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    cp, sp = pair
+    job_id, frames = await run_job(sp, job("echo hello from the CP; echo to stderr >&2"))
+    actions = [f["action"] for f in frames]
+    assert actions[:2] == ["job-submitted", "deployment-response"] and actions[-1] == "job-completed"
+    assert "log-stream-response" in actions
+    assert all(f["job_id"] == job_id for f in frames)
+    logs = [f["message"] for f in frames if f["action"] == "log-stream-response"]
+    assert "hello from the CP" in "".join(m["stdout"] for m in logs)
+    assert "to stderr" in "".join(m["stderr"] for m in logs)
+    assert frames[-1]["detail"] == {"exit_code": 0}
+    assert await containers_of(job_id) == []
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
+    status = cp.get("/api/v1/onboarding/status")
+    assert status["free"] == status["reserved"]
+
+
+async def test_failures_limits_and_refusals(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    cp, sp = pair
+    _, frames = await run_job(sp, job("exit 3"))
+    assert frames[-1]["action"] == "job-failed" and frames[-1]["detail"]["exit_code"] == 3
+
+    _, frames = await run_job(sp, job("x=aaaaaaaa; while true; do x=$x$x; done", memory_mb=32))
+    assert frames[-1]["action"] == "job-failed" and "out of memory" in frames[-1]["message"]
+
+    free = cp.get("/api/v1/onboarding/status")["free"]
+    code, err = post_error(sp, "/run/request-service", job("true", memory_mb=free["memory"] + 1))
+    assert code == 409 and err["code"] == "no_provider" and "MB free" in err["message"]
+
+
+async def test_cp_killed_mid_job(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    cp, sp = pair
+    job_id, _frames = await run_job(sp, job("echo started; sleep 120"), until="log-stream-response")
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        await ws.send_json({"action": "subscribe", "job_id": job_id})
+        cp.kill9()
+        t0 = time.monotonic()
+        while (frame := await ws.receive_json(timeout=30))["action"] != "job-failed":
+            pass
+        assert time.monotonic() - t0 <= 3 * HB + 2
+        assert "compute provider lost" in frame["message"]
+    cp.start()
+    assert await containers_of(job_id) == []  # reconciled at start
+    status = cp.get("/api/v1/onboarding/status")
+    assert status["free"] == status["reserved"]
+
+
+async def test_cancel_by_websocket_and_rest(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    _cp, sp = pair
+    job_id, _ = await run_job(sp, job("echo up; sleep 120"), until="log-stream-response")
+    post(sp, f"/run/jobs/{job_id}/cancel")
+    wait_for(lambda: sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "cancelled", 20, "REST cancel")
+
+    job_id, _ = await run_job(sp, job("echo up; sleep 120"), until="log-stream-response")
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        await ws.send_json({"action": "cancel", "job_id": job_id})
+        while (frame := await ws.receive_json(timeout=30))["action"] != "job-failed":
+            pass
+        assert frame["message"] == "cancelled" and frame["job_id"] == job_id
+    assert await containers_of(job_id) == []
+
+
+async def test_websocket_bad_frames_and_origin(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    _, sp = pair
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+            await ws.receive_json(timeout=10)
+            for bad, says in [
+                ("not json", "not valid JSON"),
+                ("[1]", "JSON object"),
+                (json.dumps({"action": "dance"}), "unknown action"),
+                (json.dumps({"action": "subscribe"}), "needs a job_id"),
+                (json.dumps({"action": "subscribe", "job_id": "nope"}), "no job nope"),
+                (json.dumps({"action": "send-status", "message": {"transaction_type": "fund"}}), "transaction_status"),
+                (json.dumps({"action": "send-status", "message": "x" * 70_000}), "over the 65536 byte limit"),
+            ]:
+                await ws.send_str(bad)
+                frame = await ws.receive_json(timeout=10)
+                assert frame["action"] == "error" and says in frame["message"], (bad[:40], frame)
+            await ws.send_bytes(b"\x00")
+            assert "binary" in (await ws.receive_json(timeout=10))["message"]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+            await s.ws_connect(sp.url + "/api/v1/run/deploy", headers={"Origin": "http://evil.example"})
+        assert exc.value.status == 403
