@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job, end to end on one host: two side-by-side nunet-dms instances, one from dms_config.json and
-# one from dms_config.second.json, both onboarded through the `nunet` CLI, their capacity printed.
+# The main job, end to end on one host: two side-by-side nunet-dms instances, A from dms_config.json and
+# B from dms_config.second.json, both onboarded; they find each other over libp2p, and B (the service
+# provider) dispatches a busybox job to A (the compute provider), printing every websocket frame.
 # State goes to .demo/ (not ~/.nunet): DMS_GENERAL__DATA_DIR overrides the configs' data_dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,17 +35,20 @@ wait_ready() {  # NAME URL
 
 A=http://127.0.0.1:9999
 B=http://127.0.0.1:9998
-step "starting instance A (dms_config.json, REST $A) and B (dms_config.second.json, REST $B)"
-start a dms_config.json
-start b dms_config.second.json
+# Loopback only: the shipped configs listen on every interface; the demo keeps its traffic on this host.
+step "starting instance A, the compute provider (dms_config.json, REST $A, libp2p 127.0.0.1:9000)"
+DMS_P2P__LISTEN_ADDRESS='["/ip4/127.0.0.1/tcp/9000"]' start a dms_config.json
 wait_ready a "$A"
+A_ADDR=$(.venv/bin/python -c "import json,urllib.request; print(json.load(urllib.request.urlopen('$A/api/v1/peers/self'))['addrs'][0])")
+step "starting instance B, the service provider (dms_config.second.json, REST $B), bootstrapping to A"
+DMS_P2P__LISTEN_ADDRESS='["/ip4/127.0.0.1/tcp/9001"]' DMS_P2P__BOOTSTRAP_PEERS="[\"$A_ADDR\"]" \
+  start b dms_config.second.json
 wait_ready b "$B"
 echo "both ready; logs in $DEMO/a.log and $DEMO/b.log"
 
 step "A: what the machine has"
 nunet --dms "$A" capacity --full
 
-# Reserve half of the machine's CPU and memory on A, a third on B (each within the 10-90 % rule).
 read -r CPU MEM < <(.venv/bin/python -c "
 import json, urllib.request
 m = json.load(urllib.request.urlopen('$A/api/v1/onboarding/provisioned'))
@@ -53,17 +57,28 @@ print(m['cpu'], m['memory'])")
 step "A: a payout wallet"
 ADDR=$(nunet --dms "$A" wallet new | tee /dev/stderr | grep -oE '0x[0-9a-fA-F]{40}' | head -n1)
 
+# Half of the machine on A, a fifth on B (each within the 10-90 % rule), both on channel nunet-test.
 step "A: onboarding ($((CPU / 2)) MHz, $((MEM / 2)) MB, channel nunet-test)"
 nunet --dms "$A" onboard -m $((MEM / 2)) -c $((CPU / 2)) -n nunet-test -a "$ADDR" -x 1000000
-step "B: onboarding ($((CPU / 3)) MHz, $((MEM / 3)) MB, channel nunet-test)"
-nunet --dms "$B" onboard -m $((MEM / 3)) -c $((CPU / 3)) -n nunet-test -a "$ADDR" -x 2000000
+step "B: onboarding ($((CPU / 5)) MHz, $((MEM / 5)) MB, channel nunet-test)"
+nunet --dms "$B" onboard -m $((MEM / 5)) -c $((CPU / 5)) -n nunet-test -a "$ADDR" -x 2000000
 
-step "A: nunet info"
-nunet --dms "$A" info
-step "B: nunet info"
-nunet --dms "$B" info
-step "A and B: capacity"
+step "A and B find each other (peer table with advertised capacity)"
+A_ID=${A_ADDR##*/}
+for _ in $(seq 1 100); do
+  if nunet --dms "$B" peer list -d | grep -q "${A_ID:0:20}"; then break; fi
+  sleep 0.2
+done
+echo "B sees:"; nunet --dms "$B" peer list -d
+echo "A sees:"; nunet --dms "$A" peer list -d
+
+step "B dispatches a busybox job to the best provider (A); every websocket frame is printed"
+nunet --dms "$B" run --frames --cpu 500 --cores 0.5 --memory 64 --duration 60 -- \
+  sh -c 'echo "hello from a container on the compute provider"; echo "running as $(id -u) with $(ls /sys/class/net | wc -l) network interface(s)"; echo a line on stderr >&2'
+
+step "B: its jobs"
+nunet --dms "$B" jobs
+step "A: capacity after the job (all free again)"
 nunet --dms "$A" capacity
-nunet --dms "$B" capacity
 
 step "done: stopping both instances"

@@ -51,6 +51,7 @@ def run(
     max_price: Annotated[int, typer.Option("--max-price", metavar="WEI", help="The most it may cost.")] = 10**18,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment.")] = None,
     target_peer: Annotated[str | None, typer.Option("--peer", help="Run on this provider only.")] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
 ) -> None:
     """Run a container job on the best provider and follow it to the end; exit with its exit code."""
     client = _client(ctx)
@@ -67,11 +68,13 @@ def run(
     quote = client.post("/run/request-service", body)
     job_id = quote["job_id"]
     provider = quote["compute_provider"]["peer_id"]
-    render.line(f"quote: job {job_id} on {provider} for {quote['estimated_price']} wei", style="bold")
-    sys.exit(follow(client, job_id, pay=True))
+    render.out.print(
+        Text(f"quote: job {job_id} on {provider} for {quote['estimated_price']} wei", style="bold"), soft_wrap=True
+    )
+    sys.exit(follow(client, job_id, pay=True, raw=frames))
 
 
-def follow(client: DmsClient, job_id: str, pay: bool) -> int:
+def follow(client: DmsClient, job_id: str, pay: bool, raw: bool = False) -> int:
     """Print the job's frames until its end; the exit code to leave with."""
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
@@ -84,8 +87,10 @@ def follow(client: DmsClient, job_id: str, pay: bool) -> int:
                 ws.send(json.dumps({"action": "send-status", "job_id": job_id, "message": status}))
             else:
                 ws.send(json.dumps({"action": "subscribe", "job_id": job_id}))
-            for raw in ws:
-                frame = json.loads(raw)
+            for message in ws:
+                frame = json.loads(message)
+                if raw:
+                    render.out.print(Text(json.dumps(frame), style="dim"), soft_wrap=True)
                 code = show(frame, job_id)
                 if code is not None:
                     return code
@@ -120,7 +125,7 @@ def show(frame: dict[str, Any], job_id: str) -> int | None:
     if action == "deployment-response":
         message = frame.get("message") or {}
         style = "green" if message.get("success") else "red"
-        render.out.print(Text(f"{action}: {message.get('content')}", style=style))
+        render.out.print(Text(f"{action}: {message.get('content')}", style=style), soft_wrap=True)
         return None
     if action != "connected":
         render.line(str(action), style="cyan")

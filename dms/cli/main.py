@@ -15,6 +15,7 @@ import typer
 from dms import __version__
 from dms.cli import jobs, render
 from dms.cli.client import ApiError, DaemonUnreachable, DmsClient
+from dms.cli.peers import peer_app
 from dms.cli.target import URL_ENV, Target
 from dms.config import ConfigError
 
@@ -29,6 +30,7 @@ wallet_app = typer.Typer(help="Ethereum wallets for payouts.", no_args_is_help=T
 device_app = typer.Typer(help="Whether this machine accepts jobs.", no_args_is_help=True)
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(device_app, name="device")
+app.add_typer(peer_app, name="peer")
 
 MemoryOpt = Annotated[int, typer.Option("--memory", "-m", metavar="MB", help="Memory to reserve, in MB.")]
 CpuOpt = Annotated[int, typer.Option("--cpu", "-c", metavar="MHz", help="CPU to reserve, in MHz (cores x clock).")]
