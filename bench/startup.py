@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -21,14 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+from common import free_port, machine
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def one_run(argv: list[str], workdir: Path) -> tuple[float, float]:
@@ -41,7 +35,7 @@ def one_run(argv: list[str], workdir: Path) -> tuple[float, float]:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            while sock.recv(4096) != b"READY=1":
+            while not sock.recv(4096).startswith(b"READY=1"):
                 pass
             ready = time.perf_counter() - t0
             time.sleep(2)
@@ -57,19 +51,6 @@ def dms_argv(workdir: Path) -> list[str]:
     cfg = workdir / "c.json"
     cfg.write_text(json.dumps({"general": {"data_dir": str(workdir / "data")}, "rest": {"port": free_port()}}))
     return [sys.executable, "-m", "dms", "--config", str(cfg)]
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{model}, {psutil.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ async def serve(daemon: Daemon) -> None:
         loop.add_signal_handler(sig, stop.set)
     await daemon.start()
     log.info("nunet-dms %s ready on %s (config: %s)", __version__, daemon.url, daemon.config_source)
-    notify("READY=1")
+    notify(f"READY=1\nSTATUS=serving REST on {daemon.url}")
     interval = watchdog_interval()
     pinger = asyncio.create_task(watchdog_loop(interval)) if interval else None
     await stop.wait()

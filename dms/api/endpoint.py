@@ -78,7 +78,7 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
 
 
 def reply(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=model.model_dump_json(exclude_none=True), status=status)
+    return web.json_response(text=model.model_dump_json(), status=status)
 
 
 def reply_json(data: Any, status: int = 200) -> web.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dms.api import deploy_ws, onboarding, peers, run
+from dms.api import deploy_ws, metrics, onboarding, peers, run
 from dms.api.context import CONTEXT, ApiContext
 from dms.api.errors import MAX_BODY, error_middleware
 from dms.api.openapi import add_docs, build_spec
@@ -19,5 +19,6 @@ def build_web_app(context: ApiContext) -> web.Application:
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, BASE + ep.path, ep.handler)
     app.router.add_get(BASE + "/run/deploy", deploy_ws.deploy_ws)
+    app.router.add_get("/metrics", metrics.metrics)
     add_docs(app, build_spec(ENDPOINTS, BASE, context.version), BASE + "/openapi.json")
     return app

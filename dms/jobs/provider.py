@@ -116,7 +116,9 @@ class ProviderService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def running(self) -> int:
+    @property
+    def running(self) -> int:
+        """Jobs admitted here and not ended yet."""
         return len(self._tasks)
 
     # --- admission ------------------------------------------------------------------------------

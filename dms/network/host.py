@@ -234,7 +234,26 @@ def build_host(
     allowed = frozenset(ID.from_base58(p) for p in settings.allowed_peers) or None
     swarm = as_swarm(host)
     swarm.upgrader = GatedUpgrader(security, muxers, allowed, on_bad_handshake, on_refused)
+    if settings.mdns:
+        mdns_advertises_dialable_addrs(host)
     return host
+
+
+def mdns_advertises_dialable_addrs(host: IHost) -> None:
+    """Make 0.8.1's mDNS announce the expanded listen addresses, as our records do.
+
+    Its broadcaster puts `host.get_transport_addrs()` in the TXT records: the listen address as given,
+    `/ip4/0.0.0.0/tcp/9000` with the default config. A peer then dials 0.0.0.0, reaches its own listener,
+    fails the Noise handshake (wrong peer id) and never connects (seen in network namespaces).
+    """
+    mdns = getattr(host, "mDNS", None)
+    if mdns is None:
+        return
+
+    def resolve() -> list[str]:  # called when the service registers, once the host listens
+        return [str(a) for a in expand_wildcards(list(host.get_transport_addrs()))]
+
+    mdns.broadcaster._resolve_host_addrs = resolve
 
 
 def as_swarm(host: IHost) -> Swarm:

@@ -131,7 +131,7 @@ def test_tells_systemd_ready_and_pings_the_watchdog(tmp_path: Path) -> None:
         got: list[str] = []
         while got.count("WATCHDOG=1") < 3:
             got.append(sock.recv(4096).decode())
-        assert got[0] == "READY=1"
+        assert got[0].split("\n")[0] == "READY=1" and "STATUS=serving REST on" in got[0]
         proc.send_signal(signal.SIGTERM)
         while "STOPPING=1" not in got:
             got.append(sock.recv(4096).decode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.test_daemon_process import onboard
-from tests.procs import DmsProcess
+from tests.procs import DmsProcess, run_cli
 
 HB = 1.0  # p2p.heartbeat_s of the test configs (tests/procs.py)
 
@@ -208,3 +209,49 @@ async def test_websocket_bad_frames_and_origin(pair: tuple[DmsProcess, DmsProces
         with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
             await s.ws_connect(sp.url + "/api/v1/run/deploy", headers={"Origin": "http://evil.example"})
         assert exc.value.status == 403
+
+
+def test_cli_run_peers_and_jobs(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    cp, sp = pair
+    cp_id = cp.get("/api/v1/peers/self")["peer_id"]
+    out = run_cli("peer", "list", "-d", dms=sp.url)
+    assert out.returncode == 0 and cp_id[:12] in out.stdout and "docker" in out.stdout
+    me = run_cli("peer", "self", dms=cp.url).stdout
+    assert cp_id in me and "docker: available" in me and "Advertising" in me
+    assert "ms" in run_cli("peer", "ping", cp_id, dms=sp.url).stdout
+
+    ok = run_cli("run", "--memory", "64", "--", "sh", "-c", "echo hi from the cli", dms=sp.url)
+    assert ok.returncode == 0, ok.stderr
+    assert "hi from the cli" in ok.stdout and "job-completed" in ok.stdout
+    failed = run_cli("run", "--memory", "64", "--", "sh", "-c", "exit 4", dms=sp.url)
+    assert failed.returncode == 4 and "exited with code 4" in failed.stdout
+    listing = run_cli("jobs", dms=sp.url)
+    assert listing.stdout.count("completed") >= 1 and "failed" in listing.stdout
+    bad = run_cli("run", "--memory", "9999999", "--", "true", dms=sp.url)
+    assert bad.returncode == 1 and "no compute provider can run this job" in bad.stderr
+
+
+def metric(d: DmsProcess, name: str) -> float:
+    with urllib.request.urlopen(d.url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} not in /metrics"
+    return values[0]
+
+
+def test_garbage_on_the_p2p_port_is_counted_and_the_node_keeps_serving(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    import socket
+
+    cp, sp = pair
+    cp_id = cp.get("/api/v1/peers/self")["peer_id"]
+    assert metric(sp, "dms_p2p_peers_known") == 1 and metric(sp, "dms_p2p_records_accepted_total") >= 1
+    host, port = cp.get("/api/v1/peers/self")["addrs"][0].split("/")[2:5:2]
+    before = metric(cp, "dms_p2p_bad_handshakes_total")
+    with socket.create_connection((host, int(port)), timeout=5) as s, contextlib.suppress(ConnectionResetError):
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n" + bytes(range(256)) * 8)
+        s.settimeout(10)
+        while s.recv(4096):  # until the node hangs up on us
+            pass
+    wait_for(lambda: metric(cp, "dms_p2p_bad_handshakes_total") > before, 10, "the garbage is counted")
+    assert sp.get(f"/api/v1/peers/ping/{cp_id}")["rtt_ms"] > 0
+    assert cp_id in known(sp)

@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmarks: the machine line, free ports, percentiles, and appending to RESULTS.md.
+
+Importing this module also puts the repository root on sys.path (the benchmarks run as `bench/<name>.py`,
+which puts only bench/ there), so a benchmark can reuse the test harness (`tests.procs`, `tests.network`).
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import statistics
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "RESULTS.md"
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{model}, {psutil.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def header(title: str) -> str:
+    """A RESULTS.md section header with the date and the machine."""
+    return f"## {title} ({datetime.now(UTC):%Y-%m-%d}, {machine()})"
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def p95(xs: Sequence[float]) -> float:
+    """The 95th percentile (inclusive method: stays within the data for small samples)."""
+    if len(xs) < 2:
+        return xs[0]
+    return statistics.quantiles(xs, n=20, method="inclusive")[18]
+
+
+def append_results(text: str) -> None:
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nEach figure beside its floor, measured in the same run.\n\n")
+    with RESULTS.open("a") as f:
+        f.write(text + "\n")

@@ -1,0 +1,53 @@
+"""`GET /metrics`: Prometheus text, read from the components' own counters at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dms.api.context import CONTEXT, ApiContext
+
+COUNTERS = {
+    "records_accepted": "Capacity records accepted from peers",
+    "records_published": "Capacity records we published",
+    "dht_puts": "Times our record was stored in the DHT",
+    "dht_put_failures": "Failed DHT stores of our record",
+    "bad_streams": "Streams on our protocols that sent garbage, too much, or nothing in time",
+    "bad_handshakes": "Inbound connections that failed the security or protocol handshake",
+    "peers_refused": "Connections refused: peer id not in p2p.allowed_peers",
+    "dial_failures": "Failed dials",
+}
+
+
+class DmsCollector(Collector):
+    def __init__(self, context: ApiContext) -> None:
+        self._c = context
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._c.node.metrics
+        for name, doc in COUNTERS.items():
+            yield CounterMetricFamily(f"dms_p2p_{name}", doc, value=getattr(m, name))
+        rejected = CounterMetricFamily(
+            "dms_p2p_records_rejected", "Capacity records dropped, by reason", labels=["reason"]
+        )
+        for reason, n in sorted(m.records_rejected.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        yield GaugeMetricFamily("dms_p2p_peers_connected", "Peers with an open connection", value=m.peers_connected)
+        yield GaugeMetricFamily("dms_p2p_peers_known", "Peers with a current capacity record", value=m.peers_known)
+        yield GaugeMetricFamily("dms_jobs_running", "Jobs running on this provider", value=self._c.provider.running)
+        yield GaugeMetricFamily(
+            "dms_executor_available",
+            "1 when the Docker engine answers",
+            value=int(self._c.provider.executor_problem is None),
+        )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DmsCollector(request.app[CONTEXT]))
+    return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
