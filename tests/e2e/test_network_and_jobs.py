@@ -255,3 +255,63 @@ def test_garbage_on_the_p2p_port_is_counted_and_the_node_keeps_serving(pair: tup
     wait_for(lambda: metric(cp, "dms_p2p_bad_handshakes_total") > before, 10, "the garbage is counted")
     assert sp.get(f"/api/v1/peers/ping/{cp_id}")["rtt_ms"] > 0
     assert cp_id in known(sp)
+
+
+async def test_restarted_sp_reattaches_and_a_dashboard_resubscribes(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    _, sp = pair
+    job_id, _ = await run_job(sp, job("echo first; sleep 4; echo second"), until="log-stream-response")
+    sp.kill9()
+    sp.start()
+    frames: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        await ws.send_json({"action": "subscribe", "job_id": job_id})
+        while (frame := await ws.receive_json(timeout=60))["action"] not in ("job-completed", "job-failed"):
+            frames.append(frame)
+    assert frame["action"] == "job-completed", frame
+    stdout = "".join(f["message"]["stdout"] for f in frames if f["action"] == "log-stream-response")
+    assert stdout == "first\nsecond\n"  # nothing lost, nothing twice
+    seqs = [f["seq"] for f in frames]
+    assert seqs == sorted(set(seqs))
+
+
+async def test_hostile_deployment_requests_are_refused(pair: tuple[DmsProcess, DmsProcess], tmp_path: Any) -> None:
+    """A peer speaking /dms/deployment/1.0.0 directly asks for what the REST shape cannot express."""
+    from dms.jobs.protocol import PROTOCOL, Deploy, Payment, Sandbox, decode_to_requester, encode
+    from dms.jobs.spec import JobSpec
+    from dms.network import NetworkSettings, P2PNode
+    from dms.network.errors import StreamClosed
+
+    cp, _ = pair
+    me = cp.get("/api/v1/peers/self")
+    node = P2PNode(
+        NetworkSettings(listen_addresses=("/ip4/127.0.0.1/tcp/0",), bootstrap_peers=(me["addrs"][0],), heartbeat_s=1),
+        identity_path=tmp_path / "rogue.key",
+        version="rogue",
+    )
+    await node.start()
+    try:
+        spec = JobSpec.model_validate(job("cat /etc/shadow"))
+        for i, sandbox in enumerate(
+            [
+                Sandbox(privileged=True),
+                Sandbox(mounts=["/:/host"]),
+                Sandbox(network_mode="host"),
+                Sandbox(cap_add=["SYS_ADMIN"]),
+            ]
+        ):
+            stream = await node.open_stream(me["peer_id"], PROTOCOL)
+            deploy = Deploy(type="deploy", job_id=f"rogue{i}", spec=spec, sandbox=sandbox, payment=Payment(price=0))
+            await stream.send(encode(deploy))
+            answer = decode_to_requester(await stream.receive(10))
+            await stream.close()
+            assert answer.type == "rejected" and "not allowed" in answer.reason, answer
+            assert await containers_of(f"rogue{i}") == []
+        stream = await node.open_stream(me["peer_id"], PROTOCOL)
+        await stream.send(b"this is not json\n")
+        with pytest.raises(StreamClosed):  # the provider hangs up
+            await stream.receive(10)
+        await stream.close()
+    finally:
+        await node.stop()
+    assert cp.get("/api/v1/onboarding/status")["free"] == cp.get("/api/v1/onboarding/status")["reserved"]

@@ -4,6 +4,7 @@ and real SQLite stores. (The same services over real libp2p daemons are in tests
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -212,3 +213,13 @@ async def test_provider_silence_fails_the_job_within_three_heartbeats(pair: Pair
     frames = [f async for _, f in pair.requester.frames(quote["job_id"])]
     assert frames[-1]["action"] == "job-failed" and "compute provider lost" in frames[-1]["message"]
     assert asyncio.get_running_loop().time() - t0 < 3 * 0.5 + 1
+
+
+async def test_next_candidate_after_an_unreachable_or_refusing_one(pair: Pair) -> None:
+    cp = pair.requester._candidates()[0]
+    ghost = dataclasses.replace(cp, peer_id="ghost-peer", ntx_price=1)  # cheapest: tried first, never answers
+    pair.requester._candidates = lambda: [ghost, cp]
+    job_id, frames = await run_to_end(pair, job("echo fine"))
+    assert frames[1]["message"]["success"] is True and "deployed to cp-peer" in frames[1]["message"]["content"]
+    assert frames[-1]["action"] == "job-completed"
+    assert (await pair.requester.get(job_id)).cp_peer_id == CP
