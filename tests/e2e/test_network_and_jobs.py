@@ -227,6 +227,11 @@ def test_cli_run_peers_and_jobs(pair: tuple[DmsProcess, DmsProcess]) -> None:
     assert failed.returncode == 4 and "exited with code 4" in failed.stdout
     listing = run_cli("jobs", dms=sp.url)
     assert listing.stdout.count("completed") >= 1 and "failed" in listing.stdout
+    newest = sp.get("/api/v1/run/jobs")["jobs"][0]
+    shown = run_cli("job", newest["job_id"], dms=sp.url)
+    assert shown.returncode == 0 and "exited with code 4" in shown.stdout and newest["job_id"] in shown.stdout
+    ended = run_cli("cancel", newest["job_id"], dms=sp.url)
+    assert ended.returncode == 1 and "already ended" in ended.stderr
     bad = run_cli("run", "--memory", "9999999", "--", "true", dms=sp.url)
     assert bad.returncode == 1 and "no compute provider can run this job" in bad.stderr
 
