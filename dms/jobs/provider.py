@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 FIRST_LINE_TIMEOUT_S = 10.0
 EVENT_RETENTION = timedelta(hours=24)
+LOG_KEEP = 5000
+"""Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
+LOG_TRIM_STEP = 1000
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class ProviderService:
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: defaultdict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._log_batches: defaultdict[str, int] = defaultdict(int)
         self.executor_problem: str | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -187,6 +191,7 @@ class ProviderService:
 
             async def logs(chunk: LogChunk) -> None:
                 await self._emit(job_id, "logs", {"stdout": chunk.stdout, "stderr": chunk.stderr})
+                await self._bound_logs(job_id)
 
             r = spec.resources
             result = await self._executor.run(
@@ -204,6 +209,7 @@ class ProviderService:
             final, reason = CPState.FAILED, str(exc)
         finally:
             self._tasks.pop(job_id, None)
+            self._log_batches.pop(job_id, None)
             await asyncio.shield(self._finish(job_id, state, final, code, reason))
 
     async def _move(self, job_id: str, current: CPState, new: CPState) -> CPState:
@@ -233,6 +239,15 @@ class ProviderService:
         return None
 
     # --- events ---------------------------------------------------------------------------------
+
+    async def _bound_logs(self, job_id: str) -> None:
+        self._log_batches[job_id] += 1
+        if self._log_batches[job_id] < LOG_KEEP + LOG_TRIM_STEP:
+            return
+        dropped = await self._events.trim("cp", job_id, "logs", LOG_KEEP)
+        self._log_batches[job_id] = LOG_KEEP
+        note = f"[dms: {dropped} older log batches were dropped to bound the provider's buffer]\n"
+        await self._emit(job_id, "logs", {"stdout": "", "stderr": note})
 
     async def _emit(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
         seq = await self._events.append("cp", job_id, kind, data)

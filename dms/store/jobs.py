@@ -78,6 +78,25 @@ class EventLog:
         async with self._store.session() as s:
             return list((await s.execute(q)).scalars())
 
+    async def trim(self, side: Side, job_id: str, kind: str, keep: int) -> int:
+        """Forget the oldest `kind` events of a job beyond the newest `keep`; how many went."""
+        newest = (
+            select(JobEventRow.id)
+            .where(JobEventRow.side == side, JobEventRow.job_id == job_id, JobEventRow.kind == kind)
+            .order_by(JobEventRow.seq.desc())
+            .limit(keep)
+        )
+        async with self._store.session() as s, s.begin():
+            result = await s.execute(
+                delete(JobEventRow).where(
+                    JobEventRow.side == side,
+                    JobEventRow.job_id == job_id,
+                    JobEventRow.kind == kind,
+                    JobEventRow.id.not_in(newest),
+                )
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     async def prune(self, older_than: timedelta) -> int:
         """Forget events older than `older_than` (finished jobs' buffers are kept at least that long)."""
         async with self._store.session() as s, s.begin():

@@ -223,3 +223,17 @@ async def test_next_candidate_after_an_unreachable_or_refusing_one(pair: Pair) -
     assert frames[1]["message"]["success"] is True and "deployed to cp-peer" in frames[1]["message"]["content"]
     assert frames[-1]["action"] == "job-completed"
     assert (await pair.requester.get(job_id)).cp_peer_id == CP
+
+
+async def test_provider_log_buffer_is_bounded_with_a_marker(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dms.jobs.provider as provider_module
+
+    monkeypatch.setattr(provider_module, "LOG_KEEP", 3)
+    monkeypatch.setattr(provider_module, "LOG_TRIM_STEP", 2)
+    job_id, frames = await run_to_end(pair, job("for i in $(seq 12); do echo line$i; sleep 0.15; done"))
+    shown = "".join(f["message"]["stdout"] for f in frames if f["action"] == "log-stream-response")
+    assert shown == "".join(f"line{i}\n" for i in range(1, 13))  # the live stream lost nothing
+    kept = [e for e in await pair.provider._events.after("cp", job_id, 0) if e.kind == "logs"]
+    assert len(kept) <= 3 + 2
+    markers = [e for e in kept if "older log batches were dropped" in e.payload["stderr"]]
+    assert markers and "line12" in "".join(e.payload["stdout"] for e in kept)
