@@ -34,6 +34,14 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
+# anvil (a local Ethereum node) comes from npm; the payment tests and the demo use it.
+if ! command -v npm >/dev/null; then
+  say "installing npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+.venv/bin/python -m tests.payments.anvil >/dev/null
+
 bash maint-scripts/start-docker.sh
 bash maint-scripts/build-test-images.sh
 say "set-up complete"
