@@ -30,9 +30,11 @@ from dms.jobs.requester import RequesterService, RequesterSettings
 from dms.network import NetworkError, NetworkSettings, P2PNode
 from dms.onboarding.hardware import measure
 from dms.onboarding.service import OnboardingService
+from dms.payments.gate import EscrowPayments, NoPayments, PaymentGate
+from dms.payments.wallet import Wallet
 from dms.store.allocations import AllocationStore
 from dms.store.db import Store, StoreError
-from dms.store.jobs import EventLog, JobStore
+from dms.store.jobs import EventLog, JobStore, TransactionLog
 from dms.store.models import CPJobRow, SPJobRow
 from dms.store.onboarding import OnboardingStore
 
@@ -75,6 +77,28 @@ def network_settings(s: Settings, channel: str | None) -> NetworkSettings:
         psk=p.psk,
         allowed_peers=tuple(p.allowed_peers),
     )
+
+
+def build_payments(s: Settings, data_dir: Path) -> PaymentGate:
+    """No payments, or the escrow on the configured chain with this node's wallet as arbiter."""
+    p = s.payment
+    if p.mode == "none":
+        return NoPayments()
+    from dms.payments.settle import Settler
+    from dms.payments.verify import EscrowVerifier
+
+    assert p.rpc_url is not None and p.chain_id is not None and p.escrow_address is not None  # config checked
+    try:
+        wallet = Wallet.load_or_create(data_dir)
+    except DmsError as exc:
+        raise StartupError(str(exc)) from exc
+    verifier = EscrowVerifier.connect(
+        p.rpc_url, chain_id=p.chain_id, escrow_address=p.escrow_address,
+        required_confirmations=p.required_confirmations,
+    )  # fmt: skip
+    settler = Settler.connect(p.rpc_url, wallet.account(), chain_id=p.chain_id, escrow_address=p.escrow_address)
+    log.info("escrow payments on chain %s, escrow %s, wallet %s", p.chain_id, p.escrow_address, wallet.address)
+    return EscrowPayments(verifier, settler, arbiter=wallet.address, timeout_s=p.timeout_s)
 
 
 class CapacityPublisher:
@@ -146,12 +170,14 @@ class Daemon:
         )  # fmt: skip
         await onboarding.start()
 
+        payments = build_payments(s, data_dir)
+        self._stack.push_async_callback(payments.close)
         executor = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
         self._stack.push_async_callback(executor.close)
         provider = ProviderService(
             onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
             ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
-            publish,
+            publish, payments,
         )  # fmt: skip
         await provider.start()
         self._stack.push_async_callback(provider.stop)
@@ -176,9 +202,10 @@ class Daemon:
         async def channel() -> str:
             return (await onboarding.require()).channel
 
+        transactions = TransactionLog(store)
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
-            RequesterSettings(s.p2p.heartbeat_s),
+            RequesterSettings(s.p2p.heartbeat_s), payments, transactions,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)
@@ -188,7 +215,7 @@ class Daemon:
 
         context = ApiContext(
             settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
-            database_path=str(store.path), version=__version__,
+            transactions=transactions, database_path=str(store.path), version=__version__,
         )  # fmt: skip
         await self._serve(build_web_app(context))
 

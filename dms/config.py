@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dms.network.settings import KNOWN_CHANNELS
@@ -59,10 +59,19 @@ class Job(_Section):
 
 class Payment(_Section):
     mode: Literal["none", "escrow"] = "none"
-    rpc_url: str | None = None
+    rpc_url: str | None = Field(None, description="JSON-RPC endpoint of the chain (escrow mode).")
     chain_id: int | None = None
-    escrow_address: str | None = None
+    escrow_address: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$")
     required_confirmations: int = Field(1, ge=0)
+    timeout_s: float = Field(120.0, gt=0, description="How long a pending deposit is waited for.")
+
+    @model_validator(mode="after")
+    def _escrow_needs_a_chain(self) -> Payment:
+        if self.mode == "escrow":
+            missing = [k for k in ("rpc_url", "chain_id", "escrow_address") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"mode escrow needs {', '.join('payment.' + k for k in missing)}")
+        return self
 
 
 class Docker(_Section):

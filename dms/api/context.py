@@ -11,6 +11,7 @@ from dms.jobs.provider import ProviderService
 from dms.jobs.requester import RequesterService
 from dms.network import P2PNode
 from dms.onboarding.service import OnboardingService
+from dms.store.jobs import TransactionLog
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class ApiContext:
     provider: ProviderService
     requester: RequesterService
     node: P2PNode
+    transactions: TransactionLog
     database_path: str
     version: str
 

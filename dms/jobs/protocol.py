@@ -36,8 +36,8 @@ class Sandbox(Strict):
 
 class Payment(Strict):
     price: int = Field(ge=0)
-    tx_hash: str | None = None
-    escrow_job_id: str | None = None
+    tx_hash: str | None = Field(None, max_length=100)
+    arbiter: str | None = Field(None, max_length=42, description="The SP wallet that settles the escrow.")
 
 
 class Deploy(Strict):

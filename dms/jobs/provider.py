@@ -36,8 +36,11 @@ from dms.jobs.states import CPState, transition
 from dms.jobs.transport import LineStream, StreamClosed
 from dms.onboarding.rules import Resources
 from dms.onboarding.service import OnboardingService
+from dms.payments.errors import PaymentRejected
+from dms.payments.gate import PaymentGate
+from dms.pricing import job_price
 from dms.store.allocations import AllocationStore
-from dms.store.jobs import EventLog, JobStore
+from dms.store.jobs import Duplicate, EventLog, JobStore
 from dms.store.models import CPJobRow
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ class ProviderService:
         events: EventLog,
         settings: ProviderSettings,
         on_capacity_change: Callable[[], Awaitable[None]],
+        payments: PaymentGate,
     ) -> None:
         self._onboarding = onboarding
         self._allocations = allocations
@@ -87,6 +91,7 @@ class ProviderService:
         self._events = events
         self._settings = settings
         self._on_capacity_change = on_capacity_change
+        self._payments = payments
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: defaultdict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
@@ -154,6 +159,19 @@ class ProviderService:
             req.sandbox.privileged, req.sandbox.network_mode, tuple(req.sandbox.mounts),
             tuple(req.sandbox.cap_add), tuple(req.sandbox.devices),
         )  # fmt: skip
+        tx_hash = None
+        if self._payments.escrow:  # never trust the SP: verify the deposit ourselves, against our own price
+            rec = await self._onboarding.get()
+            if rec is None:
+                return "the provider is not onboarded"
+            price = job_price(rec.ntx_price, r.cpu_mhz, spec.duration_s)
+            try:
+                tx_hash = await self._payments.verify(
+                    req.payment.tx_hash, req.job_id, rec.payment_addr, price, req.payment.arbiter
+                )
+            except PaymentRejected as exc:
+                log.info("refused job %s from %s: payment rejected: %s (%s)", req.job_id, sp_peer, exc, exc.details)
+                return f"payment rejected: {exc.reason}"
         async with self._lock:  # check and reserve as one step
             if await self._jobs.get(req.job_id) is not None:
                 return f"job id {req.job_id} is already known to this provider"
@@ -165,10 +183,14 @@ class ProviderService:
             free_gpus = [g for g in node.gpus if g.index in node.free.gpus]
             gpus = pick_gpus(free_gpus, r.gpus, r.vram_mb, r.gpu_vendor) if r.gpus else ()
             assert gpus is not None  # refusal() checked there are enough
+            try:
+                await self._jobs.create(
+                    job_id=req.job_id, sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump(),
+                    tx_hash=tx_hash,
+                )  # fmt: skip
+            except Duplicate:
+                return "payment rejected: reused (that deposit paid for another job)"
             await self._allocations.hold(req.job_id, Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus)))
-            await self._jobs.create(
-                job_id=req.job_id, sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump()
-            )
         await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})
         await self._on_capacity_change()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None

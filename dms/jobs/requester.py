@@ -36,9 +36,12 @@ from dms.jobs.protocol import (
 )
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
-from dms.jobs.transport import Dialer, LineStream, PeerUnreachable, StreamClosed
+from dms.jobs.transport import Dialer, LineStream, NetworkError, StreamClosed
 from dms.matching import Candidate, Needs, place
-from dms.store.jobs import EventLog, JobStore
+from dms.payments.errors import PaymentRejected, SettlementError
+from dms.payments.gate import PaymentGate
+from dms.payments.settle import Outcome, outcome_of
+from dms.store.jobs import Duplicate, EventLog, JobStore, TransactionLog
 from dms.store.models import SPJobRow
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ class RequesterService:
         channel: Callable[[], Awaitable[str]],
         dialer: Dialer,
         settings: RequesterSettings,
+        payments: PaymentGate,
+        transactions: TransactionLog,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -70,6 +75,8 @@ class RequesterService:
         self._channel = channel
         self._dialer = dialer
         self._settings = settings
+        self._payments = payments
+        self._transactions = transactions
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, LineStream] = {}
         self._listeners: defaultdict[str, set[asyncio.Queue[tuple[int, Frame]]]] = defaultdict(set)
@@ -78,7 +85,10 @@ class RequesterService:
 
     async def start(self) -> None:
         """Pick up jobs that were in flight when the daemon stopped: dispatch the paid, follow the running."""
-        for row in await self._jobs.list({SPState.PAID.value, SPState.SUBMITTED.value, SPState.RUNNING.value}):
+        live = {SPState.AWAITING_PAYMENT.value, SPState.PAID.value, SPState.SUBMITTED.value, SPState.RUNNING.value}
+        for row in await self._jobs.list(live):
+            if row.state == SPState.AWAITING_PAYMENT.value and row.tx_hash is None:
+                continue  # still waiting for the dashboard's send-status
             log.info("resuming job %s (%s)", row.job_id, row.state)
             self._spawn(row.job_id)
 
@@ -111,13 +121,18 @@ class RequesterService:
             "compute_provider": {"peer_id": best.candidate.peer_id, "payment_addr": best.candidate.payment_addr},
             "estimated_price": best.price,
             "expires_at": expires.isoformat(),
-            "candidates": [[x.candidate.peer_id, x.price] for x in placement.ranked[: self._settings.max_attempts]],
+            # With escrow the deposit names one provider: a refusal ends the job (and refunds) instead.
+            "candidates": [[x.candidate.peer_id, x.price] for x in placement.ranked[: self._attempts()]],
+            **self._payments.quote_fields(job_id),
         }
         await self._jobs.create(
             job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
         )
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
+
+    def _attempts(self) -> int:
+        return 1 if self._payments.escrow else self._settings.max_attempts
 
     async def awaiting_payment(self) -> list[str]:
         return [r.job_id for r in await self._jobs.list({SPState.AWAITING_PAYMENT.value})]
@@ -130,9 +145,18 @@ class RequesterService:
         if datetime.fromisoformat(row.quote["expires_at"]) < datetime.now(UTC):
             await self._end(row.job_id, SPState.FAILED, "the quote expired; request a new one", None)
             raise Conflict(f"the quote for job {job_id} expired; request a new one", code="quote_expired")
-        if status == "pending":
+        if self._payments.escrow and not tx_hash:
+            why = "send-status needs message.tx_hash: this node verifies escrow deposits on-chain"
+            raise Conflict(why, code="tx_hash_required")
+        # Without escrow "pending" waits for a later "success"; with it, the chain decides (and is waited for).
+        if job_id in self._tasks or (status == "pending" and not self._payments.escrow):
             return
-        await self._jobs.update(job_id, state=transition(SPState.AWAITING_PAYMENT, SPState.PAID).value, tx_hash=tx_hash)
+        try:
+            await self._jobs.update(job_id, tx_hash=tx_hash.lower() if tx_hash else None)
+        except Duplicate:
+            reused = "payment rejected: reused (that deposit paid for another job)"
+            await self._end(job_id, SPState.FAILED, reused, None)
+            return
         self._spawn(job_id)
 
     async def cancel(self, job_id: str) -> None:
@@ -160,7 +184,7 @@ class RequesterService:
                 await side.send(msg)
             finally:
                 await side.close()
-        except (StreamClosed, PeerUnreachable) as exc:
+        except NetworkError as exc:
             raise Conflict(f"cannot reach the provider to cancel job {job_id}: {exc}", code="unreachable") from exc
 
     async def _row(self, job_id: str) -> SPJobRow:
@@ -213,6 +237,10 @@ class RequesterService:
     async def _drive(self, job_id: str) -> None:
         try:
             row = await self._row(job_id)
+            if row.state == SPState.AWAITING_PAYMENT.value:
+                if not await self._check_payment(row):
+                    return
+                row = await self._row(job_id)
             if row.state == SPState.PAID.value:
                 stream = await self._dispatch(row)
             else:
@@ -230,18 +258,33 @@ class RequesterService:
             if stream is not None:
                 await stream.close()
 
+    async def _check_payment(self, row: SPJobRow) -> bool:
+        """Verify the deposit (escrow mode) and move to PAID; job-failed with the reason otherwise."""
+        q = row.quote
+        try:
+            tx = await self._payments.verify(
+                row.tx_hash, row.job_id, q["compute_provider"]["payment_addr"], q["estimated_price"], q.get("arbiter")
+            )
+        except PaymentRejected as exc:
+            await self._transactions.add(row.job_id, "fund", row.tx_hash, q["estimated_price"], "rejected", str(exc))
+            await self._end(row.job_id, SPState.FAILED, f"payment rejected: {exc.reason}", None, settle=False)
+            return False
+        if self._payments.escrow:
+            await self._transactions.add(row.job_id, "fund", tx, q["estimated_price"], "verified")
+        await self._jobs.update(row.job_id, state=transition(SPState.AWAITING_PAYMENT, SPState.PAID).value)
+        return True
+
     async def _dispatch(self, row: SPJobRow) -> LineStream | None:
         """Offer the job to the quoted provider, then to the next candidates (bounded)."""
         await self._frame(row.job_id, {"action": "job-submitted"})
         spec = JobSpec.model_validate(row.spec)
         refusals = []
         for peer, price in row.quote["candidates"]:
-            deploy = Deploy(
-                type="deploy", job_id=row.job_id, spec=spec, payment=Payment(price=price, tx_hash=row.tx_hash)
-            )
+            payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"))
+            deploy = Deploy(type="deploy", job_id=row.job_id, spec=spec, payment=payment)
             try:
                 stream = await self._dialer.open(peer, PROTOCOL)
-            except PeerUnreachable as exc:
+            except NetworkError as exc:
                 refusals.append(f"{peer}: unreachable ({exc})")
                 continue
             answer = await self._offer(stream, deploy)
@@ -286,7 +329,7 @@ class RequesterService:
         while time.monotonic() < deadline:
             try:
                 stream = await self._dialer.open(row.cp_peer_id, PROTOCOL)
-            except PeerUnreachable as exc:
+            except NetworkError as exc:
                 reason = str(exc)
                 await asyncio.sleep(self._settings.heartbeat_s / 2)
                 continue
@@ -353,10 +396,28 @@ class RequesterService:
             return True
         return False
 
-    async def _end(self, job_id: str, state: SPState, reason: str | None, code: int | None) -> None:
+    async def _settle(self, job_id: str, outcome: Outcome) -> None:
+        """Release or refund by the table; the result is recorded either way (and logged on failure)."""
+        try:
+            action, tx = await self._payments.settle(job_id, outcome)
+        except (SettlementError, NetworkError, OSError) as exc:
+            log.warning("job %s: settlement failed: %s", job_id, exc)
+            await self._transactions.add(job_id, "settle", None, None, "failed", str(exc))
+            return
+        await self._transactions.add(job_id, action, tx, None, "sent" if tx else "already settled")
+        log.info("job %s: %s (%s) sent: %s", job_id, action, outcome, tx)
+
+    async def _end(
+        self, job_id: str, state: SPState, reason: str | None, code: int | None, *, settle: bool = True
+    ) -> None:
         row = await self._row(job_id)
-        transition(SPState(row.state), state)
+        was = SPState(row.state)
+        transition(was, state)
         await self._jobs.update(job_id, state=state.value, reason=reason, exit_code=code)
+        if settle and self._payments.escrow and row.tx_hash and was != SPState.AWAITING_PAYMENT:
+            lost = (reason or "").startswith("compute provider lost")
+            started = was == SPState.RUNNING or state == SPState.COMPLETED
+            await self._settle(job_id, outcome_of(state.value, container_started=started, provider_lost=lost))
         if state == SPState.COMPLETED:
             await self._frame(job_id, {"action": "job-completed", "detail": {"exit_code": code}})
         else:

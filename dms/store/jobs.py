@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from dms.store.db import Store
-from dms.store.models import CPJobRow, JobEventRow, SPJobRow
+from dms.store.models import CPJobRow, JobEventRow, SPJobRow, TransactionRow
 
 Side = Literal["sp", "cp"]
 Row = TypeVar("Row", SPJobRow, CPJobRow)
@@ -19,6 +20,10 @@ Row = TypeVar("Row", SPJobRow, CPJobRow)
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+class Duplicate(Exception):
+    """A value that must be unique (a job id, a deposit's tx hash) is already stored."""
 
 
 class JobStore(Generic[Row]):
@@ -29,22 +34,30 @@ class JobStore(Generic[Row]):
         self._model: type[Row] = model
 
     async def create(self, **values: Any) -> None:
-        async with self._store.session() as s, s.begin():
-            s.add(self._model(**values, created_at=now(), updated_at=now()))
+        """Raises Duplicate when the job id or the tx hash is taken."""
+        try:
+            async with self._store.session() as s, s.begin():
+                s.add(self._model(**values, created_at=now(), updated_at=now()))
+        except IntegrityError as exc:
+            raise Duplicate(str(exc.orig)) from exc
 
     async def get(self, job_id: str) -> Row | None:
         async with self._store.session() as s:
             return await s.get(self._model, job_id)
 
     async def update(self, job_id: str, **values: Any) -> Row:
-        async with self._store.session() as s, s.begin():
-            row = await s.get(self._model, job_id)
-            if row is None:
-                raise KeyError(job_id)
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.updated_at = now()
-            return row
+        """Raises KeyError for an unknown job, Duplicate when a unique value (tx hash) is taken."""
+        try:
+            async with self._store.session() as s, s.begin():
+                row = await s.get(self._model, job_id)
+                if row is None:
+                    raise KeyError(job_id)
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.updated_at = now()
+                return row
+        except IntegrityError as exc:
+            raise Duplicate(str(exc.orig)) from exc
 
     async def list(self, states: set[str] | None = None, limit: int = 200) -> list[Row]:
         q = select(self._model).order_by(self._model.created_at.desc()).limit(limit)
@@ -102,3 +115,31 @@ class EventLog:
         async with self._store.session() as s, s.begin():
             result = await s.execute(delete(JobEventRow).where(JobEventRow.at < now() - older_than))
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class TransactionLog:
+    """Payments per job, newest first when listed."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def add(
+        self, job_id: str, kind: str, tx_hash: str | None, amount: int | None, state: str, error: str | None = None
+    ) -> None:
+        async with self._store.session() as s, s.begin():
+            s.add(
+                TransactionRow(
+                    job_id=job_id,
+                    kind=kind,
+                    tx_hash=tx_hash,
+                    amount=None if amount is None else str(amount),
+                    state=state,
+                    error=error,
+                    at=now(),
+                )
+            )
+
+    async def list(self, limit: int = 500) -> list[TransactionRow]:
+        async with self._store.session() as s:
+            q = select(TransactionRow).order_by(TransactionRow.id.desc()).limit(limit)
+            return list((await s.execute(q)).scalars())

@@ -57,7 +57,7 @@ class AllocationRow(Base):
 
 
 class JobColumns:
-    """Columns both sides' job tables have."""
+    """Columns both sides' job tables have. `tx_hash`: the deposit that paid for it (one job per deposit)."""
 
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     state: Mapped[str] = mapped_column(String(32), index=True)
@@ -86,6 +86,23 @@ class CPJobRow(JobColumns, Base):
     __tablename__ = "cp_jobs"
 
     sp_peer_id: Mapped[str] = mapped_column(String(128))
+    tx_hash: Mapped[str | None] = mapped_column(String(66), unique=True)
+
+
+class TransactionRow(Base):
+    """A payment this node saw or sent for a job: the deposit it verified, the release or refund it sent."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    amount: Mapped[str | None] = mapped_column(String(80))
+    """Wei, as decimal text: amounts exceed SQLite's integers."""
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(1000))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class JobEventRow(Base):

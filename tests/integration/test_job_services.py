@@ -23,9 +23,10 @@ from dms.matching import Candidate
 from dms.onboarding.hardware import measure
 from dms.onboarding.rules import Resources
 from dms.onboarding.service import OnboardingService
+from dms.payments.gate import NoPayments
 from dms.store.allocations import AllocationStore
 from dms.store.db import Store
-from dms.store.jobs import EventLog, JobStore
+from dms.store.jobs import EventLog, JobStore, TransactionLog
 from dms.store.models import CPJobRow, SPJobRow
 from dms.store.onboarding import OnboardingStore
 from tests.conftest import PAYOUT
@@ -110,7 +111,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
 
     provider = ProviderService(
         onboarding, AllocationStore(store), executor, JobStore(store, CPJobRow), EventLog(store),
-        ProviderSettings(allow_network=False, image_allowlist=(), heartbeat_s=0.5), noop,
+        ProviderSettings(allow_network=False, image_allowlist=(), heartbeat_s=0.5), noop, NoPayments(),
     )  # fmt: skip
     await provider.start()
     wire = Wire(provider)
@@ -126,7 +127,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
 
     requester = RequesterService(
         JobStore(store, SPJobRow), EventLog(store), lambda: snapshot, channel, wire,
-        RequesterSettings(heartbeat_s=0.5),
+        RequesterSettings(heartbeat_s=0.5), NoPayments(), TransactionLog(store),
     )  # fmt: skip
     snapshot += await candidates()
     yield Pair(requester, provider, onboarding, wire)

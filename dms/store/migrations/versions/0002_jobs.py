@@ -32,6 +32,7 @@ def upgrade() -> None:
         "cp_jobs",
         sa.Column("job_id", sa.String(64), primary_key=True),
         sa.Column("sp_peer_id", sa.String(128), nullable=False),
+        sa.Column("tx_hash", sa.String(66), unique=True),
         sa.Column("state", sa.String(32), nullable=False, index=True),
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("exit_code", sa.Integer()),
@@ -51,8 +52,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("side", "job_id", "seq"),
     )
 
+    op.create_table(
+        "transactions",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("job_id", sa.String(64), nullable=False, index=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("tx_hash", sa.String(66)),
+        sa.Column("amount", sa.String(80)),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("error", sa.String(1000)),
+        sa.Column("at", sa.DateTime(), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("transactions")
     op.drop_table("job_events")
     op.drop_table("cp_jobs")
     op.drop_table("sp_jobs")

@@ -1,0 +1,95 @@
+"""What the job services need from payments, for `payment.mode` "none" and "escrow" alike.
+
+The composition root picks one; the services never branch on the mode themselves except through
+`escrow` (whether a quote names an escrow and a deposit is needed at all).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dms.payments.contract import escrow_job_id_hex
+from dms.payments.errors import PaymentRejected, Reason, SettlementError
+from dms.payments.settle import Outcome, settlement
+
+if TYPE_CHECKING:
+    from dms.payments.settle import Settler
+    from dms.payments.verify import EscrowVerifier
+
+log = logging.getLogger(__name__)
+
+
+class PaymentGate(Protocol):
+    escrow: bool
+
+    def quote_fields(self, job_id: str) -> dict[str, Any]:
+        """What a quote adds about the escrow (empty without one)."""
+
+    async def verify(self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None) -> str:
+        """The normalised tx hash once the deposit is confirmed. Raises PaymentRejected (reason = one phrase)."""
+
+    async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
+        """Release or refund by the settlement table: (action, tx hash or None when nothing was sent).
+
+        Raises SettlementError saying why (no gas, wrong state, ...)."""
+
+    async def close(self) -> None: ...
+
+
+class NoPayments:
+    """`payment.mode = "none"`: the dashboard's word is taken; nothing is on a chain."""
+
+    escrow = False
+
+    def quote_fields(self, job_id: str) -> dict[str, Any]:
+        return {}
+
+    async def verify(self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None) -> str:
+        return tx_hash or ""
+
+    async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
+        return settlement(outcome).value, None
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class EscrowPayments:
+    """`payment.mode = "escrow"`: deposits are verified on-chain; the SP's wallet settles as arbiter."""
+
+    verifier: EscrowVerifier
+    settler: Settler | None
+    """The SP side's; a pure provider never settles, but every node can act as SP."""
+    arbiter: str
+    timeout_s: float
+    escrow: bool = True
+
+    def quote_fields(self, job_id: str) -> dict[str, Any]:
+        return {
+            "escrow_job_id": escrow_job_id_hex(job_id),
+            "escrow_address": self.verifier.escrow_address,
+            "arbiter": self.arbiter,
+            "chain_id": self.verifier.chain_id,
+        }
+
+    async def verify(self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None) -> str:
+        if not tx_hash:
+            raise PaymentRejected(Reason.MALFORMED_TX_HASH, "send-status carried no tx_hash")
+        proof = await self.verifier.wait_for_funding(
+            tx_hash, job_id, provider, amount, arbiter=arbiter, timeout_s=self.timeout_s
+        )
+        return proof.tx_hash
+
+    async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
+        action = settlement(outcome)
+        if self.settler is None:
+            raise SettlementError("this node has no wallet to settle with", None, "not_allowed")
+        return action.value, await self.settler.settle(job_id, action)
+
+    async def close(self) -> None:
+        await self.verifier.close()
+        if self.settler is not None:
+            await self.settler.close()
