@@ -1,0 +1,181 @@
+"""Paid jobs end to end: anvil (a real JSON-RPC chain), two daemons in escrow mode, a dashboard that pays.
+
+The dashboard deposits from one of anvil's dev accounts; the SP's own wallet is the arbiter (funded for
+gas); the CP's payout address is fresh, so its balance moves by payouts only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+
+from dms.payments.contract import escrow_job_id, load_artifact
+from tests.e2e.test_network_and_jobs import containers_of, job, known, post, wait_for
+from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
+from tests.procs import DmsProcess
+
+REFUNDED, RELEASED = 3, 2
+
+
+@dataclass
+class Market:
+    anvil: Anvil
+    w3: Web3
+    escrow: Contract
+    dashboard: str
+    cp: DmsProcess
+    sp: DmsProcess
+    payout: str
+
+    def wait(self, tx_hash: Any) -> Any:
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
+        assert receipt["status"] == 1
+        return receipt
+
+    def deposit(self, quote: dict[str, Any], value: int | None = None) -> str:
+        fn = self.escrow.functions.deposit(
+            escrow_job_id(quote["job_id"]), quote["compute_provider"]["payment_addr"], quote["arbiter"]
+        )
+        receipt = self.wait(fn.transact({"from": self.dashboard, "value": value or quote["estimated_price"]}))
+        return "0x" + bytes(receipt["transactionHash"]).hex()
+
+    def state(self, job_id: str) -> int:
+        return int(self.escrow.functions.state(escrow_job_id(job_id)).call())
+
+
+@pytest.fixture
+def market(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Iterator[Market]:
+    try:
+        anvil = Anvil(install(), tmp_path / "anvil.log")
+    except AnvilError as e:
+        pytest.fail(f"anvil is required for this test: {e}")
+    with anvil:
+        w3 = Web3(HTTPProvider(anvil.url))
+        deployer, dashboard = w3.eth.accounts[:2]
+        art = load_artifact()
+        receipt = w3.eth.wait_for_transaction_receipt(
+            w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(3600).transact({"from": deployer})
+        )
+        escrow = w3.eth.contract(address=receipt["contractAddress"], abi=art.abi)
+        payment = {
+            "mode": "escrow", "rpc_url": anvil.url, "chain_id": CHAIN_ID, "escrow_address": escrow.address,
+            "required_confirmations": 1, "timeout_s": 10,
+        }  # fmt: skip
+        cp = dms_process("cp", payment=payment).start()
+        payout = Account.create().address
+        m = cp.get("/api/v1/onboarding/provisioned")
+        post(cp, "/onboarding/onboard", {"memory": m["memory"] // 2, "cpu": m["cpu"] // 2, "channel": "nunet-test",
+                                         "payment_addr": payout, "ntx_price": 10**12})  # fmt: skip
+        me = cp.get("/api/v1/peers/self")
+        sp = dms_process("sp", payment=payment, p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
+        post(sp, "/onboarding/onboard", {"memory": m["memory"] // 5, "cpu": m["cpu"] // 5, "channel": "nunet-test",
+                                         "payment_addr": payout})  # fmt: skip
+        arbiter = sp.get("/api/v1/wallet")["address"]
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": 10**18})  # type: ignore[typeddict-item]
+        )
+        wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
+        yield Market(anvil, w3, escrow, dashboard, cp, sp, payout)
+
+
+async def pay_and_follow(mk: Market, quote: dict[str, Any], tx_hash: str) -> list[dict[str, Any]]:
+    frames = []
+    async with aiohttp.ClientSession() as s, s.ws_connect(mk.sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        await ws.send_json({
+            "action": "send-status", "job_id": quote["job_id"],
+            "message": {"transaction_type": "fund", "transaction_status": "success", "tx_hash": tx_hash},
+        })  # fmt: skip
+        while True:
+            frame = await ws.receive_json(timeout=60)
+            frames.append(frame)
+            if frame["action"] in ("job-completed", "job-failed", "error"):
+                return frames
+
+
+def settled(mk: Market, job_id: str, kind: str) -> bool:
+    rows = mk.sp.get("/api/v1/transactions")["transactions"]
+    return any(t["job_id"] == job_id and t["kind"] == kind and t["state"] == "sent" for t in rows)
+
+
+async def test_paid_job_releases_exactly_the_price(market: Market) -> None:
+    mk = market
+    quote = post(mk.sp, "/run/request-service", job("echo paid work"))
+    assert quote["escrow_address"] == mk.escrow.address and quote["chain_id"] == CHAIN_ID
+    assert quote["escrow_job_id"] == "0x" + escrow_job_id(quote["job_id"]).hex()
+    price = quote["estimated_price"]
+    assert price == 10**12 * 500 * 60 // 1000  # ntx_price x cpu_mhz / 1000 x duration_s
+    frames = await pay_and_follow(mk, quote, mk.deposit(quote))
+    assert frames[-1]["action"] == "job-completed", frames[-1]
+    wait_for(lambda: settled(mk, quote["job_id"], "release"), 20, "the SP releases the escrow")
+    assert mk.w3.eth.get_balance(mk.payout) == price
+    assert mk.state(quote["job_id"]) == RELEASED
+
+
+async def test_rejected_payments_say_why_and_start_nothing(market: Market) -> None:
+    mk = market
+    quote = post(mk.sp, "/run/request-service", job("echo never"))
+    frames = await pay_and_follow(mk, quote, mk.deposit(quote, value=quote["estimated_price"] - 1))
+    assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: underpaid"
+    assert await containers_of(quote["job_id"]) == []
+
+    paid = post(mk.sp, "/run/request-service", job("echo once"))
+    tx = mk.deposit(paid)
+    assert (await pay_and_follow(mk, paid, tx))[-1]["action"] == "job-completed"
+    again = post(mk.sp, "/run/request-service", job("echo twice"))
+    frames = await pay_and_follow(mk, again, tx)  # the same deposit for another job
+    assert frames[-1]["action"] == "job-failed" and "reused" in frames[-1]["message"]
+
+    bogus = post(mk.sp, "/run/request-service", job("echo never"))
+    frames = await pay_and_follow(mk, bogus, "0x" + "ab" * 32)
+    assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: payment not confirmed"
+    assert await containers_of(bogus["job_id"]) == []
+
+
+async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
+    """An SP that skips its own check (a peer speaking the protocol directly) cannot get underpaid work run."""
+    from dms.jobs.protocol import PROTOCOL, Deploy, Payment, decode_to_requester, encode
+    from dms.jobs.spec import JobSpec
+    from dms.network import NetworkSettings, P2PNode
+
+    mk = market
+    me = mk.cp.get("/api/v1/peers/self")
+    quote = post(mk.sp, "/run/request-service", job("echo should not run"))
+    tx = mk.deposit(quote, value=quote["estimated_price"] // 2)
+    node = P2PNode(
+        NetworkSettings(listen_addresses=("/ip4/127.0.0.1/tcp/0",), bootstrap_peers=(me["addrs"][0],), heartbeat_s=1),
+        identity_path=tmp_path / "lax-sp.key",
+        version="lax",
+    )
+    await node.start()
+    try:
+        stream = await node.open_stream(me["peer_id"], PROTOCOL)
+        spec = JobSpec.model_validate(job("echo should not run"))
+        payment = Payment(price=quote["estimated_price"], tx_hash=tx, arbiter=quote["arbiter"])
+        await stream.send(encode(Deploy(type="deploy", job_id=quote["job_id"], spec=spec, payment=payment)))
+        answer = decode_to_requester(await stream.receive(30))
+        await stream.close()
+    finally:
+        await node.stop()
+    assert answer.type == "rejected" and answer.reason == "payment rejected: underpaid", answer
+    assert await containers_of(quote["job_id"]) == []
+
+
+async def test_a_job_refused_by_the_cp_is_refunded(market: Market) -> None:
+    mk = market
+    quote = post(mk.sp, "/run/request-service", {**job("true"), "image": "dms-test/absent:1"})
+    balance = mk.w3.eth.get_balance(mk.dashboard)
+    frames = await pay_and_follow(mk, quote, mk.deposit(quote))
+    assert frames[-1]["action"] == "job-failed" and "dms-test/absent:1" in frames[-1]["message"]
+    wait_for(lambda: settled(mk, quote["job_id"], "refund"), 20, "the SP refunds the escrow")
+    assert mk.state(quote["job_id"]) == REFUNDED
+    assert mk.w3.eth.get_balance(mk.dashboard) > balance - 10**15  # the deposit came back (gas aside)
+    assert await containers_of(quote["job_id"]) == []
