@@ -52,6 +52,13 @@ def run(
     env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment.")] = None,
     target_peer: Annotated[str | None, typer.Option("--peer", help="Run on this provider only.")] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
+    pay_key: Annotated[
+        str | None,
+        typer.Option("--pay-key", envvar="NUNET_PAY_KEY", help="Private key that pays the escrow deposit."),
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option("--rpc-url", envvar="NUNET_RPC_URL", help="The chain's JSON-RPC URL (escrow).")
+    ] = None,
 ) -> None:
     """Run a container job on the best provider and follow it to the end; exit with its exit code."""
     client = _client(ctx)
@@ -71,10 +78,46 @@ def run(
     render.out.print(
         Text(f"quote: job {job_id} on {provider} for {quote['estimated_price']} wei", style="bold"), soft_wrap=True
     )
-    sys.exit(follow(client, job_id, pay=True, raw=frames))
+    tx_hash = None
+    if quote.get("escrow_address"):
+        if not pay_key or not rpc_url:
+            render.error("this daemon takes escrow payments: give --pay-key and --rpc-url to pay the deposit")
+            sys.exit(1)
+        tx_hash = deposit(quote, pay_key, rpc_url)
+        render.out.print(Text(f"paid: deposit {tx_hash}", style="bold"), soft_wrap=True)
+    sys.exit(follow(client, job_id, pay=True, raw=frames, tx_hash=tx_hash))
 
 
-def follow(client: DmsClient, job_id: str, pay: bool, raw: bool = False) -> int:
+def deposit(quote: dict[str, Any], key: str, rpc_url: str) -> str:
+    """Pay the quote into its escrow from `key`'s account, as a dashboard would; the tx hash."""
+    from web3 import HTTPProvider, Web3
+
+    from dms.payments.contract import load_artifact
+
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    account = w3.eth.account.from_key(key)
+    escrow = w3.eth.contract(address=quote["escrow_address"], abi=load_artifact().abi)
+    fn = escrow.functions.deposit(
+        bytes.fromhex(quote["escrow_job_id"].removeprefix("0x")),
+        quote["compute_provider"]["payment_addr"],
+        quote["arbiter"],
+    )
+    tx = fn.build_transaction(
+        {
+            "from": account.address,
+            "value": quote["estimated_price"],
+            "nonce": w3.eth.get_transaction_count(account.address),
+        }
+    )
+    sent = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(sent, timeout=120)
+    if receipt["status"] != 1:
+        render.error(f"the deposit {sent.to_0x_hex()} reverted")
+        sys.exit(1)
+    return sent.to_0x_hex()
+
+
+def follow(client: DmsClient, job_id: str, pay: bool, raw: bool = False, tx_hash: str | None = None) -> int:
     """Print the job's frames until its end; the exit code to leave with."""
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
@@ -83,7 +126,9 @@ def follow(client: DmsClient, job_id: str, pay: bool, raw: bool = False) -> int:
     try:
         with connect(url, open_timeout=10, max_size=2**20) as ws:
             if pay:
-                status = {"transaction_type": "fund", "transaction_status": "success"}
+                status: dict[str, Any] = {"transaction_type": "fund", "transaction_status": "success"}
+                if tx_hash:
+                    status["tx_hash"] = tx_hash
                 ws.send(json.dumps({"action": "send-status", "job_id": job_id, "message": status}))
             else:
                 ws.send(json.dumps({"action": "subscribe", "job_id": job_id}))
@@ -162,3 +207,15 @@ def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The j
     """Cancel a job; a running container is stopped."""
     _client(ctx).post(f"/run/jobs/{job_id}/cancel")
     render.line(f"cancelling job {job_id}", style="bold")
+
+
+def transactions(ctx: typer.Context) -> None:
+    """Payments: deposits verified, releases and refunds sent, with their tx hashes."""
+    rows = _client(ctx).get("/transactions")["transactions"]
+    table = Table("When", "Job", "Kind", "State", "Amount (wei)", "Tx")
+    for t in rows:
+        table.add_row(
+            render.when(t["at"]), t["job_id"], t["kind"], Text(t["state"] + (f": {t['error']}" if t["error"] else "")),
+            t["amount"] or "", t["tx_hash"] or "",
+        )  # fmt: skip
+    render.out.print(table)

@@ -125,6 +125,15 @@ def wallet_new(ctx: typer.Context) -> None:
     )
 
 
+@wallet_app.command("show")
+def wallet_show(ctx: typer.Context) -> None:
+    """Show this node's own EVM address: as service provider it settles escrows and needs gas there."""
+    w = client_of(ctx).get("/wallet")
+    render.out.print(render.fields_table([("Address", w["address"]), ("Payments", w["payment_mode"]),
+                                          ("Key file", w["key_file"])]))  # fmt: skip
+    render.line("Fund this address with enough for gas to release and refund escrows.")
+
+
 @app.command()
 def onboard(
     ctx: typer.Context,
@@ -232,6 +241,7 @@ app.command(context_settings={"allow_interspersed_args": False})(jobs.run)
 app.command("jobs")(jobs.jobs)
 app.command("job")(jobs.job)
 app.command("cancel")(jobs.cancel)
+app.command("transactions")(jobs.transactions)
 
 
 def run() -> None:

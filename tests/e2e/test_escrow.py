@@ -20,7 +20,7 @@ from web3.contract import Contract
 from dms.payments.contract import escrow_job_id, load_artifact
 from tests.e2e.test_network_and_jobs import containers_of, job, known, post, wait_for
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
-from tests.procs import DmsProcess
+from tests.procs import DmsProcess, run_cli
 
 REFUNDED, RELEASED = 3, 2
 
@@ -179,3 +179,21 @@ async def test_a_job_refused_by_the_cp_is_refunded(market: Market) -> None:
     assert mk.state(quote["job_id"]) == REFUNDED
     assert mk.w3.eth.get_balance(mk.dashboard) > balance - 10**15  # the deposit came back (gas aside)
     assert await containers_of(quote["job_id"]) == []
+
+
+def test_nunet_run_pays_and_the_transactions_are_listed(market: Market) -> None:
+    mk = market
+    payer = Account.create()
+    mk.wait(mk.w3.eth.send_transaction({"from": mk.dashboard, "to": payer.address, "value": 10**18}))  # type: ignore[typeddict-item]
+    unpaid = run_cli("run", "--memory", "64", "--", "echo", "hi", dms=mk.sp.url)
+    assert unpaid.returncode == 1 and "--pay-key" in unpaid.stderr
+    pay = ["--pay-key", payer.key.hex(), "--rpc-url", mk.anvil.url]
+    out = run_cli("run", "--memory", "64", *pay, "--", "echo", "paid by the cli", dms=mk.sp.url)
+    assert out.returncode == 0, out.stderr
+    assert "paid: deposit 0x" in out.stdout and "paid by the cli" in out.stdout
+    job_id = mk.sp.get("/api/v1/run/jobs")["jobs"][0]["job_id"]
+    wait_for(lambda: settled(mk, job_id, "release"), 20, "the SP releases the escrow")
+    listing = run_cli("transactions", dms=mk.sp.url)
+    assert listing.returncode == 0 and "release" in listing.stdout and "verified" in listing.stdout
+    wallet = run_cli("wallet", "show", dms=mk.sp.url)
+    assert mk.sp.get("/api/v1/wallet")["address"] in wallet.stdout
