@@ -35,6 +35,22 @@ wait_ready() {  # NAME URL
 
 A=http://127.0.0.1:9999
 B=http://127.0.0.1:9998
+RPC=http://127.0.0.1:8545
+
+step "starting a local chain (anvil, $RPC) and deploying the escrow contract"
+ANVIL=$(.venv/bin/python -m tests.payments.anvil)
+"$ANVIL" --host 127.0.0.1 --port 8545 --chain-id 31337 >"$DEMO/anvil.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  if .venv/bin/python maint-scripts/escrow.py balance "$RPC" 0x0000000000000000000000000000000000000000 \
+       >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
+ESCROW=$(.venv/bin/python maint-scripts/escrow.py deploy "$RPC")
+echo "escrow at $ESCROW"
+# Both instances take escrow payments on this chain.
+export DMS_PAYMENT__MODE=escrow DMS_PAYMENT__RPC_URL=$RPC DMS_PAYMENT__CHAIN_ID=31337
+export DMS_PAYMENT__ESCROW_ADDRESS=$ESCROW DMS_PAYMENT__REQUIRED_CONFIRMATIONS=1
 # Loopback only: the shipped configs listen on every interface; the demo keeps its traffic on this host.
 step "starting instance A, the compute provider (dms_config.json, REST $A, libp2p 127.0.0.1:9000)"
 DMS_P2P__LISTEN_ADDRESS='["/ip4/127.0.0.1/tcp/9000"]' start a dms_config.json
@@ -72,12 +88,26 @@ done
 echo "B sees:"; nunet --dms "$B" peer list -d
 echo "A sees:"; nunet --dms "$A" peer list -d
 
-step "B dispatches a busybox job to the best provider (A); every websocket frame is printed"
-nunet --dms "$B" run --frames --cpu 500 --cores 0.5 --memory 64 --duration 60 -- \
+step "B's wallet settles escrows as arbiter: funding it for gas; a dashboard account to pay with"
+nunet --dms "$B" wallet show
+.venv/bin/python maint-scripts/escrow.py fund "$RPC" "$(nunet --dms "$B" wallet show | grep -oE '0x[0-9a-fA-F]{40}' | head -n1)" 1000000000000000000
+PAYER_KEY=$(.venv/bin/python maint-scripts/escrow.py payer "$RPC" 1000000000000000000)
+BEFORE=$(.venv/bin/python maint-scripts/escrow.py balance "$RPC" "$ADDR")
+echo "A's payout address $ADDR holds $BEFORE wei"
+
+step "B dispatches a paid busybox job to the best provider (A); every websocket frame is printed"
+nunet --dms "$B" run --frames --pay-key "$PAYER_KEY" --rpc-url "$RPC" --cpu 500 --cores 0.5 --memory 64 --duration 60 -- \
   sh -c 'echo "hello from a container on the compute provider"; echo "running as $(id -u) with $(ls /sys/class/net | wc -l) network interface(s)"; echo a line on stderr >&2'
 
-step "B: its jobs"
+step "B: its jobs and payments (the escrow is released to A once the job completed)"
 nunet --dms "$B" jobs
+for _ in $(seq 1 100); do
+  if nunet --dms "$B" transactions | grep -q release; then break; fi
+  sleep 0.2
+done
+nunet --dms "$B" transactions
+AFTER=$(.venv/bin/python maint-scripts/escrow.py balance "$RPC" "$ADDR")
+echo "A's payout address now holds $AFTER wei (+$((AFTER - BEFORE)))"
 step "A: capacity after the job (all free again)"
 nunet --dms "$A" capacity
 
