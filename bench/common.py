@@ -6,6 +6,7 @@ which puts only bench/ there), so a benchmark can reuse the test harness (`tests
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import statistics
@@ -46,6 +47,11 @@ def machine() -> str:
 def header(title: str) -> str:
     """A RESULTS.md section header with the date and the machine."""
     return f"## {title} ({datetime.now(UTC):%Y-%m-%d}, {machine()})"
+
+
+def load_note() -> str:
+    """The 1-minute load average now: the machine may be shared with other work while a benchmark runs."""
+    return f"Load average (1 min) when the run started: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."
 
 
 def median(xs: Sequence[float]) -> float:

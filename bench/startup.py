@@ -76,7 +76,8 @@ def main() -> None:
         "| process | exec to READY | idle RSS |",
         "|---|---|---|",
         f"| bare aiohttp app (floor) | {bare[0]:.2f} s | {bare[1]:.0f} MB |",
-        f"| nunet-dms (onboarding, store, REST; network and payments not started) | {dms[0]:.2f} s | {dms[1]:.0f} MB |",
+        "| nunet-dms (store, onboarding, executor check, libp2p node up, REST; payments off)"
+        f" | {dms[0]:.2f} s | {dms[1]:.0f} MB |",
         f"| ratio | {dms[0] / bare[0]:.1f}x | {dms[1] / bare[1]:.1f}x |",
         "",
         "Goal: READY under 2.5 s, idle RSS under 130 MB.",
