@@ -33,6 +33,7 @@ from dms.jobs.protocol import (
 )
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import CPState, transition
+from dms.jobs.tasks import cancel_and_wait
 from dms.jobs.transport import LineStream, StreamClosed
 from dms.onboarding.rules import Resources
 from dms.onboarding.service import OnboardingService
@@ -119,11 +120,7 @@ class ProviderService:
             log.info("reconciled job %s after restart: %s", row.job_id, state)
 
     async def stop(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-        for task in list(self._tasks.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks.values())
 
     @property
     def running(self) -> int:

@@ -36,6 +36,7 @@ from dms.jobs.protocol import (
 )
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
+from dms.jobs.tasks import cancel_and_wait
 from dms.jobs.transport import Dialer, LineStream, NetworkError, StreamClosed
 from dms.matching import Candidate, Needs, place
 from dms.payments.errors import PaymentRejected, SettlementError
@@ -93,12 +94,7 @@ class RequesterService:
             self._spawn(row.job_id)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks.values())
 
     # --- quote and payment ----------------------------------------------------------------------
 
