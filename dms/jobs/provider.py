@@ -18,6 +18,7 @@ from typing import Any
 
 from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
+from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import (
     Accepted,
     Attach,
@@ -95,7 +96,7 @@ class ProviderService:
         self._payments = payments
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._listeners: defaultdict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
         self.executor_problem: str | None = None
 
@@ -269,10 +270,7 @@ class ProviderService:
         await self._emit(job_id, "logs", {"stdout": "", "stderr": note})
 
     async def _emit(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
-        seq = await self._events.append("cp", job_id, kind, data)
-        event = Event(type="event", job_id=job_id, seq=seq, kind=kind, data=data)  # type: ignore[arg-type]
-        for q in self._listeners.get(job_id, ()):
-            q.put_nowait(event)
+        await self._feed.emit(job_id, kind, data)
 
     # --- the deployment stream ------------------------------------------------------------------
 
@@ -312,37 +310,20 @@ class ProviderService:
 
     async def _follow(self, stream: LineStream, job_id: str, after: int) -> None:
         """Send stored events after `after`, then live ones, heartbeats while quiet; listen for cancel."""
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._listeners[job_id].add(queue)
         reader = asyncio.create_task(self._read_cancels(stream, job_id))
         try:
-            # Listening started before this read, so an event is either stored here or queued (or both).
-            stored = [
-                Event(type="event", job_id=job_id, seq=row.seq, kind=row.kind, data=row.payload)  # type: ignore[arg-type]
-                for row in await self._events.after("cp", job_id, after)
-            ]
-            last = after
-            while True:
-                if stored:
-                    ev = stored.pop(0)
-                else:
-                    try:
-                        ev = await asyncio.wait_for(queue.get(), self._settings.heartbeat_s)
-                    except TimeoutError:
+            async with contextlib.aclosing(self._feed.follow(job_id, after, self._settings.heartbeat_s)) as items:
+                async for item in items:
+                    if item is None:
                         await stream.send(encode(Heartbeat(type="heartbeat")))
                         continue
-                if ev.seq <= last:
-                    continue  # a stored event also queued live
-                await stream.send(encode(ev))
-                last = ev.seq
-                if ev.kind == "result":
-                    await stream.send(encode(End(type="end", job_id=job_id)))
-                    return
+                    ev = Event(type="event", job_id=job_id, seq=item.seq, kind=item.kind, data=item.data)  # type: ignore[arg-type]
+                    await stream.send(encode(ev))
+                    if item.kind == "result":
+                        await stream.send(encode(End(type="end", job_id=job_id)))
+                        return
         finally:
             reader.cancel()
-            self._listeners[job_id].discard(queue)
-            if not self._listeners[job_id]:
-                del self._listeners[job_id]
 
     async def _read_cancels(self, stream: LineStream, job_id: str) -> None:
         with contextlib.suppress(StreamClosed):

@@ -12,13 +12,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dms.errors import Conflict, NotFound
+from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import (
     PROTOCOL,
     Accepted,
@@ -80,7 +80,7 @@ class RequesterService:
         self._transactions = transactions
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, LineStream] = {}
-        self._listeners: defaultdict[str, set[asyncio.Queue[tuple[int, Frame]]]] = defaultdict(set)
+        self._feed = EventFeed(events, "sp")
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -198,30 +198,17 @@ class RequesterService:
     # --- frames to dashboards -------------------------------------------------------------------
 
     async def _frame(self, job_id: str, frame: Frame) -> None:
-        seq = await self._events.append("sp", job_id, "frame", frame)
-        for q in self._listeners.get(job_id, ()):
-            q.put_nowait((seq, frame))
+        await self._feed.emit(job_id, "frame", frame)
 
     async def frames(self, job_id: str, after: int = 0) -> AsyncIterator[tuple[int, Frame]]:
         """Every frame of the job after `after`, stored then live, until its final frame."""
         await self._row(job_id)
-        queue: asyncio.Queue[tuple[int, Frame]] = asyncio.Queue()
-        self._listeners[job_id].add(queue)
-        try:
-            stored = [(e.seq, e.payload) for e in await self._events.after("sp", job_id, after)]
-            last = after
-            while True:
-                seq, frame = stored.pop(0) if stored else await queue.get()
-                if seq <= last:
-                    continue
-                last = seq
-                yield seq, frame
-                if frame["action"] in ("job-completed", "job-failed"):
+        async with contextlib.aclosing(self._feed.follow(job_id, after)) as items:
+            async for item in items:
+                assert item is not None  # no idle timeout asked
+                yield item.seq, item.data
+                if item.data["action"] in ("job-completed", "job-failed"):
                     return
-        finally:
-            self._listeners[job_id].discard(queue)
-            if not self._listeners[job_id]:
-                del self._listeners[job_id]
 
     # --- dispatch and follow --------------------------------------------------------------------
 
