@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import statistics
 import sys
 from collections.abc import Sequence
@@ -24,11 +23,7 @@ RESULTS = HERE / "RESULTS.md"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.procs import free_port as free_port  # noqa: E402  (needs the root on sys.path)
 
 
 def machine() -> str:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from web3 import HTTPProvider, Web3
 from dms.payments.contract import escrow_job_id, load_artifact
 from dms.payments.verify import EscrowVerifier
 from tests.payments.anvil import CHAIN_ID, Anvil, install
-from tests.procs import DmsProcess
+from tests.procs import DmsProcess, post
 
 PAYOUT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 JOB: dict[str, Any] = {
@@ -36,14 +34,6 @@ JOB: dict[str, Any] = {
     "max_price": 10**18,
     "duration_s": 60,
 }
-
-
-def post(d: DmsProcess, path: str, body: Any) -> Any:
-    req = urllib.request.Request(
-        d.url + "/api/v1" + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.load(r)
 
 
 def pair(root: Path, name: str, payment: dict[str, Any] | None) -> tuple[DmsProcess, DmsProcess]:

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,26 @@ class DmsProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def post(d: DmsProcess, path: str, body: Any = None) -> Any:
+    """POST JSON to `d`'s API (`path` under /api/v1); the parsed answer. HTTP errors raise HTTPError."""
+    req = urllib.request.Request(
+        d.url + "/api/v1" + path, data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """`check()`'s first truthy value, polled every 0.1 s; AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def run_cli(*args: str, dms: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

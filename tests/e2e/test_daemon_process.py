@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import PAYOUT
-from tests.procs import DAEMON, DmsProcess, free_port, write_config
+from tests.procs import DAEMON, DmsProcess, free_port, post, write_config
 
 
 def onboard(d: DmsProcess, share: float = 0.5, channel: str = "nunet-test") -> dict[str, object]:
@@ -25,13 +25,7 @@ def onboard(d: DmsProcess, share: float = 0.5, channel: str = "nunet-test") -> d
         "payment_addr": PAYOUT,
         "ntx_price": 7,
     }
-    req = urllib.request.Request(
-        d.url + "/api/v1/onboarding/onboard",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return dict(json.load(r))
+    return dict(post(d, "/onboarding/onboard", body))
 
 
 def test_onboarding_survives_kill_9(dms_process: Callable[..., DmsProcess]) -> None:

@@ -18,9 +18,9 @@ from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 
 from dms.payments.contract import escrow_job_id, load_artifact
-from tests.e2e.test_network_and_jobs import containers_of, job, known, post, wait_for
+from tests.e2e.test_network_and_jobs import containers_of, job, known
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
-from tests.procs import DmsProcess, run_cli
+from tests.procs import DmsProcess, post, run_cli, wait_for
 
 REFUNDED, RELEASED = 3, 2
 

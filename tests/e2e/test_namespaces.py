@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import PAYOUT
 from tests.netns import P2P_PORT, Lan, NetnsError, NsDaemon
+from tests.procs import wait_for
 
 READY_S = 60.0
 DISCOVERY_S = 30.0
@@ -79,17 +80,6 @@ def onboard(d: NsDaemon, share: float) -> None:
             "ntx_price": 7,
         },
     )
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.25)
 
 
 def known(d: NsDaemon) -> dict[str, dict[str, Any]]:

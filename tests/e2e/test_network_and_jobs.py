@@ -15,17 +15,9 @@ import aiohttp
 import pytest
 
 from tests.e2e.test_daemon_process import onboard
-from tests.procs import DmsProcess, run_cli
+from tests.procs import DmsProcess, post, run_cli, wait_for
 
 HB = 1.0  # p2p.heartbeat_s of the test configs (tests/procs.py)
-
-
-def post(d: DmsProcess, path: str, body: Any = None) -> Any:
-    req = urllib.request.Request(
-        d.url + "/api/v1" + path, data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.load(r)
 
 
 def post_error(d: DmsProcess, path: str, body: Any) -> tuple[int, dict[str, Any]]:
@@ -34,16 +26,6 @@ def post_error(d: DmsProcess, path: str, body: Any) -> tuple[int, dict[str, Any]
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)["error"]
     raise AssertionError("the request was accepted")
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def known(d: DmsProcess) -> dict[str, dict[str, Any]]:

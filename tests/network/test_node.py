@@ -15,14 +15,9 @@ import pytest
 
 from dms.errors import InvalidInput
 from dms.network import Advert, NetworkError, NetworkSettings, P2PNode
+from tests.procs import free_port
 
 ADVERT = Advert("nunet-test", cpu_mhz=1000, cores=1, memory_mb=512, disk_mb=1000, ntx_price=1, payment_addr="0x0")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_node(tmp_path: Path, port: int = 0, name: str = "node") -> P2PNode:

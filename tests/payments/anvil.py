@@ -13,12 +13,13 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from tests.procs import free_port
 
 ANVIL_VERSION = "1.7.1"
 NPM_PACKAGE = f"@foundry-rs/anvil@{ANVIL_VERSION}"
@@ -63,12 +64,6 @@ def install() -> Path:
             if done.returncode != 0 or not binary.is_file():
                 raise AnvilError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rpc(url: str, method: str, *params: object, timeout: float = 5.0) -> object:
