@@ -7,9 +7,9 @@
 # --out DIR   where the .deb lands (default: dist/, which git ignores)
 # --lintian   also run lintian on it; fails on any error or warning not overridden in debian/
 #
-# Installs its own build dependencies (debian/control's Build-Depends, and lintian) with apt when missing.
+# Its build dependencies (debian/control's Build-Depends, and lintian) come from maint-scripts/setup.sh.
 # The copy holds the tracked files plus untracked ones git does not ignore, so .venv, caches and earlier
-# build trees never reach the package, and the working tree stays untouched. Needs root for apt only.
+# build trees never reach the package, and the working tree stays untouched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,28 +26,14 @@ done
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-# Build dependencies: dpkg-checkbuilddeps needs dpkg-dev itself, so that one comes first.
-tools=(dpkg-dev debhelper dh-virtualenv lintian)
-missing=()
-for p in "${tools[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+# Build dependencies (debian/control's Build-Depends, and lintian) come from maint-scripts/setup.sh: no
+# script but that one installs packages, so two never race for apt's lock.
+need_setup() { echo "$1; run maint-scripts/setup.sh first (it installs every package the build needs)" >&2; exit 1; }
+for tool in dpkg-checkbuilddeps dpkg-buildpackage dh_virtualenv lintian; do
+  command -v "$tool" >/dev/null || need_setup "build-deb: $tool is not installed"
 done
-apt_updated=0
-apt_install() {
-  if ((!apt_updated)); then apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-if ((${#missing[@]})); then
-  say "installing build tools: ${missing[*]}"
-  apt_install "${missing[@]}"
-fi
 if ! unmet=$(dpkg-checkbuilddeps 2>&1); then
-  # "dpkg-checkbuilddeps: error: Unmet build dependencies: a b (>= 1) c" -> a b c
-  pkgs=$(sed -n 's/.*Unmet build dependencies: //p' <<<"$unmet" | sed -E 's/\([^)]*\)//g; s/ *\| *[^ ]+//g')
-  [[ -n "$pkgs" ]] || { echo "$unmet" >&2; exit 1; }
-  say "installing build dependencies: $pkgs"
-  # shellcheck disable=SC2086 # one word per package
-  apt_install $pkgs
+  need_setup "build-deb: ${unmet#dpkg-checkbuilddeps: error: }"
 fi
 
 work=$(mktemp -d -t nunet-dms-deb.XXXXXX)

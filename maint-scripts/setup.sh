@@ -5,8 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-dev gcc libgmp-dev libsystemd-dev pkg-config
-              docker.io busybox-static iproute2 ca-certificates)
+# Every Debian package any script, test or benchmark of the project needs, installed here, once, before
+# anything else runs: no other script or test installs packages on the host (two apt-gets at once race for
+# its lock on a fresh machine). Grouped by who needs them.
+APT_PACKAGES=(
+  # the venv and the modules that build from source (fastecdsa: gcc, libgmp-dev; systemd-python)
+  python3 python3-venv python3-dev gcc libgmp-dev libsystemd-dev pkg-config ca-certificates
+  # the Docker engine, the local test images, network namespaces
+  docker.io busybox-static iproute2
+  # the .deb build (build-deb.sh; debian/control's Build-Depends) and its lint
+  dpkg-dev debhelper dh-virtualenv lintian
+  # the package test's systemd rootfs (systemd-rootfs.sh)
+  debootstrap
+)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -14,6 +25,9 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# anvil for the payment tests and the demo comes from npm: Debian's, unless the machine has its own Node.js
+# (Debian's npm conflicts with a nodejs from elsewhere).
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq
@@ -35,11 +49,6 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
 fi
 
 # anvil (a local Ethereum node) comes from npm; the payment tests and the demo use it.
-if ! command -v npm >/dev/null; then
-  say "installing npm"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
-fi
 .venv/bin/python -m tests.payments.anvil >/dev/null
 
 bash maint-scripts/start-docker.sh

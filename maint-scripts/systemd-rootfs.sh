@@ -18,11 +18,8 @@ flock 9
 have=$(docker image inspect -f '{{index .Config.Labels "dms.recipe"}}' "$image" 2>/dev/null || true)
 if [[ "$have" == "$recipe" ]]; then exit 0; fi
 
-if ! command -v debootstrap >/dev/null; then
-  say "installing debootstrap"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-fi
+command -v debootstrap >/dev/null \
+  || { echo "systemd-rootfs: debootstrap is not installed; run maint-scripts/setup.sh first" >&2; exit 1; }
 mirror=$(bash maint-scripts/debian-mirror.sh bookworm)
 
 rootfs=$(mktemp -d -t dms-rootfs.XXXXXX)
