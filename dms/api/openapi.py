@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 from dms.api.endpoint import Endpoint
 
 REF = "#/components/schemas/{model}"
+PATH_PARAM = re.compile(r"\{(\w+)\}")
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -50,20 +52,26 @@ def build_spec(endpoints: Sequence[Endpoint], base: str, version: str) -> dict[s
                 "required": True,
                 "content": {"application/json": {"schema": _schema(ep.body, "in", components)}},
             }
-        if ep.query:
-            op["parameters"] = [
-                {
-                    "name": q.name,
-                    "in": "query",
-                    "required": q.required,
-                    "description": q.description,
-                    "schema": {"type": q.type},
-                }
-                for q in ep.query
-            ]
+        # OpenAPI requires every templated path segment to be declared as a required path parameter.
+        parameters: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in PATH_PARAM.findall(ep.path)
+        ]
+        parameters += [
+            {
+                "name": q.name,
+                "in": "query",
+                "required": q.required,
+                "description": q.description,
+                "schema": {"type": q.type},
+            }
+            for q in ep.query
+        ]
+        if parameters:
+            op["parameters"] = parameters
         paths.setdefault(base + ep.path, {})[ep.method.lower()] = op
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "nunet-dms", "version": version, "description": "Device Management Service REST API"},
         "paths": paths,
         "components": {"schemas": components},
