@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash maint-scripts/setup.sh
+began=$SECONDS
 
 DEMO=.demo
 rm -rf "$DEMO"
@@ -24,13 +25,10 @@ start() {  # NAME CONFIG
   DMS_GENERAL__DATA_DIR="$PWD/$DEMO/$1" .venv/bin/nunet-dms --config "$2" >"$DEMO/$1.log" 2>&1 &
   pids+=($!)
 }
+probe() { .venv/bin/python maint-scripts/probe.py "$@"; }
 wait_ready() {  # NAME URL
-  for _ in $(seq 1 100); do
-    if .venv/bin/python -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
-         "$2/api/v1/onboarding/status" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "instance $1 did not start; its log:" >&2; cat "$DEMO/$1.log" >&2; exit 1
+  probe wait "$2/api/v1/onboarding/status" onboarded --timeout 30 --what "instance $1 serves its API" \
+    || { echo "instance $1 did not start; its log:" >&2; cat "$DEMO/$1.log" >&2; exit 1; }
 }
 
 A=http://127.0.0.1:9999
@@ -41,11 +39,7 @@ step "starting a local chain (anvil, $RPC) and deploying the escrow contract"
 ANVIL=$(.venv/bin/python -m tests.payments.anvil)
 "$ANVIL" --host 127.0.0.1 --port 8545 --chain-id 31337 >"$DEMO/anvil.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  if .venv/bin/python maint-scripts/escrow.py balance "$RPC" 0x0000000000000000000000000000000000000000 \
-       >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
+probe balance "$RPC" 0x0000000000000000000000000000000000000000 >/dev/null
 ESCROW=$(.venv/bin/python maint-scripts/escrow.py deploy "$RPC")
 echo "escrow at $ESCROW"
 # Both instances take escrow payments on this chain.
@@ -55,7 +49,7 @@ export DMS_PAYMENT__ESCROW_ADDRESS=$ESCROW DMS_PAYMENT__REQUIRED_CONFIRMATIONS=1
 step "starting instance A, the compute provider (dms_config.json, REST $A, libp2p 127.0.0.1:9000)"
 DMS_P2P__LISTEN_ADDRESS='["/ip4/127.0.0.1/tcp/9000"]' start a dms_config.json
 wait_ready a "$A"
-A_ADDR=$(.venv/bin/python -c "import json,urllib.request; print(json.load(urllib.request.urlopen('$A/api/v1/peers/self'))['addrs'][0])")
+A_ADDR=$(probe json "$A/api/v1/peers/self" "j['addrs'][0]")
 step "starting instance B, the service provider (dms_config.second.json, REST $B), bootstrapping to A"
 DMS_P2P__LISTEN_ADDRESS='["/ip4/127.0.0.1/tcp/9001"]' DMS_P2P__BOOTSTRAP_PEERS="[\"$A_ADDR\"]" \
   start b dms_config.second.json
@@ -65,13 +59,13 @@ echo "both ready; logs in $DEMO/a.log and $DEMO/b.log"
 step "A: what the machine has"
 nunet --dms "$A" capacity --full
 
-read -r CPU MEM < <(.venv/bin/python -c "
-import json, urllib.request
-m = json.load(urllib.request.urlopen('$A/api/v1/onboarding/provisioned'))
-print(m['cpu'], m['memory'])")
+read -r CPU MEM < <(probe json "$A/api/v1/onboarding/provisioned" "j['cpu']" "j['memory']")
 
 step "A: a payout wallet"
-ADDR=$(nunet --dms "$A" wallet new | tee /dev/stderr | grep -oE '0x[0-9a-fA-F]{40}' | head -n1)
+# Printed from a variable: `tee /dev/stderr` would reopen (and truncate) a log file the demo is redirected to.
+wallet=$(nunet --dms "$A" wallet new)
+printf '%s\n' "$wallet"
+ADDR=$(grep -oE '0x[0-9a-fA-F]{40}' <<<"$wallet" | head -n1)
 
 # Half of the machine on A, a fifth on B (each within the 10-90 % rule), both on channel nunet-test.
 step "A: onboarding ($((CPU / 2)) MHz, $((MEM / 2)) MB, channel nunet-test)"
@@ -81,10 +75,10 @@ nunet --dms "$B" onboard -m $((MEM / 5)) -c $((CPU / 5)) -n nunet-test -a "$ADDR
 
 step "A and B find each other (peer table with advertised capacity)"
 A_ID=${A_ADDR##*/}
-for _ in $(seq 1 100); do
-  if nunet --dms "$B" peer list -d | grep -q "${A_ID:0:20}"; then break; fi
-  sleep 0.2
-done
+B_ID=$(probe json "$B/api/v1/peers/self" "j['peer_id']")
+# Each side's peer table holds the other's full peer id (the CLI's table shortens ids).
+probe wait "$B/api/v1/peers/dht" "$A_ID" --timeout 20 --what "B sees A ($A_ID)"
+probe wait "$A/api/v1/peers/dht" "$B_ID" --timeout 20 --what "A sees B ($B_ID)"
 echo "B sees:"; nunet --dms "$B" peer list -d
 echo "A sees:"; nunet --dms "$A" peer list -d
 
@@ -92,7 +86,7 @@ step "B's wallet settles escrows as arbiter: funding it for gas; a dashboard acc
 nunet --dms "$B" wallet show
 .venv/bin/python maint-scripts/escrow.py fund "$RPC" "$(nunet --dms "$B" wallet show | grep -oE '0x[0-9a-fA-F]{40}' | head -n1)" 1000000000000000000
 PAYER_KEY=$(.venv/bin/python maint-scripts/escrow.py payer "$RPC" 1000000000000000000)
-BEFORE=$(.venv/bin/python maint-scripts/escrow.py balance "$RPC" "$ADDR")
+BEFORE=$(probe balance "$RPC" "$ADDR")
 echo "A's payout address $ADDR holds $BEFORE wei"
 
 step "B dispatches a paid busybox job to the best provider (A); every websocket frame is printed"
@@ -101,14 +95,11 @@ nunet --dms "$B" run --frames --pay-key "$PAYER_KEY" --rpc-url "$RPC" --cpu 500 
 
 step "B: its jobs and payments (the escrow is released to A once the job completed)"
 nunet --dms "$B" jobs
-for _ in $(seq 1 100); do
-  if nunet --dms "$B" transactions | grep -q release; then break; fi
-  sleep 0.2
-done
+probe wait "$B/api/v1/transactions" '"release"' --timeout 30 --what "B released the escrow"
 nunet --dms "$B" transactions
-AFTER=$(.venv/bin/python maint-scripts/escrow.py balance "$RPC" "$ADDR")
+AFTER=$(probe balance "$RPC" "$ADDR")
 echo "A's payout address now holds $AFTER wei (+$((AFTER - BEFORE)))"
 step "A: capacity after the job (all free again)"
 nunet --dms "$A" capacity
 
-step "done: stopping both instances"
+step "done in $((SECONDS - began)) s (after set-up): stopping both instances"
