@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from web3.contract import Contract
+from web3.types import Wei
 
 from dms.payments.contract import EscrowState, escrow_job_id
 from dms.payments.errors import SettlementError
@@ -74,7 +75,7 @@ class Sp:
     def fund_wallet(self, value: int = GAS_MONEY) -> None:
         self.chain.wait(
             self.chain.w3.eth.send_transaction(
-                {"from": self.chain.accounts[0], "to": self.wallet.address, "value": value}
+                {"from": self.chain.accounts[0], "to": self.wallet.address, "value": Wei(value)}
             )
         )
 
