@@ -14,7 +14,7 @@ from dms.payments.settle import SETTLEMENT, Action, Outcome, Settler, outcome_of
 from dms.payments.wallet import Wallet
 from tests.payments.tester import LocalChain
 
-# DESIGN.md, payments: the table as written there, row by row.
+# docs/settlement.md: the table as written there, row by row.
 TABLE = [
     (Outcome.COMPLETED, Action.RELEASE),
     (Outcome.EXITED_NONZERO, Action.RELEASE),
