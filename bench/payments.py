@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from common import append_results, header, load_note, median, p95
 from web3 import HTTPProvider, Web3
+from web3.types import Wei
 
 from dms.payments.contract import escrow_job_id, load_artifact
 from dms.payments.verify import EscrowVerifier
@@ -38,12 +39,12 @@ JOB: dict[str, Any] = {
 
 def pair(root: Path, name: str, payment: dict[str, Any] | None) -> tuple[DmsProcess, DmsProcess]:
     extra = {"payment": payment} if payment else {}
-    cp = DmsProcess(root, f"{name}-cp", **extra).start()
+    cp = DmsProcess(root, f"{name}-cp", None, **extra).start()
     m = cp.get("/api/v1/onboarding/provisioned")
     onboard = {"memory": m["memory"] // 4, "cpu": m["cpu"] // 4, "channel": "nunet-test", "payment_addr": PAYOUT}
     post(cp, "/onboarding/onboard", {**onboard, "ntx_price": 10**9})
     me = cp.get("/api/v1/peers/self")
-    sp = DmsProcess(root, f"{name}-sp", p2p={"bootstrap_peers": [me["addrs"][0]]}, **extra).start()
+    sp = DmsProcess(root, f"{name}-sp", None, p2p={"bootstrap_peers": [me["addrs"][0]]}, **extra).start()
     post(sp, "/onboarding/onboard", onboard)
     deadline = time.monotonic() + 20
     while me["peer_id"] not in {p["peer_id"] for p in sp.get("/api/v1/peers/dht")["peers"]}:
@@ -76,17 +77,19 @@ async def main_async(runs: int, write: bool) -> None:
     note = load_note()
     with tempfile.TemporaryDirectory() as d, Anvil(install(), Path(d) / "anvil.log") as anvil:
         w3 = Web3(HTTPProvider(anvil.url))
-        deployer, dashboard = w3.eth.accounts[:2]
+        deployer, dashboard = list(w3.eth.accounts)[:2]
         art = load_artifact()
         tx = w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(3600).transact({"from": deployer})
-        escrow = w3.eth.contract(address=w3.eth.wait_for_transaction_receipt(tx)["contractAddress"], abi=art.abi)
+        address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+        assert address is not None, "a contract creation's receipt names the new contract"
+        escrow = w3.eth.contract(address=address, abi=art.abi)
 
         def deposit(quote: dict[str, Any]) -> str:
             fn = escrow.functions.deposit(
                 escrow_job_id(quote["job_id"]), quote["compute_provider"]["payment_addr"], quote["arbiter"]
             )
             receipt = w3.eth.wait_for_transaction_receipt(
-                fn.transact({"from": dashboard, "value": quote["estimated_price"]})
+                fn.transact({"from": dashboard, "value": Wei(quote["estimated_price"])})
             )
             return "0x" + bytes(receipt["transactionHash"]).hex()
 
@@ -96,7 +99,7 @@ async def main_async(runs: int, write: bool) -> None:
         paid_cp, paid_sp = pair(root, "paid", payment)
         arbiter = paid_sp.get("/api/v1/wallet")["address"]
         w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": 10**18})  # type: ignore[typeddict-item]
+            w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": Wei(10**18)})
         )
         try:
             # (a) one verification beside one bare RPC round trip

@@ -11,7 +11,7 @@ SERVICE = {
     ("general", "data_dir"): "/var/lib/nunet",
     ("rest", "addr"): "127.0.0.1",
     ("rest", "port"): 9999,
-    # mDNS multicasts on every interface: opt-in only (DESIGN.md, network rules).
+    # mDNS multicasts on every interface: opt-in only (docs/testing.md, network rules).
     ("p2p", "mdns"): False,
 }
 

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
 
 
 def search_path(explicit: str | None = None) -> list[Path]:
-    """Candidate config files, most specific first (DESIGN.md: names and paths)."""
+    """Candidate config files, most specific first (docs/architecture.md: Configuration)."""
     candidates: list[Path] = []
     if explicit:
         candidates.append(Path(explicit))

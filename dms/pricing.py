@@ -1,4 +1,4 @@
-"""The one price function (DESIGN.md: resources and price), used by matching, quotes and payment checks."""
+"""The one price function (docs/jobs.md: Price), used by matching, quotes and payment checks."""
 
 from __future__ import annotations
 

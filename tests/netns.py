@@ -4,7 +4,7 @@
 joined to the bridge by a veth pair (its end `eth0`, an address in a private /24 that no route of this
 machine uses, multicast on, so mDNS's 224.0.0.251 crosses the bridge). Nothing here touches the
 machine's own interfaces: the veth pairs are created straight inside the namespaces, and traffic stays
-on the bridge (DESIGN.md, "Network rules").
+on the bridge (docs/testing.md, "Network rules").
 
 `NsDaemon` runs `python -m dms` inside a node's namespace (`ip netns exec`) and talks to its REST API
 on that namespace's own loopback: the test process enters the namespace (`setns`) just long enough to

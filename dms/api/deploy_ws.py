@@ -1,4 +1,4 @@
-"""The dashboard websocket `/api/v1/run/deploy`, in NuNet's frame shapes (DESIGN.md: Websocket).
+"""The dashboard websocket `/api/v1/run/deploy`, in NuNet's frame shapes (docs/protocols.md).
 
 In: `send-status`, `subscribe`, `cancel`. Out: the job's frames with `job_id` (and `seq`) beside NuNet's
 `action`/`message`, and `error` for any bad frame; the connection stays open after an error.

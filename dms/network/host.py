@@ -1,6 +1,6 @@
 """Building the libp2p host: identity, transports, security, the peer allow-list. Runs on the trio side.
 
-Choices (DESIGN.md, "Peer-to-peer"): Noise only (libp2p's default list also offers plaintext, in which
+Choices (docs/libraries.md, "py-libp2p 0.8.1"): Noise only (libp2p's default list also offers plaintext, in which
 a peer may claim any id), yamux only, TCP only; health monitoring pings every connection each
 heartbeat and drops the ones that stop answering.
 """

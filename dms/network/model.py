@@ -30,7 +30,7 @@ class Advert:
     memory_mb: int
     disk_mb: int
     ntx_price: int
-    """Wei per second per 1,000 MHz of CPU (DESIGN.md: resources and price)."""
+    """Wei per second per 1,000 MHz of CPU (docs/jobs.md: Price)."""
     payment_addr: str
     executors: tuple[str, ...] = ()
     gpus: tuple[GpuOffer, ...] = ()

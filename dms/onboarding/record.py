@@ -13,7 +13,7 @@ class Onboarding:
     channel: str
     payment_addr: str
     ntx_price: int
-    """Wei per second per 1,000 MHz of CPU (DESIGN.md: resources and price)."""
+    """Wei per second per 1,000 MHz of CPU (docs/jobs.md: Price)."""
     reserved: Resources
     is_available: bool
     onboarded_at: datetime

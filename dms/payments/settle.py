@@ -1,6 +1,6 @@
 """Settlement: which way a job's escrow goes (a pure table), and sending that release or refund.
 
-The table (DESIGN.md, payments): the provider is paid when it ran what was paid for, whatever the exit
+The table (docs/settlement.md): the provider is paid when it ran what was paid for, whatever the exit
 code; the payer gets the money back when the job never ran or the provider vanished mid-run.
 The SP's wallet is the escrow's arbiter and sends the transaction; it needs gas.
 """

@@ -14,8 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 from eth_account import Account
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
+from web3.types import TxReceipt, Wei
 
 from dms.payments.contract import escrow_job_id, load_artifact
 from tests.e2e.test_network_and_jobs import containers_of, job, known
@@ -30,12 +33,12 @@ class Market:
     anvil: Anvil
     w3: Web3
     escrow: Contract
-    dashboard: str
+    dashboard: ChecksumAddress
     cp: DmsProcess
     sp: DmsProcess
-    payout: str
+    payout: ChecksumAddress
 
-    def wait(self, tx_hash: Any) -> Any:
+    def wait(self, tx_hash: HexBytes) -> TxReceipt:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
         assert receipt["status"] == 1
         return receipt
@@ -44,7 +47,7 @@ class Market:
         fn = self.escrow.functions.deposit(
             escrow_job_id(quote["job_id"]), quote["compute_provider"]["payment_addr"], quote["arbiter"]
         )
-        receipt = self.wait(fn.transact({"from": self.dashboard, "value": value or quote["estimated_price"]}))
+        receipt = self.wait(fn.transact({"from": self.dashboard, "value": Wei(value or quote["estimated_price"])}))
         return "0x" + bytes(receipt["transactionHash"]).hex()
 
     def state(self, job_id: str) -> int:
@@ -59,12 +62,14 @@ def market(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Iterator[M
         pytest.fail(f"anvil is required for this test: {e}")
     with anvil:
         w3 = Web3(HTTPProvider(anvil.url))
-        deployer, dashboard = w3.eth.accounts[:2]
+        deployer, dashboard = list(w3.eth.accounts)[:2]
         art = load_artifact()
         receipt = w3.eth.wait_for_transaction_receipt(
             w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(3600).transact({"from": deployer})
         )
-        escrow = w3.eth.contract(address=receipt["contractAddress"], abi=art.abi)
+        address = receipt["contractAddress"]
+        assert address is not None, "a contract creation's receipt names the new contract"
+        escrow = w3.eth.contract(address=address, abi=art.abi)
         payment = {
             "mode": "escrow", "rpc_url": anvil.url, "chain_id": CHAIN_ID, "escrow_address": escrow.address,
             "required_confirmations": 1, "timeout_s": 10,
@@ -80,7 +85,7 @@ def market(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Iterator[M
                                          "payment_addr": payout})  # fmt: skip
         arbiter = sp.get("/api/v1/wallet")["address"]
         w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": 10**18})  # type: ignore[typeddict-item]
+            w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": Wei(10**18)})
         )
         wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
         yield Market(anvil, w3, escrow, dashboard, cp, sp, payout)
@@ -184,7 +189,7 @@ async def test_a_job_refused_by_the_cp_is_refunded(market: Market) -> None:
 def test_nunet_run_pays_and_the_transactions_are_listed(market: Market) -> None:
     mk = market
     payer = Account.create()
-    mk.wait(mk.w3.eth.send_transaction({"from": mk.dashboard, "to": payer.address, "value": 10**18}))  # type: ignore[typeddict-item]
+    mk.wait(mk.w3.eth.send_transaction({"from": mk.dashboard, "to": payer.address, "value": Wei(10**18)}))
     unpaid = run_cli("run", "--memory", "64", "--", "echo", "hi", dms=mk.sp.url)
     assert unpaid.returncode == 1 and "--pay-key" in unpaid.stderr
     pay = ["--pay-key", payer.key.hex(), "--rpc-url", mk.anvil.url]

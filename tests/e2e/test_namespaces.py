@@ -1,7 +1,7 @@
 """Several hosts for real: daemons each in its own network namespace, on a private bridge (tests/netns.py).
 
 Discovery through a bootstrap peer across the bridge, and mDNS with no bootstrap peer at all. mDNS runs
-only here, inside namespaces this test made (DESIGN.md, "Network rules"); the namespaces and every
+only here, inside namespaces this test made (docs/testing.md, "Network rules"); the namespaces and every
 daemon go at the end, failed or not. Needs root: without it the tests fail, saying so.
 """
 

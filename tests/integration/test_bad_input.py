@@ -48,7 +48,8 @@ async def assert_refused(
     # The daemon keeps serving.
     async with http.get(f"{API}/onboarding/status") as r:
         assert r.status == 200
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 ONBOARD_CASES = [

@@ -42,7 +42,7 @@ def check_imports() -> str:
 
     import dms.app
 
-    assert daemon.notify and journal.JournalHandler and dms.app.Daemon
+    assert daemon.notify and journal.JournalHandler and isinstance(dms.app.Daemon, type)
     return ", ".join(m.__name__ for m in (aiodocker, eth_account, libp2p, pynvml, web3))
 
 

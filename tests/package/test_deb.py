@@ -158,7 +158,7 @@ def box(built: Built) -> Iterator[Box]:
     global _box
     name = f"dms-pkg-test-{uuid.uuid4().hex[:8]}"
     b = Box(name, rest_port=free_port(), p2p_port=free_port())
-    # DESIGN.md: systemd as PID 1 under this machine's dockerd (cgroup v1, no CAP_SYS_RESOURCE, no bridge).
+    # docs/libraries.md: systemd as PID 1 under this machine's dockerd (cgroup v1, no CAP_SYS_RESOURCE, no bridge).
     run(
         [
             "docker", "run", "-d", "--name", name,

@@ -10,12 +10,13 @@ import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from eth_account import Account
+from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
+from web3.types import TxReceipt, Wei
 
 from dms.payments.contract import escrow_job_id, load_artifact
 from dms.payments.errors import PaymentRejected, SettlementError
@@ -43,26 +44,29 @@ class Demo:
     def __init__(self, anvil: Anvil, tmp_path: Path) -> None:
         self.anvil = anvil
         self.w3 = Web3(HTTPProvider(anvil.url))
-        self.deployer, self.dashboard = self.w3.eth.accounts[:2]
+        self.deployer, self.dashboard = list(self.w3.eth.accounts)[:2]
         self.provider = Account.create().address  # sends nothing: its balance moves by payouts only
         self.sp = Wallet.load_or_create(tmp_path / "sp")
         self.send(self.deployer, self.sp.address, 10**18)  # gas money for release and refund
         art = load_artifact()
         factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         receipt = self.wait(factory.constructor(3600).transact({"from": self.deployer}))
-        self.escrow: Contract = self.w3.eth.contract(address=receipt["contractAddress"], abi=art.abi)
+        address = receipt["contractAddress"]
+        assert address is not None, "a contract creation's receipt names the new contract"
+        self.escrow: Contract = self.w3.eth.contract(address=address, abi=art.abi)
 
-    def wait(self, tx_hash: Any) -> Any:
+    def wait(self, tx_hash: HexBytes) -> TxReceipt:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
         assert receipt["status"] == 1
         return receipt
 
     def send(self, sender: str, to: str, value: int) -> None:
-        self.wait(self.w3.eth.send_transaction({"from": sender, "to": to, "value": value}))  # type: ignore[typeddict-item]
+        self.wait(self.w3.eth.send_transaction({"from": sender, "to": to, "value": Wei(value)}))
 
     def deposit(self, job: str, arbiter: str | None = None, value: int = PRICE) -> str:
         fn = self.escrow.functions.deposit(escrow_job_id(job), self.provider, arbiter or self.sp.address)
-        return "0x" + bytes(self.wait(fn.transact({"from": self.dashboard, "value": value}))["transactionHash"]).hex()
+        receipt = self.wait(fn.transact({"from": self.dashboard, "value": Wei(value)}))
+        return "0x" + bytes(receipt["transactionHash"]).hex()
 
     def verifier(self, confirmations: int = 1) -> EscrowVerifier:
         return EscrowVerifier.connect(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from web3.contract import Contract
+from web3.types import Wei
 
 from dms.payments.contract import EscrowState, escrow_job_id
 from dms.payments.errors import SettlementError
@@ -13,7 +14,7 @@ from dms.payments.settle import SETTLEMENT, Action, Outcome, Settler, outcome_of
 from dms.payments.wallet import Wallet
 from tests.payments.tester import LocalChain
 
-# DESIGN.md, payments: the table as written there, row by row.
+# docs/settlement.md: the table as written there, row by row.
 TABLE = [
     (Outcome.COMPLETED, Action.RELEASE),
     (Outcome.EXITED_NONZERO, Action.RELEASE),
@@ -74,7 +75,7 @@ class Sp:
     def fund_wallet(self, value: int = GAS_MONEY) -> None:
         self.chain.wait(
             self.chain.w3.eth.send_transaction(
-                {"from": self.chain.accounts[0], "to": self.wallet.address, "value": value}
+                {"from": self.chain.accounts[0], "to": self.wallet.address, "value": Wei(value)}
             )
         )
 

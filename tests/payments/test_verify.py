@@ -8,8 +8,10 @@ import time
 from typing import Any
 
 import pytest
+from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
+from web3.types import Wei
 
 from dms.payments.contract import escrow_job_id, escrow_job_id_hex
 from dms.payments.errors import PaymentRejected, Reason
@@ -150,7 +152,7 @@ async def test_wrong_contract_copycat_emits_an_identical_funded_event(case: Case
     fn = copycat.functions.deposit(escrow_job_id(JOB), case.provider, case.arbiter)
     tx = "0x" + bytes(case.chain.wait(fn.transact({"from": case.payer}))["transactionHash"]).hex()
     # web3 itself decodes the look-alike as our event: the address check is ours to make.
-    receipt = case.chain.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+    receipt = case.chain.w3.eth.get_transaction_receipt(HexBytes(tx))
     (fake,) = case.escrow.events.Funded().process_receipt(receipt)
     assert fake["args"]["amount"] >= PRICE and fake["address"] == copycat.address
     assert (await case.rejected(tx)).reason == "wrong contract"
@@ -160,7 +162,7 @@ async def test_copycat_wrapping_a_small_real_deposit_is_underpaid(case: Case) ->
     """Only the escrow's own log counts, not the wrapper's claim of a huge amount in the same tx."""
     copycat = case.chain.deploy_copycat()
     fn = copycat.functions.deposit_via(case.escrow.address, escrow_job_id(JOB), case.provider, case.arbiter)
-    receipt = case.chain.wait(fn.transact({"from": case.payer, "value": PRICE - 1}))
+    receipt = case.chain.wait(fn.transact({"from": case.payer, "value": Wei(PRICE - 1)}))
     rejected = await case.rejected("0x" + bytes(receipt["transactionHash"]).hex())
     assert rejected.reason == "underpaid"
 
@@ -204,7 +206,7 @@ async def test_settled_escrow_is_not_funded_any_more(case: Case, fn: str, reason
 
 async def test_not_funded_a_plain_transfer(case: Case) -> None:
     receipt = case.chain.wait(
-        case.chain.w3.eth.send_transaction({"from": case.payer, "to": case.provider, "value": PRICE})
+        case.chain.w3.eth.send_transaction({"from": case.payer, "to": case.provider, "value": Wei(PRICE)})
     )
     assert receipt["status"] == 1
     assert (await case.rejected("0x" + bytes(receipt["transactionHash"]).hex())).reason == "not funded"

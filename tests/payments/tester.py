@@ -12,10 +12,12 @@ from typing import Any
 
 from eth_tester import EthereumTester
 from eth_tester.exceptions import TransactionFailed
+from hexbytes import HexBytes
 from web3 import AsyncWeb3, Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError
 from web3.providers.eth_tester import AsyncEthereumTesterProvider, EthereumTesterProvider
+from web3.types import TxParams, TxReceipt, Wei
 
 from dms.payments.contract import escrow_job_id, load_artifact
 
@@ -48,13 +50,16 @@ class LocalChain:
         self.accounts: list[str] = list(self.w3.eth.accounts)
         self.chain_id: int = self.w3.eth.chain_id
 
-    def wait(self, tx_hash: Any) -> Any:
-        return self.w3.eth.wait_for_transaction_receipt(tx_hash)
+    def wait(self, tx_hash: HexBytes | str) -> TxReceipt:
+        """The receipt of a sent transaction (its hash as bytes or as 0x-hex)."""
+        return self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash))
 
     def deploy(self, abi: list[dict[str, Any]], bytecode: str, *args: Any, sender: str | None = None) -> Contract:
         factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
         receipt = self.wait(factory.constructor(*args).transact({"from": sender or self.accounts[0]}))
-        return self.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+        address = receipt["contractAddress"]
+        assert address is not None, "a contract creation's receipt names the new contract"
+        return self.w3.eth.contract(address=address, abi=abi)
 
     def deploy_escrow(self, refund_delay_s: int = 3600) -> Contract:
         art = load_artifact()
@@ -75,15 +80,15 @@ class LocalChain:
         gas: int | None = None,
     ) -> str:
         """Send a deposit (a reverting one is mined when `gas` is given) and return its tx hash."""
-        tx: dict[str, Any] = {"from": sender, "value": value}
+        tx: TxParams = {"from": sender, "value": Wei(value)}
         if gas is not None:
             tx["gas"] = gas
-        tx_hash = escrow.functions.deposit(escrow_job_id(job_id), provider, arbiter).transact(tx)  # type: ignore[arg-type]
+        tx_hash = escrow.functions.deposit(escrow_job_id(job_id), provider, arbiter).transact(tx)
         self.wait(tx_hash)
         return "0x" + bytes(tx_hash).hex()
 
     def balance(self, address: str) -> int:
-        return int(self.w3.eth.get_balance(address))  # type: ignore[arg-type]
+        return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
 
     def mine(self, blocks: int = 1) -> None:
         self.tester.mine_blocks(blocks)

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from dms.jobs.states import CPState, InvalidTransition, SPState, transition
-from dms.matching import Candidate, GpuOffer, Needs, place
+from dms.matching import Candidate, Needs, place
+from dms.network.model import GpuOffer
 from dms.pricing import job_price
 
 A100 = GpuOffer("nvidia", "A100", 81920)
