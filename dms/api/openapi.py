@@ -14,14 +14,9 @@ REF = "#/components/schemas/{model}"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
-        }
-    },
+    "description": "NuNet's error (`error`, a string) with dms's stable `code` and `details` beside it.",
+    "required": ["error", "code"],
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "details": {}},
 }
 
 
@@ -91,5 +86,6 @@ def add_docs(app: web.Application, spec: dict[str, Any], spec_path: str) -> None
         return web.Response(text=SWAGGER_HTML % spec_path, content_type="text/html")
 
     app.router.add_get(spec_path, openapi_json)
+    app.router.add_get("/swagger/doc.json", openapi_json)  # where NuNet's CLI reads `.info.version`
     app.router.add_get("/swagger", swagger)
     app.router.add_static("/swagger/static", str(swagger_ui_path))

@@ -203,14 +203,14 @@ def offboard(
         if not sys.stdin.isatty():
             ctx.fail("not asking for confirmation: stdin is not a terminal; pass --yes to offboard")
         typer.confirm("Offboard this machine? It stops taking jobs and forgets its onboarding.", abort=True)
-    client_of(ctx).post("/onboarding/offboard", force=str(force).lower())
+    client_of(ctx).delete("/onboarding/offboard", force=str(force).lower())
     render.line("Offboarded.", style="bold green")
 
 
 @device_app.command("status")
 def device_status(ctx: typer.Context) -> None:
     """Show whether this machine accepts jobs."""
-    render.line(render.availability(client_of(ctx).get("/device/status")["is_available"]))
+    render.line(render.availability(client_of(ctx).get("/device/status")["online"]))
 
 
 @device_app.command("set")
