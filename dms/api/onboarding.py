@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from dms.api.context import ctx
 from dms.api.endpoint import Endpoint, GoBody, Query, parse_body, query_bool, reply, reply_json
 from dms.api.errors import BadRequest
-from dms.onboarding import wallet
+from dms.onboarding import cardano, wallet
 from dms.onboarding.gpus import Gpu
 from dms.onboarding.record import Onboarding
 from dms.onboarding.rules import Resources
@@ -70,6 +71,11 @@ class ProvisionedOut(BaseModel):
 class KeyPairOut(BaseModel):
     address: str
     private_key: str
+
+
+class CardanoWalletOut(BaseModel):
+    address: str = Field(description="Shelley mainnet base address (m/1852'/1815'/0'/0/0, stake key .../2/0).")
+    mnemonic: str = Field(description="24 words; whoever has them controls the address's funds.")
 
 
 class ResourcesOut(BaseModel):
@@ -165,14 +171,18 @@ async def provisioned(request: web.Request) -> web.Response:
 
 
 async def new_address(request: web.Request) -> web.Response:
-    chain = request.query.get("blockchain", "ethereum")
-    if chain != "ethereum":
-        raise BadRequest(
-            f"blockchain: {chain!r} is not supported; use ethereum",
-            [{"field": "blockchain", "message": "only ethereum is supported"}],
-        )
-    pair = wallet.new_key_pair()
-    return reply(KeyPairOut(address=pair.address, private_key=pair.private_key))
+    """NuNet's wallet maker: cardano (the default) → {address, mnemonic}; ethereum → {address, private_key}."""
+    chain = request.query.get("blockchain", "cardano")
+    if chain == "ethereum":
+        pair = wallet.new_key_pair()
+        return reply(KeyPairOut(address=pair.address, private_key=pair.private_key))
+    if chain == "cardano":
+        made = await asyncio.to_thread(cardano.new_wallet)
+        return reply(CardanoWalletOut(address=made.address, mnemonic=made.mnemonic))
+    raise BadRequest(
+        f"blockchain: {chain!r} is not supported; use cardano or ethereum",
+        [{"field": "blockchain", "message": "cardano or ethereum"}],
+    )
 
 
 async def onboard(request: web.Request) -> web.Response:
@@ -250,10 +260,10 @@ ENDPOINTS = [
         "GET",
         "/onboarding/address/new",
         new_address,
-        "Make a new Ethereum key pair (shown once)",
+        "Make a new wallet, Cardano (default) or Ethereum (shown once)",
         "onboarding",
         response=KeyPairOut,
-        query=(Query("blockchain", "Only `ethereum`."),),
+        query=(Query("blockchain", "`cardano` (default): {address, mnemonic}; `ethereum`: {address, private_key}."),),
     ),
     Endpoint(
         "POST",

@@ -56,7 +56,12 @@ ONBOARD_CASES = [
     ("cpu as a float", {"cpu": 1.5}, "cpu"),
     ("missing channel", {"channel": None}, "channel"),
     ("unknown channel", {"channel": "nunet-moon"}, "channel"),
-    ("lower-case (unchecksummed) address", {"payment_addr": PAYOUT.lower()}, "payment_addr"),
+    ("wrong EIP-55 checksum", {"payment_addr": PAYOUT.replace("aA", "Aa", 1)}, "payment_addr"),
+    (
+        "Cardano stake address",
+        {"payment_addr": "stake1uyehkck0lajq8gr28t9uxnuvgcqrc6070x3k9r8048z8y5gh6ffgw"},
+        "payment_addr",
+    ),
     ("not an address", {"payment_addr": "0x1234"}, "payment_addr"),
     ("negative price", {"ntx_price": -1}, "ntx_price"),
     ("GPU not detected", {"gpus": [0]}, "gpus"),

@@ -63,10 +63,11 @@ async def test_onboard_then_status_and_metadata(http: aiohttp.ClientSession, dae
     assert meta["reserved"] == {"cpu": req["cpu"], "memory": req["memory"]}
     assert meta["network"] == "nunet-test"
 
-    # Onboarding twice is refused, and the first one stays.
+    # Onboarding again with new settings replaces them, as NuNet's CLI expects ("onboard again?").
     async with http.post(f"{API}/onboarding/onboard", json={**req, "cpu": req["cpu"] + 1}) as r:
-        assert r.status == 409
-        assert (await r.json())["code"] == "already_onboarded"
+        assert r.status == 200
+        again = await r.json()
+    assert again["reserved"]["cpu"] == req["cpu"] + 1 and again["onboarded_at"] == out["onboarded_at"]
 
 
 async def test_resource_config_refuses_to_go_below_running_jobs(http: aiohttp.ClientSession, daemon: Daemon) -> None:
@@ -140,13 +141,17 @@ async def test_new_address_is_a_fresh_key_pair(http: aiohttp.ClientSession) -> N
 
     async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "ethereum"}) as r:
         one = await r.json()
-    async with http.get(f"{API}/onboarding/address/new") as r:
+    async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "ethereum"}) as r:
         two = await r.json()
     assert one["address"] != two["address"]
     assert Account.from_key(one["private_key"]).address == one["address"]
-    async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "cardano"}) as r:
+    async with http.get(f"{API}/onboarding/address/new") as r:  # NuNet's default: cardano
+        ada = await r.json()
+    assert set(ada) == {"address", "mnemonic"} and ada["address"].startswith("addr1q")
+    assert len(ada["mnemonic"].split()) == 24
+    async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "bitcoin"}) as r:
         assert r.status == 400
-        assert "cardano" in (await r.json())["error"]
+        assert "bitcoin" in (await r.json())["error"]
 
 
 async def test_openapi_and_swagger(http: aiohttp.ClientSession) -> None:
