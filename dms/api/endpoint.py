@@ -40,6 +40,9 @@ class Endpoint:
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     query: tuple[Query, ...] = ()
+    alt_body: type[BaseModel] | None = None
+    """A second accepted body (NuNet's shape beside dms's), documented as oneOf."""
+    alt_response: type[BaseModel] | None = None
 
 
 class GoBody(BaseModel):
