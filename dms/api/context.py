@@ -22,6 +22,15 @@ class DefaultPeer:
     peer_id: str | None = None
 
 
+@dataclass
+class NuNetQuote:
+    """The quote of NuNet's last request-service: as in NuNet, a new request replaces it while unpaid, so
+    an unchanged dashboard's send-status (which names no job) finds exactly one quote. Written only by
+    NuNet-shaped request-service."""
+
+    job_id: str | None = None
+
+
 @dataclass(frozen=True)
 class ApiContext:
     settings: Settings
@@ -33,6 +42,7 @@ class ApiContext:
     database_path: str
     version: str
     default_peer: DefaultPeer = field(default_factory=DefaultPeer)
+    nunet_quote: NuNetQuote = field(default_factory=NuNetQuote)
 
 
 CONTEXT = web.AppKey("context", ApiContext)

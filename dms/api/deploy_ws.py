@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dms.api.context import ctx
+from dms.api.endpoint import GoBody, go_keys
 from dms.errors import DmsError
 from dms.jobs.requester import RequesterService
 from dms.jobs.states import SPState
@@ -31,10 +32,10 @@ class _In(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-class FundStatus(_In):
-    """NuNet's send-status message. NuNet acts on `success` only; any other status keeps the quote waiting."""
+class FundStatus(GoBody):
+    """NuNet's send-status message, read as NuNet reads it (keys in any case, unknown keys ignored).
+    NuNet acts on `success` only; any other status keeps the quote waiting."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
     transaction_type: str = Field("fund", max_length=64)
     transaction_status: str = Field(max_length=64)
     tx_hash: str | None = Field(None, max_length=100)
@@ -130,7 +131,7 @@ class Session:
         if not isinstance(frame.message, dict):
             raise BadFrame("send-status needs a message object {transaction_type, transaction_status}")
         try:
-            status = FundStatus.model_validate(frame.message)
+            status = FundStatus.model_validate(go_keys(FundStatus, frame.message))
         except ValidationError as exc:
             raise BadFrame(_describe(exc, "message.")) from exc
         job_id = frame.job_id or status.job_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -10,8 +11,11 @@ from pydantic import BaseModel, Field
 
 from dms.api.context import ctx
 from dms.api.endpoint import Endpoint, GoBody, go_keys, read_object, reply, validate
+from dms.errors import DmsError
 from dms.jobs.nunet import NuNetJob, estimated_price, to_spec
+from dms.jobs.requester import RequesterService
 from dms.jobs.spec import JobResources, JobSpec
+from dms.jobs.states import SPState
 from dms.store.models import SPJobRow
 
 
@@ -128,6 +132,15 @@ async def request_service(request: web.Request) -> web.Response:
     return reply(QuoteOut.model_validate({k: v for k, v in quote.items() if k != "candidates"}))
 
 
+async def _replace_unpaid(requester: RequesterService, job_id: str | None) -> None:
+    """Cancel NuNet's previous quote if it still waits for payment (NuNet replaces its stored request)."""
+    if job_id is None:
+        return
+    with contextlib.suppress(DmsError):
+        if (await requester.get(job_id)).state == SPState.AWAITING_PAYMENT.value:
+            await requester.cancel(job_id)
+
+
 async def _nunet_request(request: web.Request, body: NuNetRequestBody) -> web.Response:
     """NuNet's request, priced as NuNet prices it, sent to NuNet's default peer (`/peers/depreq`) if one is set."""
     c = ctx(request)
@@ -140,6 +153,8 @@ async def _nunet_request(request: web.Request, body: NuNetRequestBody) -> web.Re
     m = c.onboarding.machine
     spec = to_spec(job, m.cpu_mhz / m.cores if m.cores else 0)
     quote: dict[str, Any] = await c.requester.request_service(spec, c.default_peer.peer_id)
+    await _replace_unpaid(c.requester, c.nunet_quote.job_id)
+    c.nunet_quote.job_id = quote["job_id"]
     dms = {k: v for k, v in quote.items() if k not in ("candidates", "estimated_price")}
     out = NuNetQuoteOut(
         compute_provider_addr=quote["compute_provider"]["payment_addr"],

@@ -55,6 +55,8 @@ async def test_nunet_job_through_job_completed(pair: tuple[DmsProcess, DmsProces
         assert record["tokenomics_addrs"] == ADA and record["is_available"] is True
         assert record["available_resources"]["tot_cpu_hz"] > 0
 
+        # A first request left unpaid is replaced by the next, as in NuNet, so send-status finds one quote.
+        await nunet.ok("POST", "/run/request-service", NUNET_JOB)
         job = {**NUNET_JOB, "params": {**NUNET_JOB["params"], "packages": ["hello", "from", "nunet"]}}
         quote = await nunet.ok("POST", "/run/request-service", job)
         assert quote["compute_provider_addr"] == ADA
@@ -63,7 +65,7 @@ async def test_nunet_job_through_job_completed(pair: tuple[DmsProcess, DmsProces
         async with http.ws_connect("/api/v1/run/deploy") as ws:
             hello = await ws.receive_json(timeout=10)
             assert hello == {**hello, "action": "connected"} and isinstance(hello["message"], str)
-            status = {"transaction_type": "fund", "transaction_status": "success", "tx_hash": TX}
+            status = {"Transaction_Type": "fund", "TRANSACTION_STATUS": "success", "tx_hash": TX}  # Go: any case
             await ws.send_json({"action": "send-status", "message": status})
             frames = await frames_until(ws, "job-completed", "job-failed")
         actions = [f["action"] for f in frames]
