@@ -46,6 +46,11 @@ async def status_of(nunet: NuNetClient) -> dict[str, Any]:
 async def test_version_where_nunets_cli_reads_it(nunet: NuNetClient, daemon: Daemon) -> None:
     doc = await nunet.ok("GET", "/swagger/doc.json")
     assert isinstance(doc["info"]["version"], str) and doc["info"]["version"]
+    # The document says how NuNet's bodies are read, and that request-service takes both shapes.
+    onboard = doc["paths"]["/api/v1/onboarding/onboard"]["post"]["requestBody"]
+    assert "unknown keys are ignored" in onboard["description"]
+    both = doc["paths"]["/api/v1/run/request-service"]["post"]["requestBody"]["content"]["application/json"]
+    assert len(both["schema"]["oneOf"]) == 2
 
 
 async def test_provisioned_and_wallets(nunet: NuNetClient) -> None:
