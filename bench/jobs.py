@@ -87,7 +87,7 @@ def _onboard(d: DmsProcess, cpu: int | None = None, share: float = 0.5) -> None:
 
 
 def _known(d: DmsProcess) -> dict[str, dict[str, Any]]:
-    return {p["peer_id"]: p["capacity"] for p in d.get("/api/v1/peers/dht")["peers"]}
+    return {p["peer_id"]: p["capacity"] for p in d.get("/api/v1/peers/dht/dump")}
 
 
 def _wait(what: str, check: Any, timeout: float) -> None:
@@ -471,7 +471,7 @@ async def _burst_daemons(sp: DmsProcess, n: int) -> tuple[float, int, Counter[st
             async with s.post(sp.url + "/api/v1/run/request-service", json=job_spec(BURST_RES)) as r:
                 body = await r.json()
             if r.status != 200:
-                failed[f"request-service {r.status}: {body.get('error', {}).get('message', body)}"[:200]] += 1
+                failed[f"request-service {r.status}: {body.get('error', body)}"[:200]] += 1
                 return
             submitted.append(body["job_id"])
             async with lock:

@@ -222,7 +222,7 @@ class DaemonCluster(Cluster):
         by_name = {d.log_path.name: d for d in self.all}
 
         def seen_by(name: str) -> dict[str, int]:
-            peers = _get(by_name[name].url + "/api/v1/peers/dht", timeout=5)["peers"]
+            peers = _get(by_name[name].url + "/api/v1/peers/dht/dump", timeout=5)
             return {p["peer_id"]: p["capacity"]["cpu_mhz"] for p in peers}
 
         visible, seen, still = _wait_visible(list(by_name), seen_by, self.expected, t2)

@@ -47,7 +47,7 @@ def pair(root: Path, name: str, payment: dict[str, Any] | None) -> tuple[DmsProc
     sp = DmsProcess(root, f"{name}-sp", None, p2p={"bootstrap_peers": [me["addrs"][0]]}, **extra).start()
     post(sp, "/onboarding/onboard", onboard)
     deadline = time.monotonic() + 20
-    while me["peer_id"] not in {p["peer_id"] for p in sp.get("/api/v1/peers/dht")["peers"]}:
+    while me["peer_id"] not in {p["peer_id"] for p in sp.get("/api/v1/peers/dht/dump")}:
         if time.monotonic() > deadline:
             raise RuntimeError("the SP did not see the CP")
         time.sleep(0.1)

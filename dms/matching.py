@@ -45,6 +45,8 @@ class Needs:
     gpu_vendor: str | None = None
     executor: str = "docker"
     target_peer: str | None = None
+    escrow: bool = False
+    """Paid through the EVM escrow: only providers with an Ethereum payout address can be paid so."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ def why_not(c: Candidate, n: Needs) -> str | None:
         return f"on channel {c.channel}, not {n.channel}"
     if not c.available:
         return "not accepting jobs"
+    if n.escrow and not (len(c.payment_addr) == 42 and c.payment_addr[:2].lower() == "0x"):
+        return "paid in Cardano (its payout address is not an Ethereum one): escrow jobs pay Ethereum addresses only"
     if n.executor not in c.executors:
         return f"offers no {n.executor} executor"
     if c.cpu_mhz < n.cpu_mhz:

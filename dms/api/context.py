@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -12,6 +12,23 @@ from dms.jobs.requester import RequesterService
 from dms.network import P2PNode
 from dms.onboarding.service import OnboardingService
 from dms.store.jobs import TransactionLog
+
+
+@dataclass
+class DefaultPeer:
+    """NuNet's default deployment-request receiver (`/peers/depreq`): memory only, as in NuNet.
+    Written only by that endpoint; read by NuNet-shaped request-service."""
+
+    peer_id: str | None = None
+
+
+@dataclass
+class NuNetQuote:
+    """The quote of NuNet's last request-service: as in NuNet, a new request replaces it while unpaid, so
+    an unchanged dashboard's send-status (which names no job) finds exactly one quote. Written only by
+    NuNet-shaped request-service."""
+
+    job_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +41,8 @@ class ApiContext:
     transactions: TransactionLog
     database_path: str
     version: str
+    default_peer: DefaultPeer = field(default_factory=DefaultPeer)
+    nunet_quote: NuNetQuote = field(default_factory=NuNetQuote)
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -10,18 +10,21 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dms.api.context import ctx
+from dms.api.endpoint import GoBody, go_keys
 from dms.errors import DmsError
 from dms.jobs.requester import RequesterService
+from dms.jobs.states import SPState
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024
+CONNECTED = "You are connected to DMS for docker (GPU/CPU) deployment."  # NuNet's text, a string
 WS_LIMIT = 1024 * 1024  # aiohttp closes with 1009 past this; our own limit answers first
 
 
@@ -29,9 +32,12 @@ class _In(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-class FundStatus(_In):
-    transaction_type: Literal["fund"]
-    transaction_status: Literal["success", "pending"]
+class FundStatus(GoBody):
+    """NuNet's send-status message, read as NuNet reads it (keys in any case, unknown keys ignored).
+    NuNet acts on `success` only; any other status keeps the quote waiting."""
+
+    transaction_type: str = Field("fund", max_length=64)
+    transaction_status: str = Field(max_length=64)
     tx_hash: str | None = Field(None, max_length=100)
     job_id: str | None = Field(None, max_length=64)
 
@@ -45,6 +51,11 @@ class Frame(_In):
 
 class BadFrame(Exception):
     pass
+
+
+def _message_job_id(message: Any) -> str | None:
+    job_id = message.get("job_id") if isinstance(message, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else None
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
@@ -98,20 +109,29 @@ class Session:
                 raise BadFrame("subscribe needs a job_id")
             await self.requester.get(frame.job_id)
             self.follow(frame.job_id, frame.after_seq)
-        elif frame.action == "cancel":
-            if not frame.job_id:
-                raise BadFrame("cancel needs a job_id")
-            await self.requester.cancel(frame.job_id)
-            if frame.job_id not in self.following:
-                self.follow(frame.job_id)
+        elif frame.action in ("cancel", "terminate-job"):
+            job_id = frame.job_id or _message_job_id(frame.message) or await self._only_live_job(frame.action)
+            await self.requester.cancel(job_id)
+            if job_id not in self.following:
+                self.follow(job_id)
         else:
-            raise BadFrame(f"unknown action {frame.action!r}; expected send-status, subscribe or cancel")
+            raise BadFrame(f"unknown action {frame.action!r}; expected send-status, subscribe, cancel or terminate-job")
+
+    async def _only_live_job(self, action: str) -> str:
+        """`terminate-job` as NuNet-era clients send it names no job: the one live job this connection follows."""
+        live = []
+        for job_id, task in self.following.items():
+            if not task.done() and not SPState((await self.requester.get(job_id)).state).is_terminal():
+                live.append(job_id)
+        if len(live) != 1:
+            raise BadFrame(f"{action} without a job_id: this connection follows {len(live)} live jobs, name one")
+        return live[0]
 
     async def _send_status(self, frame: Frame) -> None:
         if not isinstance(frame.message, dict):
             raise BadFrame("send-status needs a message object {transaction_type, transaction_status}")
         try:
-            status = FundStatus.model_validate(frame.message)
+            status = FundStatus.model_validate(go_keys(FundStatus, frame.message))
         except ValidationError as exc:
             raise BadFrame(_describe(exc, "message.")) from exc
         job_id = frame.job_id or status.job_id
@@ -122,7 +142,9 @@ class Session:
                     f"send-status without a job_id: {len(waiting)} quotes are awaiting payment, name one with job_id"
                 )
             job_id = waiting[0]
-        await self.requester.send_status(job_id, status.transaction_status, status.tx_hash)
+        # NuNet acts on `success` only; every other status (NuNet's dashboards send `pending`) waits.
+        known = "success" if status.transaction_status == "success" else "pending"
+        await self.requester.send_status(job_id, known, status.tx_hash)
         if job_id not in self.following:
             self.follow(job_id)
 
@@ -135,7 +157,7 @@ async def deploy_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=WS_LIMIT, heartbeat=30)
     await ws.prepare(request)
     session = Session(ws, c.requester)
-    await ws.send_json({"action": "connected", "message": {"dms_version": c.version}})
+    await ws.send_json({"action": "connected", "message": CONNECTED, "dms_version": c.version})
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:

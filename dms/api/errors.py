@@ -1,4 +1,8 @@
-"""One error shape for every failure: `{"error": {"code", "message", "details"}}`."""
+"""One error shape for every failure, NuNet's with dms's beside it: `{"error": "<message>", "code", "details"}`.
+
+NuNet's clients read `.error` as a string (its CLI prints it; "no error" is a null or absent `.error`);
+dms's own clients branch on the stable `code` and show `details` (the fields that were wrong).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ HTTP_CODES = {
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, "details": details}}, status=status)
+    return web.json_response({"error": message, "code": code, "details": details}, status=status)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -9,9 +11,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from dms.api.context import ctx
-from dms.api.endpoint import Body, Endpoint, Query, parse_body, query_bool, reply, reply_json
+from dms.api.endpoint import Endpoint, GoBody, Query, parse_body, query_bool, reply, reply_json
 from dms.api.errors import BadRequest
-from dms.onboarding import wallet
+from dms.onboarding import cardano, wallet
 from dms.onboarding.gpus import Gpu
 from dms.onboarding.record import Onboarding
 from dms.onboarding.rules import Resources
@@ -19,23 +21,28 @@ from dms.onboarding.rules import Resources
 # --- bodies -------------------------------------------------------------------------------------
 
 
-class OnboardBody(Body):
+class OnboardBody(GoBody):
     memory: int = Field(description="Memory to reserve for the network, in MB.")
     cpu: int = Field(description="CPU to reserve for the network, in MHz (cores x clock).")
     channel: str = Field(description="The network channel to join; one of p2p.channels.")
-    payment_addr: str = Field(description="EIP-55 checksummed Ethereum address that receives payouts.")
+    payment_addr: str = Field(
+        description="Payout address: Ethereum (EIP-55 checksummed or all lower case; needed to offer escrow jobs) "
+        "or a Cardano payment address (bech32, base or enterprise, mainnet or testnet)."
+    )
+    cardano: bool = Field(False, description="NuNet's flag for running a Cardano node; dms runs none (accepted).")
+    server_mode: bool = Field(True, description="NuNet's flag (false: a local node); accepted, dms needs no switch.")
     ntx_price: int = Field(0, description="Price in wei per second per 1,000 MHz of CPU.")
     gpus: list[int] = Field(default_factory=list, description="Indexes of detected GPUs to offer.")
     is_available: bool = Field(True, description="Accept jobs now.")
 
 
-class ResourceConfigBody(Body):
+class ResourceConfigBody(GoBody):
     memory: int | None = Field(None, description="New memory reservation, MB.")
     cpu: int | None = Field(None, description="New CPU reservation, MHz.")
     gpus: list[int] | None = Field(None, description="New set of offered GPU indexes.")
 
 
-class AvailabilityBody(Body):
+class AvailabilityBody(GoBody):
     is_available: bool
 
 
@@ -64,6 +71,11 @@ class ProvisionedOut(BaseModel):
 class KeyPairOut(BaseModel):
     address: str
     private_key: str
+
+
+class CardanoWalletOut(BaseModel):
+    address: str = Field(description="Shelley mainnet base address (m/1852'/1815'/0'/0/0, stake key .../2/0).")
+    mnemonic: str = Field(description="24 words; whoever has them controls the address's funds.")
 
 
 class ResourcesOut(BaseModel):
@@ -99,17 +111,27 @@ def executor_out(request: web.Request) -> ExecutorOut:
 
 
 class StatusOut(OnboardingOut):
+    error: str = Field("<nil>", description="NuNet's field: what is wrong with the onboarding, `<nil>` when nothing.")
+    machine_uuid: str = Field(description="A stable id for this node (a UUID derived from its peer id).")
     dms_version: str
     executor: ExecutorOut
     metadata_path: str
     database_path: str
 
 
+class DeviceStatusOut(BaseModel):
+    online: bool = Field(description="NuNet's key: the machine accepts jobs.")
+    is_available: bool
+
+
 class AvailabilityOut(BaseModel):
+    message: str = Field(description="NuNet's sentence: `Device status successfully changed to online|offline`.")
     is_available: bool
 
 
 class OffboardOut(BaseModel):
+    forced: bool
+    message: str
     offboarded: bool
 
 
@@ -133,8 +155,10 @@ def _onboarding_fields(rec: Onboarding | None, free: Resources) -> dict[str, Any
 
 
 async def _out(request: web.Request, rec: Onboarding) -> web.Response:
-    free = await ctx(request).onboarding.free()
-    return reply(OnboardingOut(**_onboarding_fields(rec, free)))
+    """NuNet answers onboard and resource-config with the metadata document; dms's view sits beside it."""
+    svc = ctx(request).onboarding
+    dms = OnboardingOut(**_onboarding_fields(rec, await svc.free())).model_dump(mode="json")
+    return reply_json({**await svc.metadata_of(rec), **dms})
 
 
 async def provisioned(request: web.Request) -> web.Response:
@@ -147,14 +171,18 @@ async def provisioned(request: web.Request) -> web.Response:
 
 
 async def new_address(request: web.Request) -> web.Response:
-    chain = request.query.get("blockchain", "ethereum")
-    if chain != "ethereum":
-        raise BadRequest(
-            f"blockchain: {chain!r} is not supported; use ethereum",
-            [{"field": "blockchain", "message": "only ethereum is supported"}],
-        )
-    pair = wallet.new_key_pair()
-    return reply(KeyPairOut(address=pair.address, private_key=pair.private_key))
+    """NuNet's wallet maker: cardano (the default) → {address, mnemonic}; ethereum → {address, private_key}."""
+    chain = request.query.get("blockchain", "cardano")
+    if chain == "ethereum":
+        pair = wallet.new_key_pair()
+        return reply(KeyPairOut(address=pair.address, private_key=pair.private_key))
+    if chain == "cardano":
+        made = await asyncio.to_thread(cardano.new_wallet)
+        return reply(CardanoWalletOut(address=made.address, mnemonic=made.mnemonic))
+    raise BadRequest(
+        f"blockchain: {chain!r} is not supported; use cardano or ethereum",
+        [{"field": "blockchain", "message": "cardano or ethereum"}],
+    )
 
 
 async def onboard(request: web.Request) -> web.Response:
@@ -176,6 +204,7 @@ async def status(request: web.Request) -> web.Response:
     return reply(
         StatusOut(
             **fields,
+            machine_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, "nunet-dms:" + c.node.peer_id)),
             dms_version=c.version,
             executor=executor_out(request),
             metadata_path=str(c.onboarding.metadata_path),
@@ -199,19 +228,23 @@ async def resource_config(request: web.Request) -> web.Response:
 
 
 async def offboard(request: web.Request) -> web.Response:
-    await ctx(request).onboarding.offboard(force=query_bool(request, "force"))
-    return reply(OffboardOut(offboarded=True))
+    force = query_bool(request, "force")
+    await ctx(request).onboarding.offboard(force=force)
+    return reply(OffboardOut(forced=force, message="Successfully Offboarded", offboarded=True))
 
 
 async def device_status(request: web.Request) -> web.Response:
     rec = await ctx(request).onboarding.require()
-    return reply(AvailabilityOut(is_available=rec.is_available))
+    return reply(DeviceStatusOut(online=rec.is_available, is_available=rec.is_available))
 
 
 async def set_device_status(request: web.Request) -> web.Response:
     body = await parse_body(request, AvailabilityBody)
     rec = await ctx(request).onboarding.set_available(body.is_available)
-    return reply(AvailabilityOut(is_available=rec.is_available))
+    word = "online" if rec.is_available else "offline"
+    return reply(
+        AvailabilityOut(message=f"Device status successfully changed to {word}", is_available=rec.is_available)
+    )
 
 
 ENDPOINTS = [
@@ -227,10 +260,10 @@ ENDPOINTS = [
         "GET",
         "/onboarding/address/new",
         new_address,
-        "Make a new Ethereum key pair (shown once)",
+        "Make a new wallet, Cardano (default) or Ethereum (shown once)",
         "onboarding",
         response=KeyPairOut,
-        query=(Query("blockchain", "Only `ethereum`."),),
+        query=(Query("blockchain", "`cardano` (default): {address, mnemonic}; `ethereum`: {address, private_key}."),),
     ),
     Endpoint(
         "POST",
@@ -259,17 +292,20 @@ ENDPOINTS = [
         body=ResourceConfigBody,
         response=OnboardingOut,
     ),
+    *[
+        Endpoint(
+            method,
+            "/onboarding/offboard",
+            offboard,
+            "Leave the network and forget the onboarding" + ("" if method == "DELETE" else " (alias of DELETE)"),
+            "onboarding",
+            response=OffboardOut,
+            query=(Query("force", "Offboard even while jobs run.", "boolean"),),
+        )
+        for method in ("DELETE", "POST")
+    ],
     Endpoint(
-        "POST",
-        "/onboarding/offboard",
-        offboard,
-        "Leave the network and forget the onboarding",
-        "onboarding",
-        response=OffboardOut,
-        query=(Query("force", "Offboard even while jobs run.", "boolean"),),
-    ),
-    Endpoint(
-        "GET", "/device/status", device_status, "Whether this machine accepts jobs", "device", response=AvailabilityOut
+        "GET", "/device/status", device_status, "Whether this machine accepts jobs", "device", response=DeviceStatusOut
     ),
     Endpoint(
         "POST",

@@ -9,21 +9,21 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from dms.api.endpoint import Endpoint
+from dms.api.endpoint import Endpoint, GoBody
 
 REF = "#/components/schemas/{model}"
 PATH_PARAM = re.compile(r"\{(\w+)\}")
+GO_RULES = (
+    "On NuNet's routes the body is read as NuNet's server (Go's encoding/json) reads it: unknown keys are "
+    "ignored, key names match without regard to case, a null leaves the default, and the Content-Type is "
+    "not checked (NuNet's CLI posts JSON as a form); types stay strict."
+)
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
-        }
-    },
+    "description": "NuNet's error (`error`, a string) with dms's stable `code` and `details` beside it.",
+    "required": ["error", "code"],
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "details": {}},
 }
 
 
@@ -45,13 +45,21 @@ def build_spec(endpoints: Sequence[Endpoint], base: str, version: str) -> dict[s
         op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.tag], "responses": {"default": error_ref}}
         ok: dict[str, Any] = {"description": "OK"}
         if ep.response is not None:
-            ok["content"] = {"application/json": {"schema": _schema(ep.response, "out", components)}}
+            out: dict[str, Any] = _schema(ep.response, "out", components)
+            if ep.alt_response is not None:
+                out = {"oneOf": [out, _schema(ep.alt_response, "out", components)]}
+            ok["content"] = {"application/json": {"schema": out}}
         op["responses"]["200"] = ok
-        if ep.body is not None:
-            op["requestBody"] = {
+        bodies = [b for b in (ep.body, ep.alt_body) if b is not None]
+        if bodies:
+            schemas = [_schema(b, "in", components) for b in bodies]
+            body: dict[str, Any] = {
                 "required": True,
-                "content": {"application/json": {"schema": _schema(ep.body, "in", components)}},
+                "content": {"application/json": {"schema": schemas[0] if len(schemas) == 1 else {"oneOf": schemas}}},
             }
+            if any(issubclass(b, GoBody) for b in bodies):
+                body["description"] = GO_RULES
+            op["requestBody"] = body
         # OpenAPI requires every templated path segment to be declared as a required path parameter.
         parameters: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -99,5 +107,6 @@ def add_docs(app: web.Application, spec: dict[str, Any], spec_path: str) -> None
         return web.Response(text=SWAGGER_HTML % spec_path, content_type="text/html")
 
     app.router.add_get(spec_path, openapi_json)
+    app.router.add_get("/swagger/doc.json", openapi_json)  # where NuNet's CLI reads `.info.version`
     app.router.add_get("/swagger", swagger)
     app.router.add_static("/swagger/static", str(swagger_ui_path))

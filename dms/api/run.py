@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -9,8 +10,12 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from dms.api.context import ctx
-from dms.api.endpoint import Endpoint, parse_body, reply
+from dms.api.endpoint import Endpoint, GoBody, go_keys, read_object, reply, validate
+from dms.errors import DmsError
+from dms.jobs.nunet import NuNetJob, estimated_price, to_spec
+from dms.jobs.requester import RequesterService
 from dms.jobs.spec import JobResources, JobSpec
+from dms.jobs.states import SPState
 from dms.store.models import SPJobRow
 
 
@@ -67,11 +72,97 @@ class CancelOut(BaseModel):
     cancelling: bool
 
 
+# A body with any of these keys (any case) is NuNet's DeploymentRequest; any other is dms's strict shape.
+NUNET_KEYS = frozenset({"params", "constraints", "address_user", "service_type", "max_ntx"})
+
+
+class NuNetParams(GoBody):
+    image_id: str = Field("", max_length=256)
+    model_url: str = Field("", max_length=32_768)
+    packages: list[str] = Field(default_factory=list, max_length=256)
+    machine_type: str = Field("", max_length=16, description="`gpu` asks for a GPU.")
+
+
+class NuNetConstraints(GoBody):
+    complexity: str = Field("", max_length=32, description="Low, Moderate or High (NuNet's price rate).")
+    cpu: int = Field(0, description="MHz.")
+    ram: int = Field(0, description="MB.")
+    vram: int = Field(0, description="MB per GPU.")
+    power: int = Field(0, description="W (NuNet's price).")
+    time: int = Field(0, description="Minutes: the paid run time.")
+
+
+class NuNetRequestBody(GoBody):
+    """NuNet's DeploymentRequest, read as Go reads it; the keys NuNet's SP fills in itself are ignored."""
+
+    address_user: str = Field("", max_length=200)
+    max_ntx: int = Field(0, description="The most NuNet's own estimate may be, NTX.")
+    blockchain: str = Field("", max_length=32)
+    service_type: str = Field("", max_length=32, description="ml-training-cpu or ml-training-gpu.")
+    tx_hash: str = Field("", max_length=100)
+    params: NuNetParams = Field(default_factory=NuNetParams)
+    constraints: NuNetConstraints = Field(default_factory=NuNetConstraints)
+
+
+class NuNetQuoteOut(BaseModel):
+    compute_provider_addr: str
+    estimated_price: float = Field(description="NuNet's estimate, NTX.")
+    metadata_hash: str = ""
+    withdraw_hash: str = ""
+    refund_hash: str = ""
+    distribute_50_hash: str = ""
+    distribute_75_hash: str = ""
+    price_wei: int = Field(description="dms's price for the chosen provider, wei (its estimated_price elsewhere).")
+    job_id: str
+    compute_provider: ProviderOut
+    expires_at: datetime
+    escrow_job_id: str | None = None
+    escrow_address: str | None = None
+    arbiter: str | None = None
+    chain_id: int | None = None
+
+
 async def request_service(request: web.Request) -> web.Response:
-    body = await parse_body(request, RequestServiceBody)
+    data = await read_object(request)
+    if any(key.lower() in NUNET_KEYS for key in data):
+        return await _nunet_request(request, validate(NuNetRequestBody, go_keys(NuNetRequestBody, data)))
+    body = validate(RequestServiceBody, data)
     spec = JobSpec.model_validate(body.model_dump(exclude={"target_peer"}))
     quote: dict[str, Any] = await ctx(request).requester.request_service(spec, body.target_peer)
     return reply(QuoteOut.model_validate({k: v for k, v in quote.items() if k != "candidates"}))
+
+
+async def _replace_unpaid(requester: RequesterService, job_id: str | None) -> None:
+    """Cancel NuNet's previous quote if it still waits for payment (NuNet replaces its stored request)."""
+    if job_id is None:
+        return
+    with contextlib.suppress(DmsError):
+        if (await requester.get(job_id)).state == SPState.AWAITING_PAYMENT.value:
+            await requester.cancel(job_id)
+
+
+async def _nunet_request(request: web.Request, body: NuNetRequestBody) -> web.Response:
+    """NuNet's request, priced as NuNet prices it, sent to NuNet's default peer (`/peers/depreq`) if one is set."""
+    c = ctx(request)
+    p, k = body.params, body.constraints
+    job = NuNetJob(
+        service_type=body.service_type, max_ntx=body.max_ntx, image_id=p.image_id, model_url=p.model_url,
+        packages=tuple(p.packages), machine_type=p.machine_type, complexity=k.complexity, cpu=k.cpu, ram=k.ram,
+        vram=k.vram, power=k.power, time=k.time, address_user=body.address_user,
+    )  # fmt: skip
+    m = c.onboarding.machine
+    spec = to_spec(job, m.cpu_mhz / m.cores if m.cores else 0)
+    quote: dict[str, Any] = await c.requester.request_service(spec, c.default_peer.peer_id)
+    await _replace_unpaid(c.requester, c.nunet_quote.job_id)
+    c.nunet_quote.job_id = quote["job_id"]
+    dms = {k: v for k, v in quote.items() if k not in ("candidates", "estimated_price")}
+    out = NuNetQuoteOut(
+        compute_provider_addr=quote["compute_provider"]["payment_addr"],
+        estimated_price=estimated_price(job.complexity, job.time, job.power),
+        price_wei=quote["estimated_price"],
+        **dms,
+    )
+    return reply(out)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -90,8 +181,12 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/run/request-service", request_service, "Choose a provider for a job and quote its price", "run",
-             body=RequestServiceBody, response=QuoteOut),
+    Endpoint("POST", "/run/request-service", request_service,
+             "Choose a provider for a job and quote its price. Takes dms's job (strict: unknown fields refused) or "
+             "NuNet's DeploymentRequest (any of params, constraints, address_user, service_type, max_ntx present: "
+             "read as NuNet's Go server reads it, unknown keys ignored, keys in any case; answered with "
+             "NuNetQuoteOut)", "run", body=RequestServiceBody, response=QuoteOut, alt_body=NuNetRequestBody,
+             alt_response=NuNetQuoteOut),
     Endpoint("GET", "/run/jobs", list_jobs, "This node's jobs as service provider, newest first", "run",
              response=JobsOut),
     Endpoint("GET", "/run/jobs/{job_id}", get_job, "One job", "run", response=JobOut),

@@ -13,7 +13,7 @@ API = "/api/v1"
 
 
 class ApiError(Exception):
-    """The daemon answered with an error (`{"error": {"code", "message", "details"}}`)."""
+    """The daemon answered with an error (`{"error": "<message>", "code", "details"}`)."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
         super().__init__(message)
@@ -44,6 +44,9 @@ class DmsClient:
 
     def post(self, path: str, body: dict[str, Any] | None = None, **query: str) -> Any:
         return self._call("POST", path, query, body)
+
+    def delete(self, path: str, **query: str) -> Any:
+        return self._call("DELETE", path, query, None)
 
     def _call(self, method: str, path: str, query: dict[str, str], body: dict[str, Any] | None) -> Any:
         url = self.base_url + API + path
@@ -83,7 +86,9 @@ def _api_error(exc: urllib.error.HTTPError) -> ApiError:
     """Read the daemon's error shape; anything else (a proxy's page, say) becomes a generic error."""
     try:
         payload = json.loads(exc.read())
-        err = payload["error"]
-        return ApiError(exc.code, str(err["code"]), str(err["message"]), err.get("details"))
+        message = payload["error"]
+        if not isinstance(message, str):
+            raise TypeError("not dms's error shape")
+        return ApiError(exc.code, str(payload.get("code", "error")), message, payload.get("details"))
     except (ValueError, KeyError, TypeError, OSError):
         return ApiError(exc.code, "http_error", f"HTTP {exc.code} {exc.reason} from {exc.url}")

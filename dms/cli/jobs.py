@@ -154,9 +154,9 @@ def show(frame: dict[str, Any], job_id: str) -> int | None:
         render.error(str(frame.get("message")))
         return 1
     if action == "log-stream-response":
-        message = frame.get("message") or {}
-        sys.stdout.write(message.get("stdout", ""))
-        sys.stderr.write(message.get("stderr", ""))
+        # NuNet's frame: `stdout` or `stderr` at the top level, one stream per frame
+        sys.stdout.write(str(frame.get("stdout", "")))
+        sys.stderr.write(str(frame.get("stderr", "")))
         sys.stdout.flush()
         return None
     if action == "job-completed":
@@ -211,7 +211,7 @@ def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The j
 
 def transactions(ctx: typer.Context) -> None:
     """Payments: deposits verified, releases and refunds sent, with their tx hashes."""
-    rows = _client(ctx).get("/transactions")["transactions"]
+    rows = _client(ctx).get("/transactions")
     table = Table("When", "Job", "Kind", "State", "Amount (wei)", "Tx")
     for t in rows:
         table.add_row(

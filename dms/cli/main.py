@@ -26,7 +26,9 @@ STATES = {
 }
 
 app = typer.Typer(name="nunet", help="Manage this machine's NuNet device management service.", no_args_is_help=True)
-wallet_app = typer.Typer(help="Ethereum wallets for payouts.", no_args_is_help=True)
+wallet_app = typer.Typer(
+    help="Payout wallets (Ethereum or Cardano) and this node's own EVM wallet.", no_args_is_help=True
+)
 device_app = typer.Typer(help="Whether this machine accepts jobs.", no_args_is_help=True)
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(device_app, name="device")
@@ -86,9 +88,9 @@ def parse_gpus(raw: str) -> list[int]:
 @app.command()
 def capacity(
     ctx: typer.Context,
-    full: Annotated[bool, typer.Option("--full", help="The machine's total resources.")] = False,
-    onboarded: Annotated[bool, typer.Option("--onboarded", help="What is reserved for the network.")] = False,
-    available: Annotated[bool, typer.Option("--available", help="What jobs leave free of it.")] = False,
+    full: Annotated[bool, typer.Option("--full", "-f", help="The machine's total resources.")] = False,
+    onboarded: Annotated[bool, typer.Option("--onboarded", "-o", help="What is reserved for the network.")] = False,
+    available: Annotated[bool, typer.Option("--available", "-a", help="What jobs leave free of it.")] = False,
 ) -> None:
     """Show the machine's resources: total, reserved for the network, free (all three by default)."""
     client = client_of(ctx)
@@ -113,13 +115,20 @@ def capacity(
 
 
 @wallet_app.command("new")
-def wallet_new(ctx: typer.Context) -> None:
-    """Make a new Ethereum address and private key for payouts."""
-    pair = client_of(ctx).get("/onboarding/address/new", blockchain="ethereum")
-    rows = [("Address", pair["address"]), ("Private key", pair["private_key"])]
-    render.out.print(render.fields_table(rows))
+def wallet_new(
+    ctx: typer.Context,
+    ethereum: Annotated[bool, typer.Option("--ethereum", "-e", help="An Ethereum key pair (the default).")] = False,
+    cardano: Annotated[bool, typer.Option("--cardano", "-c", help="A Cardano wallet: address and mnemonic.")] = False,
+) -> None:
+    """Make a new payout wallet: Ethereum (address and private key) or Cardano (address and 24 words)."""
+    if ethereum and cardano:
+        raise typer.BadParameter("choose one of --ethereum (-e) and --cardano (-c)", ctx=ctx)
+    chain = "cardano" if cardano else "ethereum"
+    made = client_of(ctx).get("/onboarding/address/new", blockchain=chain)
+    secret = ("Mnemonic", made["mnemonic"]) if cardano else ("Private key", made["private_key"])
+    render.out.print(render.fields_table([("Address", made["address"]), secret]))
     render.line(
-        "The private key is shown this once and is not stored anywhere: write it down and keep it secret. "
+        f"The {secret[0].lower()} is shown this once and is not stored anywhere: write it down and keep it secret. "
         "Whoever has it controls the address's funds.",
         style="bold yellow",
     )
@@ -139,13 +148,26 @@ def onboard(
     ctx: typer.Context,
     memory: MemoryOpt,
     cpu: CpuOpt,
-    channel: Annotated[str, typer.Option("--channel", "-n", metavar="NAME", help="The channel to join.")],
-    address: Annotated[str, typer.Option("--address", "-a", metavar="ADDR", help="Payout address (EIP-55).")],
+    channel: Annotated[
+        str, typer.Option("--channel", "-n", "--nunet-channel", metavar="NAME", help="The channel to join.")
+    ],
+    address: Annotated[
+        str,
+        typer.Option(
+            "--address", "-a", metavar="ADDR", help="Payout address: Ethereum (for escrow) or Cardano (addr1...)."
+        ),
+    ],
     ntx_price: Annotated[
         int, typer.Option("--ntx-price", "-x", metavar="WEI", help="Price, wei per second per 1,000 MHz.")
     ] = 0,
     gpus: GpusOpt = None,
     unavailable: Annotated[bool, typer.Option("--unavailable", help="Do not accept jobs yet.")] = False,
+    cardano: Annotated[
+        bool, typer.Option("--cardano", "-C", help="NuNet's flag for a Cardano node (accepted; dms runs none).")
+    ] = False,
+    local: Annotated[
+        bool, typer.Option("--local-enable", "-l", help="NuNet's flag: a node for a local network (server_mode off).")
+    ] = False,
 ) -> None:
     """Reserve resources for the network and join a channel."""
     body = {
@@ -156,6 +178,8 @@ def onboard(
         "ntx_price": ntx_price,
         "gpus": [] if gpus is None else parse_gpus(gpus),
         "is_available": not unavailable,
+        "cardano": cardano,
+        "server_mode": not local,
     }
     status = client_of(ctx).post("/onboarding/onboard", body)
     render.line(f"Onboarded on channel {status['channel']}.", style="bold green")
@@ -203,14 +227,14 @@ def offboard(
         if not sys.stdin.isatty():
             ctx.fail("not asking for confirmation: stdin is not a terminal; pass --yes to offboard")
         typer.confirm("Offboard this machine? It stops taking jobs and forgets its onboarding.", abort=True)
-    client_of(ctx).post("/onboarding/offboard", force=str(force).lower())
+    client_of(ctx).delete("/onboarding/offboard", force=str(force).lower())
     render.line("Offboarded.", style="bold green")
 
 
 @device_app.command("status")
 def device_status(ctx: typer.Context) -> None:
     """Show whether this machine accepts jobs."""
-    render.line(render.availability(client_of(ctx).get("/device/status")["is_available"]))
+    render.line(render.availability(client_of(ctx).get("/device/status")["online"]))
 
 
 @device_app.command("set")

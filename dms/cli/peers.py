@@ -32,12 +32,12 @@ def peer_list(
     """Connected peers; with -d, every peer known on our channel and what it offers."""
     if not dht:
         table = Table("Peer", "Addresses")
-        for p in _get(ctx, "/peers")["peers"]:
+        for p in _get(ctx, "/peers"):
             table.add_row(p["peer_id"], Text("\n".join(p["addrs"])))
         render.out.print(table)
         return
     table = Table("Peer", "Free capacity", "Price (wei/s/1000 MHz)", "Executors", "RTT", "Age")
-    for p in _get(ctx, "/peers/dht")["peers"]:
+    for p in _get(ctx, "/peers/dht/dump"):
         c = p["capacity"]
         rtt = "" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f} ms"
         table.add_row(

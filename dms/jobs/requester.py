@@ -104,7 +104,7 @@ class RequesterService:
         needs = Needs(
             channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
-            gpu_vendor=r.gpu_vendor, target_peer=target_peer,
+            gpu_vendor=r.gpu_vendor, target_peer=target_peer, escrow=self._payments.escrow,
         )  # fmt: skip
         placement = place(self._candidates(), needs)
         if not placement.ranked:
@@ -366,8 +366,9 @@ class RequesterService:
             return False
         await self._jobs.update(job_id, cp_seq=ev.seq)
         if ev.kind == "logs":
-            message = {"stdout": ev.data.get("stdout", ""), "stderr": ev.data.get("stderr", "")}
-            await self._frame(job_id, {"action": "log-stream-response", "message": message})
+            for stream_name in ("stdout", "stderr"):  # NuNet's frame: one stream per frame, at the top level
+                if ev.data.get(stream_name):
+                    await self._frame(job_id, {"action": "log-stream-response", stream_name: ev.data[stream_name]})
         elif ev.kind == "status" and ev.data.get("state") == "running" and row.state == SPState.SUBMITTED.value:
             await self._jobs.update(job_id, state=transition(SPState.SUBMITTED, SPState.RUNNING).value)
         elif ev.kind == "result":
@@ -402,7 +403,7 @@ class RequesterService:
             started = was == SPState.RUNNING or state == SPState.COMPLETED
             await self._settle(job_id, outcome_of(state.value, container_started=started, provider_lost=lost))
         if state == SPState.COMPLETED:
-            await self._frame(job_id, {"action": "job-completed", "detail": {"exit_code": code}})
+            await self._frame(job_id, {"action": "job-completed", "message": None, "detail": {"exit_code": code}})
         else:
             why = reason or state.value
             detail: dict[str, Any] = {"reason": why}

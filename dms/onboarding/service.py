@@ -71,18 +71,22 @@ class OnboardingService:
     async def onboard(
         self, *, reserved: Resources, channel: str, payment_addr: str, ntx_price: int, is_available: bool
     ) -> Onboarding:
+        """Onboard, or onboard again with new settings (NuNet's CLI does that: it asks, then onboards again);
+        a new reservation may not go below what running jobs hold."""
         problems = check_reservation(self.machine, reserved)
         problems += self._check_terms(channel, payment_addr, ntx_price)
         if problems:
             raise InvalidInput.of(problems)
         async with self._lock:
-            if await self._records.get() is not None:
-                raise Conflict(
-                    "this machine is already onboarded; change it with resource-config, or offboard first",
-                    code="already_onboarded",
-                )
+            old = await self._records.get()
+            if old is not None:
+                below = check_not_below_held(reserved, await self._allocations.held())
+                if below:
+                    raise InvalidInput.of(below)
             now = datetime.now(UTC)
-            rec = Onboarding(channel, payment_addr, ntx_price, reserved, is_available, now, now)
+            since = now if old is None else old.onboarded_at
+            addr = wallet.normal_payout(payment_addr)
+            rec = Onboarding(channel, addr, ntx_price, reserved, is_available, since, now)
             await self._save(rec)
         log.info("onboarded: %s MHz, %s MB, channel %s", reserved.cpu_mhz, reserved.memory_mb, channel)
         return rec
@@ -129,7 +133,7 @@ class OnboardingService:
         problems = []
         if channel not in self._channels:
             problems.append(FieldProblem("channel", f"unknown channel {channel!r}; known: {', '.join(self._channels)}"))
-        why = wallet.address_problem(payment_addr)
+        why = wallet.payout_problem(payment_addr)
         if why:
             problems.append(FieldProblem("payment_addr", why))
         if not 0 <= ntx_price <= MAX_PRICE:

@@ -107,7 +107,7 @@ async def pay_and_follow(mk: Market, quote: dict[str, Any], tx_hash: str) -> lis
 
 
 def settled(mk: Market, job_id: str, kind: str) -> bool:
-    rows = mk.sp.get("/api/v1/transactions")["transactions"]
+    rows = mk.sp.get("/api/v1/transactions")
     return any(t["job_id"] == job_id and t["kind"] == kind and t["state"] == "sent" for t in rows)
 
 

@@ -83,7 +83,7 @@ def onboard(d: NsDaemon, share: float) -> None:
 
 
 def known(d: NsDaemon) -> dict[str, dict[str, Any]]:
-    return {p["peer_id"]: p for p in d.get("/api/v1/peers/dht")["peers"]}
+    return {p["peer_id"]: p for p in d.get("/api/v1/peers/dht/dump")}
 
 
 def addr_ip(addr: str) -> str:
@@ -154,7 +154,7 @@ def test_three_hosts_discover_each_other_through_a_bootstrap_peer(cluster: Calla
     check_tables(daemons, ids)
 
     # The bootstrap node's connections come in from the other hosts' own addresses, across the bridge.
-    conns = {p["peer_id"]: p["addrs"] for p in n1.get("/api/v1/peers")["peers"]}
+    conns = {p["peer_id"]: p["addrs"] for p in n1.get("/api/v1/peers")}
     for d in rest:
         assert {addr_ip(a) for a in conns[ids[d.name]]} == {d.node.ip}, conns
     # Nodes 2 and 3 know each other only from records: the advertised address is dialable.
@@ -197,5 +197,5 @@ def test_mdns_finds_peers_without_bootstrap(cluster: Callable[[int], Cluster]) -
     took_late = time.monotonic() - t0
     check_tables(daemons, ids)
     for d in daemons:  # dialled directly after mDNS, not only heard of through a third node
-        assert {p["peer_id"] for p in d.get("/api/v1/peers")["peers"]} == set(ids.values()) - {ids[d.name]}, d.name
+        assert {p["peer_id"] for p in d.get("/api/v1/peers")} == set(ids.values()) - {ids[d.name]}, d.name
     print(f"mDNS discovery: {took_first:.1f} s for the first two, {took_late:.1f} s for the late joiner")

@@ -77,9 +77,9 @@ def test_device_set_offline(dms_process: Factory) -> None:
     status = run_cli("device", "status", dms=d.url)
     assert status.returncode == 0, status.stderr
     assert status.stdout.startswith("offline")
-    assert d.get("/api/v1/device/status") == {"is_available": False}
+    assert d.get("/api/v1/device/status") == {"online": False, "is_available": False}
     assert run_cli("device", "set", "available", dms=d.url).returncode == 0
-    assert d.get("/api/v1/device/status") == {"is_available": True}
+    assert d.get("/api/v1/device/status") == {"online": True, "is_available": True}
 
 
 def test_resource_config_changes_the_reservation(dms_process: Factory) -> None:

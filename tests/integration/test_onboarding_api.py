@@ -63,10 +63,11 @@ async def test_onboard_then_status_and_metadata(http: aiohttp.ClientSession, dae
     assert meta["reserved"] == {"cpu": req["cpu"], "memory": req["memory"]}
     assert meta["network"] == "nunet-test"
 
-    # Onboarding twice is refused, and the first one stays.
+    # Onboarding again with new settings replaces them, as NuNet's CLI expects ("onboard again?").
     async with http.post(f"{API}/onboarding/onboard", json={**req, "cpu": req["cpu"] + 1}) as r:
-        assert r.status == 409
-        assert (await r.json())["error"]["code"] == "already_onboarded"
+        assert r.status == 200
+        again = await r.json()
+    assert again["reserved"]["cpu"] == req["cpu"] + 1 and again["onboarded_at"] == out["onboarded_at"]
 
 
 async def test_resource_config_refuses_to_go_below_running_jobs(http: aiohttp.ClientSession, daemon: Daemon) -> None:
@@ -80,9 +81,9 @@ async def test_resource_config_refuses_to_go_below_running_jobs(http: aiohttp.Cl
         await AllocationStore(store).hold("job-1", Resources(cpu_mhz=req["cpu"] - 10, memory_mb=100))
         async with http.post(f"{API}/onboarding/resource-config", json={"cpu": req["cpu"] - 20}) as r:
             assert r.status == 400
-            err = (await r.json())["error"]
+            err = await r.json()
         assert err["details"][0]["field"] == "cpu"
-        assert "running jobs hold" in err["message"]
+        assert "running jobs hold" in err["error"]
 
         # The job's share shows as not free.
         async with http.get(f"{API}/onboarding/status") as r:
@@ -93,7 +94,7 @@ async def test_resource_config_refuses_to_go_below_running_jobs(http: aiohttp.Cl
         # Offboarding is refused while the job runs, unless forced.
         async with http.post(f"{API}/onboarding/offboard") as r:
             assert r.status == 409
-            assert (await r.json())["error"]["code"] == "jobs_running"
+            assert (await r.json())["code"] == "jobs_running"
         await AllocationStore(store).release("job-1")
     finally:
         await store.close()
@@ -118,7 +119,7 @@ async def test_offboard_removes_record_and_metadata(http: aiohttp.ClientSession)
         assert (await r.json())["onboarded"] is False
     async with http.get(f"{API}/onboarding/metadata") as r:
         assert r.status == 409
-        assert (await r.json())["error"]["code"] == "not_onboarded"
+        assert (await r.json())["code"] == "not_onboarded"
 
 
 async def test_device_availability(http: aiohttp.ClientSession) -> None:
@@ -128,9 +129,9 @@ async def test_device_availability(http: aiohttp.ClientSession) -> None:
     async with http.post(f"{API}/onboarding/onboard", json={**req, "is_available": False}) as r:
         assert r.status == 200
     async with http.get(f"{API}/device/status") as r:
-        assert await r.json() == {"is_available": False}
+        assert await r.json() == {"online": False, "is_available": False}
     async with http.post(f"{API}/device/status", json={"is_available": True}) as r:
-        assert await r.json() == {"is_available": True}
+        assert await r.json() == {"message": "Device status successfully changed to online", "is_available": True}
     async with http.get(f"{API}/onboarding/metadata") as r:
         assert (await r.json())["is_available"] is True
 
@@ -140,13 +141,17 @@ async def test_new_address_is_a_fresh_key_pair(http: aiohttp.ClientSession) -> N
 
     async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "ethereum"}) as r:
         one = await r.json()
-    async with http.get(f"{API}/onboarding/address/new") as r:
+    async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "ethereum"}) as r:
         two = await r.json()
     assert one["address"] != two["address"]
     assert Account.from_key(one["private_key"]).address == one["address"]
-    async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "cardano"}) as r:
+    async with http.get(f"{API}/onboarding/address/new") as r:  # NuNet's default: cardano
+        ada = await r.json()
+    assert set(ada) == {"address", "mnemonic"} and ada["address"].startswith("addr1q")
+    assert len(ada["mnemonic"].split()) == 24
+    async with http.get(f"{API}/onboarding/address/new", params={"blockchain": "bitcoin"}) as r:
         assert r.status == 400
-        assert "cardano" in (await r.json())["error"]["message"]
+        assert "bitcoin" in (await r.json())["error"]
 
 
 async def test_openapi_and_swagger(http: aiohttp.ClientSession) -> None:
