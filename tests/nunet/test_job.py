@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.nunet.client import NuNetClient, log_text
-from tests.nunet.test_routes import ADA, NUNET_JOB
+from tests.nunet.test_routes import ADA, NUNET_JOB, NUNET_PARAMS
 from tests.procs import DmsProcess, post, wait_for
 
 TX = "0x" + "cd" * 32
@@ -57,7 +57,7 @@ async def test_nunet_job_through_job_completed(pair: tuple[DmsProcess, DmsProces
 
         # A first request left unpaid is replaced by the next, as in NuNet, so send-status finds one quote.
         await nunet.ok("POST", "/run/request-service", NUNET_JOB)
-        job = {**NUNET_JOB, "params": {**NUNET_JOB["params"], "packages": ["hello", "from", "nunet"]}}
+        job = {**NUNET_JOB, "params": {**NUNET_PARAMS, "packages": ["hello", "from", "nunet"]}}
         quote = await nunet.ok("POST", "/run/request-service", job)
         assert quote["compute_provider_addr"] == ADA
         assert quote["estimated_price"] == pytest.approx(0.4824)
@@ -82,7 +82,7 @@ async def test_nunet_job_through_job_completed(pair: tuple[DmsProcess, DmsProces
         # nunet-py's terminate-job: the running job on this connection ends, told as job-failed (a string).
         said = await nunet.ok("GET", "/peers/depreq", peerID=cp_id)
         assert said["message"] == f"Successfully set {cp_id} as default deployment request receiver."
-        sleeper = {**NUNET_JOB, "params": {**NUNET_JOB["params"], "model_url": "sleep", "packages": ["60"]}}
+        sleeper = {**NUNET_JOB, "params": {**NUNET_PARAMS, "model_url": "sleep", "packages": ["60"]}}
         await nunet.ok("POST", "/run/request-service", sleeper)
         async with http.ws_connect("/api/v1/run/deploy") as ws:
             await ws.receive_json(timeout=10)

@@ -153,12 +153,18 @@ async def test_routes_dms_does_not_offer_say_so(nunet: NuNetClient, method: str,
     assert status == 501 and "does not offer" in err
 
 
-NUNET_JOB = {
+NUNET_PARAMS: dict[str, Any] = {
+    "image_id": "dms-test/busybox:1",
+    "model_url": "echo",
+    "packages": ["hi"],
+    "machine_type": "cpu",
+}
+NUNET_JOB: dict[str, Any] = {
     "address_user": ADA,
     "max_ntx": 1,
     "blockchain": "Cardano",
     "service_type": "ml-training-cpu",
-    "params": {"image_id": "dms-test/busybox:1", "model_url": "echo", "packages": ["hi"], "machine_type": "cpu"},
+    "params": NUNET_PARAMS,
     "constraints": {"complexity": "Low", "cpu": 500, "ram": 64, "vram": 0, "power": 100, "time": 30},
 }
 
