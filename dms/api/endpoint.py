@@ -43,6 +43,8 @@ class Endpoint:
     alt_body: type[BaseModel] | None = None
     """A second accepted body (NuNet's shape beside dms's), documented as oneOf."""
     alt_response: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    """Error statuses the route answers by design (e.g. 501 for a NuNet route dms does not offer), documented."""
 
 
 class GoBody(BaseModel):

@@ -187,6 +187,6 @@ ENDPOINTS = [
     Endpoint("POST", "/transactions/request-reward", request_reward,
              "What happens to a paid job's deposit (NuNet's reward request; dms's escrow settles it)",
              "transactions", body=RewardBody, response=RewardOut),
-    *[Endpoint(method, path, not_offered, f"Not offered by dms: {what} (501)", "unsupported")
+    *[Endpoint(method, path, not_offered, f"Not offered by dms: {what} (501)", "unsupported", errors=(501,))
       for path, (method, what) in UNSUPPORTED.items()],
 ]  # fmt: skip

@@ -262,7 +262,8 @@ ENDPOINTS = [
         new_address,
         "Make a new wallet, Cardano (default) or Ethereum (shown once)",
         "onboarding",
-        response=KeyPairOut,
+        response=CardanoWalletOut,
+        alt_response=KeyPairOut,
         query=(Query("blockchain", "`cardano` (default): {address, mnemonic}; `ethereum`: {address, private_key}."),),
     ),
     Endpoint(

@@ -50,6 +50,8 @@ def build_spec(endpoints: Sequence[Endpoint], base: str, version: str) -> dict[s
                 out = {"oneOf": [out, _schema(ep.alt_response, "out", components)]}
             ok["content"] = {"application/json": {"schema": out}}
         op["responses"]["200"] = ok
+        for status in ep.errors:
+            op["responses"][str(status)] = error_ref
         bodies = [b for b in (ep.body, ep.alt_body) if b is not None]
         if bodies:
             schemas = [_schema(b, "in", components) for b in bodies]

@@ -3,7 +3,7 @@
 NuNet's service provider prices a job itself, in NTX, from the request alone (the provider's own price
 is never used), and refuses it when that estimate is above the client's `max_ntx`. Its compute provider
 runs `image_id` with the command `[model_url, packages joined by spaces]`. Units: `cpu` in MHz, `ram` in
-MB, `time` in minutes, `power` in W (DESIGN.md: NuNet compatibility).
+MB, `time` in minutes, `power` in W (docs/nunet-compatibility.md).
 """
 
 from __future__ import annotations
