@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from dms.cli import render
-from dms.cli.client import DaemonUnreachable, DmsClient
-from dms.cli.target import Target
+from dms.cli.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from rich import table as rich_table
+    from rich import text as rich_text
+
+    from dms.cli import client as cli_client
+    from dms.cli import render
+    from dms.cli.client import DmsClient
+    from dms.cli.target import Target
+else:
+    rich_table, rich_text = lazy_module("rich.table"), lazy_module("rich.text")
+    cli_client, render = lazy_module("dms.cli.client"), lazy_module("dms.cli.render")
 
 WS_PATH = "/api/v1/run/deploy"
 
@@ -76,7 +84,8 @@ def run(
     job_id = quote["job_id"]
     provider = quote["compute_provider"]["peer_id"]
     render.out.print(
-        Text(f"quote: job {job_id} on {provider} for {quote['estimated_price']} wei", style="bold"), soft_wrap=True
+        rich_text.Text(f"quote: job {job_id} on {provider} for {quote['estimated_price']} wei", style="bold"),
+        soft_wrap=True,
     )
     tx_hash = None
     if quote.get("escrow_address"):
@@ -84,7 +93,7 @@ def run(
             render.error("this daemon takes escrow payments: give --pay-key and --rpc-url to pay the deposit")
             sys.exit(1)
         tx_hash = deposit(quote, pay_key, rpc_url)
-        render.out.print(Text(f"paid: deposit {tx_hash}", style="bold"), soft_wrap=True)
+        render.out.print(rich_text.Text(f"paid: deposit {tx_hash}", style="bold"), soft_wrap=True)
     sys.exit(follow(client, job_id, pay=True, raw=frames, tx_hash=tx_hash))
 
 
@@ -135,12 +144,12 @@ def follow(client: DmsClient, job_id: str, pay: bool, raw: bool = False, tx_hash
             for message in ws:
                 frame = json.loads(message)
                 if raw:
-                    render.out.print(Text(json.dumps(frame), style="dim"), soft_wrap=True)
+                    render.out.print(rich_text.Text(json.dumps(frame), style="dim"), soft_wrap=True)
                 code = show(frame, job_id)
                 if code is not None:
                     return code
     except (OSError, WebSocketException) as exc:
-        raise DaemonUnreachable(f"the websocket {url} failed: {exc}") from exc
+        raise cli_client.DaemonUnreachable(f"the websocket {url} failed: {exc}") from exc
     render.error("the daemon closed the websocket before the job ended")
     return 1
 
@@ -170,7 +179,7 @@ def show(frame: dict[str, Any], job_id: str) -> int | None:
     if action == "deployment-response":
         message = frame.get("message") or {}
         style = "green" if message.get("success") else "red"
-        render.out.print(Text(f"{action}: {message.get('content')}", style=style), soft_wrap=True)
+        render.out.print(rich_text.Text(f"{action}: {message.get('content')}", style=style), soft_wrap=True)
         return None
     if action != "connected":
         render.line(str(action), style="cyan")
@@ -180,11 +189,11 @@ def show(frame: dict[str, Any], job_id: str) -> int | None:
 def jobs(ctx: typer.Context) -> None:
     """List this node's jobs as service provider, newest first."""
     rows = _client(ctx).get("/run/jobs")["jobs"]
-    table = Table("Job", "State", "Image", "Provider", "Exit", "Reason")
+    table = rich_table.Table("Job", "State", "Image", "Provider", "Exit", "Reason")
     for j in rows:
         table.add_row(
             j["job_id"], j["state"], j["image"], (j.get("compute_provider") or "")[-12:],
-            "" if j.get("exit_code") is None else str(j["exit_code"]), Text(j.get("reason") or ""),
+            "" if j.get("exit_code") is None else str(j["exit_code"]), rich_text.Text(j.get("reason") or ""),
         )  # fmt: skip
     render.out.print(table)
 
@@ -212,10 +221,11 @@ def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The j
 def transactions(ctx: typer.Context) -> None:
     """Payments: deposits verified, releases and refunds sent, with their tx hashes."""
     rows = _client(ctx).get("/transactions")
-    table = Table("When", "Job", "Kind", "State", "Amount (wei)", "Tx")
+    table = rich_table.Table("When", "Job", "Kind", "State", "Amount (wei)", "Tx")
     for t in rows:
         table.add_row(
-            render.when(t["at"]), t["job_id"], t["kind"], Text(t["state"] + (f": {t['error']}" if t["error"] else "")),
+            render.when(t["at"]), t["job_id"], t["kind"],
+            rich_text.Text(t["state"] + (f": {t['error']}" if t["error"] else "")),
             t["amount"] or "", t["tx_hash"] or "",
         )  # fmt: skip
     render.out.print(table)

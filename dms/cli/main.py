@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dms import __version__
-from dms.cli import jobs, render
-from dms.cli.client import ApiError, DaemonUnreachable, DmsClient
+from dms.cli import jobs
+from dms.cli.lazy import lazy_module
 from dms.cli.peers import peer_app
 from dms.cli.target import URL_ENV, Target
-from dms.config import ConfigError
+
+# Loaded on first use: `nunet --help` answers without rich's tables, the HTTP client or the config's models.
+if TYPE_CHECKING:
+    from dms import config
+    from dms.cli import client as cli_client
+    from dms.cli import render
+    from dms.cli.client import DmsClient
+else:
+    config, cli_client = lazy_module("dms.config"), lazy_module("dms.cli.client")
+    render = lazy_module("dms.cli.render")
 
 NOT_ONBOARDED = "this machine is not onboarded; onboard it first (nunet onboard)"
 STATES = {
@@ -25,7 +34,12 @@ STATES = {
     **dict.fromkeys(("offline", "false", "unavailable"), False),
 }
 
-app = typer.Typer(name="nunet", help="Manage this machine's NuNet device management service.", no_args_is_help=True)
+app = typer.Typer(
+    name="nunet",
+    help="Manage this machine's NuNet device management service.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: typer's rich help costs ~0.1 s of imports
+)
 wallet_app = typer.Typer(
     help="Payout wallets (Ethereum or Cardano) and this node's own EVM wallet.", no_args_is_help=True
 )
@@ -256,7 +270,7 @@ def version(ctx: typer.Context) -> None:
     try:
         client = client_of(ctx)
         daemon = f"{client.get('/openapi.json')['info']['version']} at {client.base_url}"
-    except (ApiError, DaemonUnreachable, ConfigError) as exc:
+    except (cli_client.ApiError, cli_client.DaemonUnreachable, config.ConfigError) as exc:
         daemon = f"unknown: {str(exc).splitlines()[0]}"
     render.out.print(render.fields_table([("nunet", __version__), ("nunet-dms", daemon)]))
 
@@ -272,12 +286,14 @@ def run() -> None:
     """The `nunet` entry point: expected failures become `Error: ...` and exit 1, with no traceback."""
     try:
         app(prog_name="nunet")
-    except ApiError as exc:
+    except SystemExit:
+        raise  # every command ends here: the clauses below would load what they name
+    except cli_client.ApiError as exc:
         render.error(exc.message, exc.details)
         sys.exit(1)
-    except DaemonUnreachable as exc:
+    except cli_client.DaemonUnreachable as exc:
         render.error(str(exc))
         sys.exit(1)
-    except ConfigError as exc:
+    except config.ConfigError as exc:
         render.error(f"invalid configuration: {exc}")
         sys.exit(1)

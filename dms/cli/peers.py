@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from dms.cli import render
-from dms.cli.target import Target
+from dms.cli.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from rich import table as rich_table
+    from rich import text as rich_text
+
+    from dms.cli import render
+    from dms.cli.target import Target
+else:
+    rich_table, rich_text = lazy_module("rich.table"), lazy_module("rich.text")
+    render = lazy_module("dms.cli.render")
 
 peer_app = typer.Typer(help="This node on the peer-to-peer network, and its peers.", no_args_is_help=True)
 
@@ -31,12 +38,12 @@ def peer_list(
 ) -> None:
     """Connected peers; with -d, every peer known on our channel and what it offers."""
     if not dht:
-        table = Table("Peer", "Addresses")
+        table = rich_table.Table("Peer", "Addresses")
         for p in _get(ctx, "/peers"):
-            table.add_row(p["peer_id"], Text("\n".join(p["addrs"])))
+            table.add_row(p["peer_id"], rich_text.Text("\n".join(p["addrs"])))
         render.out.print(table)
         return
-    table = Table("Peer", "Free capacity", "Price (wei/s/1000 MHz)", "Executors", "RTT", "Age")
+    table = rich_table.Table("Peer", "Free capacity", "Price (wei/s/1000 MHz)", "Executors", "RTT", "Age")
     for p in _get(ctx, "/peers/dht/dump"):
         c = p["capacity"]
         rtt = "" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f} ms"

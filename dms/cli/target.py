@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dms.cli.client import DmsClient
-from dms.config import load_settings
+if TYPE_CHECKING:
+    from dms.cli.client import DmsClient
 
 URL_ENV = "NUNET_DMS_URL"
 TIMEOUT_S = 10.0
@@ -23,8 +24,12 @@ class Target:
 
     def client(self) -> DmsClient:
         """The client for the chosen daemon. Raises ConfigError when the config must be read and is bad."""
+        from dms.cli.client import DmsClient  # imported here: `nunet --help` needs neither it nor the config
+
         if self.url is not None:
             return DmsClient(self.url, TIMEOUT_S, self.url_source)
+        from dms.config import load_settings  # only now: validating the config costs ~0.1 s of imports
+
         settings, path = load_settings(str(self.config) if self.config else None)
         source = f"from rest.addr/rest.port in {path}" if path else "default rest.addr/rest.port: no config file found"
         return DmsClient(rest_url(settings.rest.addr, settings.rest.port), TIMEOUT_S, source)
