@@ -7,7 +7,6 @@ them reads the environment or the file themselves.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from dms import boundedjson
 from dms.network.settings import KNOWN_CHANNELS
 
 CONFIG_ENV = "DMS_CONFIG"
@@ -139,11 +139,11 @@ def load_settings(explicit: str | None = None) -> tuple[Settings, Path | None]:
     where = str(path) if path else "defaults"
     if path is not None:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
+            data = boundedjson.loads(path.read_bytes())
+        except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        except boundedjson.JSONRefused as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a JSON object")
     try:

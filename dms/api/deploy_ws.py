@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dms import boundedjson
 from dms.api.context import ctx
 from dms.errors import DmsError
 from dms.jobs.requester import RequesterService
@@ -40,7 +40,8 @@ class Frame(_In):
     action: str = Field(max_length=64)
     message: Any = None
     job_id: str | None = Field(None, max_length=64)
-    after_seq: int = Field(0, ge=0)
+    # A job's frames are numbered from 1 in the store's INTEGER column: 2**63 - 1 is as far as it goes.
+    after_seq: int = Field(0, ge=0, le=2**63 - 1)
 
 
 class BadFrame(Exception):
@@ -82,9 +83,9 @@ class Session:
         if len(text.encode()) > MAX_FRAME:
             raise BadFrame(f"frame of {len(text.encode())} bytes is over the {MAX_FRAME} byte limit")
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadFrame(f"frame is not valid JSON: {exc}") from exc
+            raw = boundedjson.loads(text)
+        except boundedjson.JSONRefused as exc:
+            raise BadFrame(f"frame refused: {exc}") from exc
         if not isinstance(raw, dict):
             raise BadFrame("frame must be a JSON object with an action")
         try:

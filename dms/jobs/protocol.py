@@ -8,11 +8,11 @@ anything acts on it.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from dms import boundedjson
 from dms.jobs.spec import JobSpec, Strict
 
 PROTOCOL = "/dms/deployment/1.0.0"
@@ -103,9 +103,9 @@ def _load(line: bytes) -> Any:
     if len(line) > MAX_LINE:
         raise ProtocolError(f"message of {len(line)} bytes is over the {MAX_LINE} byte limit")
     try:
-        return json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"not JSON: {exc}") from exc
+        return boundedjson.loads(line)
+    except boundedjson.JSONRefused as exc:
+        raise ProtocolError(f"message refused: {exc}") from exc
 
 
 def _describe(exc: ValidationError) -> str:
