@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from dms import boundedjson
+from dms import boundedjson, limits
 from dms.network.settings import KNOWN_CHANNELS
 
 CONFIG_ENV = "DMS_CONFIG"
@@ -60,10 +60,11 @@ class Job(_Section):
 class Payment(_Section):
     mode: Literal["none", "escrow"] = "none"
     rpc_url: str | None = Field(None, description="JSON-RPC endpoint of the chain (escrow mode).")
-    chain_id: int | None = None
+    chain_id: int | None = Field(None, ge=1, le=limits.MAX_CHAIN_ID)
     escrow_address: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$")
-    required_confirmations: int = Field(1, ge=0)
-    timeout_s: float = Field(120.0, gt=0, description="How long a pending deposit is waited for.")
+    # A few hundred blocks is past any reorg seen on a live chain; an hour of waiting is past any mempool.
+    required_confirmations: int = Field(1, ge=0, le=1000)
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="How long a pending deposit is waited for.")
 
     @model_validator(mode="after")
     def _escrow_needs_a_chain(self) -> Payment:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dms import boundedjson
+from dms import boundedjson, limits
 from dms.api.context import ctx
 from dms.errors import DmsError
 from dms.jobs.requester import RequesterService
@@ -40,8 +40,7 @@ class Frame(_In):
     action: str = Field(max_length=64)
     message: Any = None
     job_id: str | None = Field(None, max_length=64)
-    # A job's frames are numbered from 1 in the store's INTEGER column: 2**63 - 1 is as far as it goes.
-    after_seq: int = Field(0, ge=0, le=2**63 - 1)
+    after_seq: int = Field(0, ge=0, le=limits.MAX_SEQ)
 
 
 class BadFrame(Exception):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from dms import limits
 from dms.api.context import ctx
 from dms.api.endpoint import Body, Endpoint, Query, parse_body, query_bool, reply, reply_json
 from dms.api.errors import BadRequest
@@ -18,21 +19,25 @@ from dms.onboarding.rules import Resources
 
 # --- bodies -------------------------------------------------------------------------------------
 
+GpuIndex = Annotated[int, Field(ge=0, lt=limits.MAX_GPUS)]
+
 
 class OnboardBody(Body):
-    memory: int = Field(description="Memory to reserve for the network, in MB.")
-    cpu: int = Field(description="CPU to reserve for the network, in MHz (cores x clock).")
+    memory: int = Field(ge=0, le=limits.MAX_MEMORY_MB, description="Memory to reserve for the network, in MB.")
+    cpu: int = Field(ge=0, le=limits.MAX_CPU_MHZ, description="CPU to reserve for the network, in MHz (cores x clock).")
     channel: str = Field(description="The network channel to join; one of p2p.channels.")
     payment_addr: str = Field(description="EIP-55 checksummed Ethereum address that receives payouts.")
-    ntx_price: int = Field(0, description="Price in wei per second per 1,000 MHz of CPU.")
-    gpus: list[int] = Field(default_factory=list, description="Indexes of detected GPUs to offer.")
+    ntx_price: int = Field(0, le=limits.MAX_WEI, description="Price in wei per second per 1,000 MHz of CPU.")
+    gpus: list[GpuIndex] = Field(
+        default_factory=list, max_length=limits.MAX_GPUS, description="Indexes of detected GPUs to offer."
+    )
     is_available: bool = Field(True, description="Accept jobs now.")
 
 
 class ResourceConfigBody(Body):
-    memory: int | None = Field(None, description="New memory reservation, MB.")
-    cpu: int | None = Field(None, description="New CPU reservation, MHz.")
-    gpus: list[int] | None = Field(None, description="New set of offered GPU indexes.")
+    memory: int | None = Field(None, ge=0, le=limits.MAX_MEMORY_MB, description="New memory reservation, MB.")
+    cpu: int | None = Field(None, ge=0, le=limits.MAX_CPU_MHZ, description="New CPU reservation, MHz.")
+    gpus: list[GpuIndex] | None = Field(None, max_length=limits.MAX_GPUS, description="New set of offered GPU indexes.")
 
 
 class AvailabilityBody(Body):
