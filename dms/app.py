@@ -154,7 +154,11 @@ class Daemon:
             await store.open()
         except StoreError as exc:
             machine_task.cancel()
-            raise StartupError(str(exc)) from exc
+            meta = data_dir / METADATA_NAME
+            hint = (
+                f"; the onboarding can be redone from {meta} (nunet onboard with its values)" if meta.exists() else ""
+            )
+            raise StartupError(f"{exc}{hint}") from exc
         self._stack.push_async_callback(store.close)
         machine = await machine_task
         log.info(
