@@ -18,6 +18,7 @@ from dms import boundedjson, limits
 from dms.api.context import ctx
 from dms.errors import DmsError
 from dms.jobs.requester import RequesterService
+from dms.store.health import storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,15 @@ async def deploy_ws(request: web.Request) -> web.StreamResponse:
                     await session.error(str(exc))
                 except DmsError as exc:
                     await session.error(exc.message)
+                except Exception as exc:  # the socket stays open whatever went wrong with one frame
+                    fault = storage_fault(exc)
+                    if fault is None:
+                        log.exception("deploy websocket: unhandled error on a frame")
+                    await session.error(
+                        f"{fault}; free some space and retry"
+                        if fault
+                        else "internal error; the daemon's log has the details"
+                    )
             elif msg.type == WSMsgType.BINARY:
                 await session.error("binary frames are not supported; send JSON text frames")
     finally:

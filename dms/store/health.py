@@ -8,6 +8,7 @@ losing its onboarding and jobs. `file_problem` reads the header (pure); `check_d
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -62,4 +63,31 @@ def check_database(path: Path) -> str | None:
     if [r[0] for r in rows] != ["ok"]:
         found = " ".join(str(r[0]) for r in rows).replace("*** in database main ***", "").split()
         return "the database is damaged: " + " ".join(found)[:300]
+    return None
+
+
+SQLITE_FULL = 13
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """'the disk is full' when `exc` (or what caused it) is SQLite's SQLITE_FULL or an OS ENOSPC/EDQUOT.
+
+    SQLAlchemy wraps the driver's error (`.orig`) and aiosqlite chains it, so the whole chain is walked.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sqlite3.Error) and (
+            getattr(e, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(e)
+        ):
+            return "the disk holding the data dir is full (the database cannot grow)"
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            where = f" ({e.filename})" if e.filename else ""
+            return f"the disk holding the data dir is full{where}"
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
     return None

@@ -44,3 +44,27 @@ def test_problems_are_named(data: bytes, size: int, wal: int, problem: str) -> N
 )
 def test_sound_headers_pass(data: bytes, size: int, wal: int) -> None:
     assert header_problem(data, size, wal) is None
+
+
+def test_storage_faults_are_recognised_through_wrappers() -> None:
+    import errno
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from dms.store.health import storage_fault
+
+    full = sqlite3.OperationalError("database or disk is full")
+    wrapped = OperationalError("UPDATE sp_jobs ...", {}, full)
+    try:
+        try:
+            raise wrapped
+        except OperationalError as exc:
+            raise RuntimeError("while updating a job") from exc
+    except RuntimeError as outer:
+        assert storage_fault(outer) == "the disk holding the data dir is full (the database cannot grow)"
+    assert storage_fault(OSError(errno.ENOSPC, "No space left", "/data/metadataV2.json")) == (
+        "the disk holding the data dir is full (/data/metadataV2.json)"
+    )
+    assert storage_fault(sqlite3.OperationalError("database is locked")) is None
+    assert storage_fault(OSError(errno.EACCES, "Permission denied")) is None
