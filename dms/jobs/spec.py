@@ -28,6 +28,9 @@ class JobResources(Strict):
     cpu_mhz: int = Field(gt=0, le=limits.MAX_CPU_MHZ, description="CPU to reserve, MHz.")
     cores: float = Field(gt=0, le=limits.MAX_CORES, description="Container CPU limit in cores (fractional allowed).")
     memory_mb: int = Field(ge=6, le=limits.MAX_MEMORY_MB, description="Memory limit, MB (Docker's minimum is 6).")
+    disk_mb: int = Field(
+        64, ge=8, le=limits.MAX_DISK_MB, description="The job's writable /workspace, MB (the rest is read-only)."
+    )
     gpus: int = Field(0, ge=0, le=limits.MAX_GPUS)
     vram_mb: int = Field(0, ge=0, le=limits.MAX_VRAM_MB, description="Minimum VRAM per GPU, MB.")
     gpu_vendor: Literal["nvidia", "amd"] | None = None
