@@ -15,7 +15,7 @@ from dms.api.errors import BadRequest
 from dms.onboarding import wallet
 from dms.onboarding.gpus import Gpu
 from dms.onboarding.record import Onboarding
-from dms.onboarding.rules import Resources
+from dms.onboarding.rules import Resources, default_disk_mb
 
 # --- bodies -------------------------------------------------------------------------------------
 
@@ -27,6 +27,12 @@ class OnboardBody(Body):
     cpu: int = Field(ge=0, le=limits.MAX_CPU_MHZ, description="CPU to reserve for the network, in MHz (cores x clock).")
     channel: str = Field(description="The network channel to join; one of p2p.channels.")
     payment_addr: str = Field(description="EIP-55 checksummed Ethereum address that receives payouts.")
+    disk: int | None = Field(
+        None,
+        ge=0,
+        le=limits.MAX_DISK_MB,
+        description="Disk to reserve for jobs' /workspace, MB (dms; 10-90 % of the data dir's disk; default 10 %).",
+    )
     ntx_price: int = Field(0, le=limits.MAX_WEI, description="Price in wei per second per 1,000 MHz of CPU.")
     gpus: list[GpuIndex] = Field(
         default_factory=list, max_length=limits.MAX_GPUS, description="Indexes of detected GPUs to offer."
@@ -37,6 +43,7 @@ class OnboardBody(Body):
 class ResourceConfigBody(Body):
     memory: int | None = Field(None, ge=0, le=limits.MAX_MEMORY_MB, description="New memory reservation, MB.")
     cpu: int | None = Field(None, ge=0, le=limits.MAX_CPU_MHZ, description="New CPU reservation, MHz.")
+    disk: int | None = Field(None, ge=0, le=limits.MAX_DISK_MB, description="New disk reservation, MB.")
     gpus: list[GpuIndex] | None = Field(None, max_length=limits.MAX_GPUS, description="New set of offered GPU indexes.")
 
 
@@ -74,11 +81,12 @@ class KeyPairOut(BaseModel):
 class ResourcesOut(BaseModel):
     cpu: int = Field(description="MHz")
     memory: int = Field(description="MB")
+    disk: int = Field(description="MB, for jobs' /workspace")
     gpus: list[int]
 
     @classmethod
     def of(cls, r: Resources) -> ResourcesOut:
-        return cls(cpu=r.cpu_mhz, memory=r.memory_mb, gpus=list(r.gpus))
+        return cls(cpu=r.cpu_mhz, memory=r.memory_mb, disk=r.disk_mb, gpus=list(r.gpus))
 
 
 class OnboardingOut(BaseModel):
@@ -164,8 +172,9 @@ async def new_address(request: web.Request) -> web.Response:
 
 async def onboard(request: web.Request) -> web.Response:
     body = await parse_body(request, OnboardBody)
+    default = default_disk_mb(ctx(request).onboarding.machine)
     rec = await ctx(request).onboarding.onboard(
-        reserved=Resources(body.cpu, body.memory, tuple(body.gpus)),
+        reserved=Resources(body.cpu, body.memory, tuple(body.gpus), body.disk if body.disk is not None else default),
         channel=body.channel,
         payment_addr=body.payment_addr,
         ntx_price=body.ntx_price,
@@ -197,9 +206,11 @@ async def get_metadata(request: web.Request) -> web.Response:
 
 async def resource_config(request: web.Request) -> web.Response:
     body = await parse_body(request, ResourceConfigBody)
-    if body.cpu is None and body.memory is None and body.gpus is None:
-        raise BadRequest("nothing to change: give cpu, memory or gpus")
-    rec = await ctx(request).onboarding.resource_config(cpu_mhz=body.cpu, memory_mb=body.memory, gpus=body.gpus)
+    if body.cpu is None and body.memory is None and body.gpus is None and body.disk is None:
+        raise BadRequest("nothing to change: give cpu, memory, disk or gpus")
+    rec = await ctx(request).onboarding.resource_config(
+        cpu_mhz=body.cpu, memory_mb=body.memory, gpus=body.gpus, disk_mb=body.disk
+    )
     return await _out(request, rec)
 
 

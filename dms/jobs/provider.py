@@ -190,7 +190,8 @@ class ProviderService:
                 )  # fmt: skip
             except Duplicate:
                 return "payment rejected: reused (that deposit paid for another job)"
-            await self._allocations.hold(req.job_id, Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus)))
+            held = Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus), r.disk_mb)
+            await self._allocations.hold(req.job_id, held)
         await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})
         await self._on_capacity_change()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None

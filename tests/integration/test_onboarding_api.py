@@ -48,7 +48,10 @@ async def test_onboard_then_status_and_metadata(http: aiohttp.ClientSession, dae
         assert r.status == 200, await r.text()
         out = await r.json()
     assert out["onboarded"] is True
-    assert out["reserved"] == {"cpu": req["cpu"], "memory": req["memory"], "gpus": []}
+    async with http.get(f"{API}/onboarding/provisioned") as r:
+        disk = (await r.json())["disk"]
+    # NuNet's onboarding names no disk: the smallest allowed share (10 %) is reserved for jobs' /workspace.
+    assert out["reserved"] == {"cpu": req["cpu"], "memory": req["memory"], "disk": -(-disk // 10), "gpus": []}
     assert out["free"] == out["reserved"]
 
     async with http.get(f"{API}/onboarding/status") as r:
