@@ -4,6 +4,7 @@ when it fills it, and the engine's own log copy bounded."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -84,3 +85,24 @@ def test_a_tmpfs_disk_counts_against_memory() -> None:
     ext4 = JobDisk(job.job_id, 32, Path("/x.img"), "/dev/loop9")
     assert container_config(job, "inst", ext4)["HostConfig"]["Memory"] == 64 * 2**20
     assert container_config(job, "inst", ext4)["HostConfig"]["Mounts"][0]["Target"] == "/workspace"
+
+
+async def test_without_loop_devices_the_disk_is_a_sized_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon that may not attach loop devices (not root) still bounds the job's disk, in memory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mkfs.ext4", "debugfs", "dumpe2fs"):  # everything but losetup
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/sbin/{tool}")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    ex = DockerExecutor(f"test-{uuid.uuid4().hex[:8]}", log_batch_s=0.05, disk_dir=tmp_path / "disks")
+    try:
+        logs = Logs()
+        job = spec("df -k /workspace | tail -1; dd if=/dev/zero of=/workspace/big bs=1M count=64", disk_mb=16)
+        result = await ex.run(job, logs)
+        assert result.exit_code != 0 and result.reason == EndReason.EXITED, logs.stderr
+        assert "No space left on device" in logs.stderr
+        assert logs.stdout.split()[0] == "tmpfs" and int(logs.stdout.split()[1]) == 16 * 1024, logs.stdout
+        assert await ex.reconcile() == []
+    finally:
+        await ex.close()
+    assert list((tmp_path / "disks").glob("*")) == []
