@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 METADATA_NAME = "metadataV2.json"
 IDENTITY_NAME = "p2p_identity.key"
+JOB_DISKS_NAME = "job-disks"  # running jobs' /workspace images (sparse files)
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -154,7 +155,11 @@ class Daemon:
             await store.open()
         except StoreError as exc:
             machine_task.cancel()
-            raise StartupError(str(exc)) from exc
+            meta = data_dir / METADATA_NAME
+            hint = (
+                f"; the onboarding can be redone from {meta} (nunet onboard with its values)" if meta.exists() else ""
+            )
+            raise StartupError(f"{exc}{hint}") from exc
         self._stack.push_async_callback(store.close)
         machine = await machine_task
         log.info(
@@ -172,7 +177,9 @@ class Daemon:
 
         payments = build_payments(s, data_dir)
         self._stack.push_async_callback(payments.close)
-        executor = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
+        executor = DockerExecutor(
+            instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000, disk_dir=data_dir / JOB_DISKS_NAME
+        )
         self._stack.push_async_callback(executor.close)
         provider = ProviderService(
             onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),

@@ -7,7 +7,6 @@ them reads the environment or the file themselves.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from dms import boundedjson, limits
 from dms.network.settings import KNOWN_CHANNELS
 
 CONFIG_ENV = "DMS_CONFIG"
@@ -60,10 +60,11 @@ class Job(_Section):
 class Payment(_Section):
     mode: Literal["none", "escrow"] = "none"
     rpc_url: str | None = Field(None, description="JSON-RPC endpoint of the chain (escrow mode).")
-    chain_id: int | None = None
+    chain_id: int | None = Field(None, ge=1, le=limits.MAX_CHAIN_ID)
     escrow_address: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$")
-    required_confirmations: int = Field(1, ge=0)
-    timeout_s: float = Field(120.0, gt=0, description="How long a pending deposit is waited for.")
+    # A few hundred blocks is past any reorg seen on a live chain; an hour of waiting is past any mempool.
+    required_confirmations: int = Field(1, ge=0, le=1000)
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="How long a pending deposit is waited for.")
 
     @model_validator(mode="after")
     def _escrow_needs_a_chain(self) -> Payment:
@@ -139,11 +140,11 @@ def load_settings(explicit: str | None = None) -> tuple[Settings, Path | None]:
     where = str(path) if path else "defaults"
     if path is not None:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
+            data = boundedjson.loads(path.read_bytes())
+        except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        except boundedjson.JSONRefused as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a JSON object")
     try:

@@ -12,6 +12,7 @@ import sys
 from dms import __version__
 from dms.app import Daemon, StartupError
 from dms.config import ConfigError, load_settings
+from dms.payments.ethlib import keep_recursion_limit
 from dms.systemd import notify, setup_logging, watchdog_interval, watchdog_loop
 
 log = logging.getLogger("dms")
@@ -47,6 +48,7 @@ async def serve(daemon: Daemon) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    keep_recursion_limit()  # before anything can import eth-account or web3 (py_ecc raises the limit)
     try:
         settings, path = load_settings(args.config)
     except ConfigError as exc:

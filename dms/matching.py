@@ -29,6 +29,8 @@ class Candidate:
     executors: tuple[str, ...]
     rtt_s: float | None = None
     payment_addr: str = ""
+    disk_mb: int = 0
+    """Free disk for jobs' /workspace, MB."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Needs:
     vram_mb: int = 0
     """Per GPU."""
     gpu_vendor: str | None = None
+    disk_mb: int = 0
     executor: str = "docker"
     target_peer: str | None = None
     escrow: bool = False
@@ -85,6 +88,8 @@ def why_not(c: Candidate, n: Needs) -> str | None:
         return f"{c.cores} cores, {n.cores} needed"
     if c.memory_mb < n.memory_mb:
         return f"{c.memory_mb} MB free, {n.memory_mb} needed"
+    if c.disk_mb < n.disk_mb:
+        return f"{c.disk_mb} MB of disk free, {n.disk_mb} needed"
     if n.gpus:
         fitting = [g for g in c.gpus if g.vram_mb >= n.vram_mb and (n.gpu_vendor in (None, g.vendor))]
         if len(fitting) < n.gpus:

@@ -17,6 +17,8 @@ APT_PACKAGES=(
   dpkg-dev debhelper dh-virtualenv lintian
   # the package test's systemd rootfs (systemd-rootfs.sh)
   debootstrap
+  # jobs' bounded /workspace: losetup (util-linux), mkfs.ext4, debugfs, dumpe2fs (e2fsprogs)
+  util-linux e2fsprogs
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

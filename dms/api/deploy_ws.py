@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dms import boundedjson, limits
 from dms.api.context import ctx
 from dms.api.endpoint import GoBody, go_keys
 from dms.errors import DmsError
 from dms.jobs.requester import RequesterService
 from dms.jobs.states import SPState
+from dms.store.health import storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Frame(_In):
     action: str = Field(max_length=64)
     message: Any = None
     job_id: str | None = Field(None, max_length=64)
-    after_seq: int = Field(0, ge=0)
+    after_seq: int = Field(0, ge=0, le=limits.MAX_SEQ)
 
 
 class BadFrame(Exception):
@@ -93,9 +94,9 @@ class Session:
         if len(text.encode()) > MAX_FRAME:
             raise BadFrame(f"frame of {len(text.encode())} bytes is over the {MAX_FRAME} byte limit")
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadFrame(f"frame is not valid JSON: {exc}") from exc
+            raw = boundedjson.loads(text)
+        except boundedjson.JSONRefused as exc:
+            raise BadFrame(f"frame refused: {exc}") from exc
         if not isinstance(raw, dict):
             raise BadFrame("frame must be a JSON object with an action")
         try:
@@ -167,6 +168,15 @@ async def deploy_ws(request: web.Request) -> web.StreamResponse:
                     await session.error(str(exc))
                 except DmsError as exc:
                     await session.error(exc.message)
+                except Exception as exc:  # the socket stays open whatever went wrong with one frame
+                    fault = storage_fault(exc)
+                    if fault is None:
+                        log.exception("deploy websocket: unhandled error on a frame")
+                    await session.error(
+                        f"{fault}; free some space and retry"
+                        if fault
+                        else "internal error; the daemon's log has the details"
+                    )
             elif msg.type == WSMsgType.BINARY:
                 await session.error("binary frames are not supported; send JSON text frames")
     finally:

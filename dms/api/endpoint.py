@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
@@ -10,6 +9,7 @@ from typing import Any, TypeVar, get_args
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from dms import boundedjson
 from dms.api.errors import BadRequest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,9 +63,9 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("request body is empty; a JSON object is expected", code="invalid_json")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        data = boundedjson.loads(raw)
+    except boundedjson.JSONRefused as exc:
+        raise BadRequest(f"request body refused: {exc}", code="invalid_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
     return data

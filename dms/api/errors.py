@@ -15,6 +15,7 @@ from aiohttp import web
 
 from dms.errors import Conflict, DmsError, InvalidInput, NotFound
 from dms.network.errors import NetworkError, PeerUnreachable, UnknownPeer
+from dms.store.health import storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+DISK_FULL = 507  # Insufficient Storage
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
@@ -72,6 +74,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         elif exc.status == 405:
             message = f"{request.method} is not allowed on {request.path}"
         return error_response(exc.status, HTTP_CODES.get(exc.status, "http_error"), message)
-    except Exception:
+    except Exception as exc:
+        fault = storage_fault(exc)
+        if fault:
+            log.error("%s %s: %s", request.method, request.path, fault)
+            return error_response(DISK_FULL, "disk_full", f"{fault}; free some space and retry")
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; the daemon's log has the details")

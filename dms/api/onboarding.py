@@ -5,25 +5,28 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from dms import limits
 from dms.api.context import ctx
 from dms.api.endpoint import Endpoint, GoBody, Query, parse_body, query_bool, reply, reply_json
 from dms.api.errors import BadRequest
 from dms.onboarding import cardano, wallet
 from dms.onboarding.gpus import Gpu
 from dms.onboarding.record import Onboarding
-from dms.onboarding.rules import Resources
+from dms.onboarding.rules import Resources, default_disk_mb
 
 # --- bodies -------------------------------------------------------------------------------------
 
+GpuIndex = Annotated[int, Field(ge=0, lt=limits.MAX_GPUS)]
+
 
 class OnboardBody(GoBody):
-    memory: int = Field(description="Memory to reserve for the network, in MB.")
-    cpu: int = Field(description="CPU to reserve for the network, in MHz (cores x clock).")
+    memory: int = Field(ge=0, le=limits.MAX_MEMORY_MB, description="Memory to reserve for the network, in MB.")
+    cpu: int = Field(ge=0, le=limits.MAX_CPU_MHZ, description="CPU to reserve for the network, in MHz (cores x clock).")
     channel: str = Field(description="The network channel to join; one of p2p.channels.")
     payment_addr: str = Field(
         description="Payout address: Ethereum (EIP-55 checksummed or all lower case; needed to offer escrow jobs) "
@@ -31,15 +34,24 @@ class OnboardBody(GoBody):
     )
     cardano: bool = Field(False, description="NuNet's flag for running a Cardano node; dms runs none (accepted).")
     server_mode: bool = Field(True, description="NuNet's flag (false: a local node); accepted, dms needs no switch.")
-    ntx_price: int = Field(0, description="Price in wei per second per 1,000 MHz of CPU.")
-    gpus: list[int] = Field(default_factory=list, description="Indexes of detected GPUs to offer.")
+    disk: int | None = Field(
+        None,
+        ge=0,
+        le=limits.MAX_DISK_MB,
+        description="Disk to reserve for jobs' /workspace, MB (dms; 10-90 % of the data dir's disk; default 10 %).",
+    )
+    ntx_price: int = Field(0, le=limits.MAX_WEI, description="Price in wei per second per 1,000 MHz of CPU.")
+    gpus: list[GpuIndex] = Field(
+        default_factory=list, max_length=limits.MAX_GPUS, description="Indexes of detected GPUs to offer."
+    )
     is_available: bool = Field(True, description="Accept jobs now.")
 
 
 class ResourceConfigBody(GoBody):
-    memory: int | None = Field(None, description="New memory reservation, MB.")
-    cpu: int | None = Field(None, description="New CPU reservation, MHz.")
-    gpus: list[int] | None = Field(None, description="New set of offered GPU indexes.")
+    memory: int | None = Field(None, ge=0, le=limits.MAX_MEMORY_MB, description="New memory reservation, MB.")
+    cpu: int | None = Field(None, ge=0, le=limits.MAX_CPU_MHZ, description="New CPU reservation, MHz.")
+    disk: int | None = Field(None, ge=0, le=limits.MAX_DISK_MB, description="New disk reservation, MB.")
+    gpus: list[GpuIndex] | None = Field(None, max_length=limits.MAX_GPUS, description="New set of offered GPU indexes.")
 
 
 class AvailabilityBody(GoBody):
@@ -81,11 +93,12 @@ class CardanoWalletOut(BaseModel):
 class ResourcesOut(BaseModel):
     cpu: int = Field(description="MHz")
     memory: int = Field(description="MB")
+    disk: int = Field(description="MB, for jobs' /workspace")
     gpus: list[int]
 
     @classmethod
     def of(cls, r: Resources) -> ResourcesOut:
-        return cls(cpu=r.cpu_mhz, memory=r.memory_mb, gpus=list(r.gpus))
+        return cls(cpu=r.cpu_mhz, memory=r.memory_mb, disk=r.disk_mb, gpus=list(r.gpus))
 
 
 class OnboardingOut(BaseModel):
@@ -187,8 +200,9 @@ async def new_address(request: web.Request) -> web.Response:
 
 async def onboard(request: web.Request) -> web.Response:
     body = await parse_body(request, OnboardBody)
+    default = default_disk_mb(ctx(request).onboarding.machine)
     rec = await ctx(request).onboarding.onboard(
-        reserved=Resources(body.cpu, body.memory, tuple(body.gpus)),
+        reserved=Resources(body.cpu, body.memory, tuple(body.gpus), body.disk if body.disk is not None else default),
         channel=body.channel,
         payment_addr=body.payment_addr,
         ntx_price=body.ntx_price,
@@ -221,9 +235,11 @@ async def get_metadata(request: web.Request) -> web.Response:
 
 async def resource_config(request: web.Request) -> web.Response:
     body = await parse_body(request, ResourceConfigBody)
-    if body.cpu is None and body.memory is None and body.gpus is None:
-        raise BadRequest("nothing to change: give cpu, memory or gpus")
-    rec = await ctx(request).onboarding.resource_config(cpu_mhz=body.cpu, memory_mb=body.memory, gpus=body.gpus)
+    if body.cpu is None and body.memory is None and body.gpus is None and body.disk is None:
+        raise BadRequest("nothing to change: give cpu, memory, disk or gpus")
+    rec = await ctx(request).onboarding.resource_config(
+        cpu_mhz=body.cpu, memory_mb=body.memory, gpus=body.gpus, disk_mb=body.disk
+    )
     return await _out(request, rec)
 
 

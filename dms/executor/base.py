@@ -40,6 +40,8 @@ class ContainerSpec:
     cores: float = 1.0
     """CPU limit in cores (fractional allowed); the MHz reservation is the scheduler's business."""
     memory_mb: int = 256
+    disk_mb: int = 64
+    """Size of the job's only writable space, `/workspace` (the root file system is read-only)."""
     pids_limit: int = 256
     timeout_s: float | None = None
     network: bool = False
@@ -55,6 +57,8 @@ class LogChunk:
 class EndReason(StrEnum):
     EXITED = "exited"
     OOM_KILLED = "oom-killed"
+    DISK_LIMIT = "disk-limit"
+    """Exited with an error after filling its `/workspace`."""
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
 

@@ -1,7 +1,10 @@
 """Docker executor (aiodocker): sandboxed containers, labelled per instance and job, logs in batches.
 
 Sandbox defaults: no network unless the operator allows it, every capability dropped, no-new-privileges,
-a pids limit, memory (no swap) and CPU limits from the job's own request, no mounts, never privileged.
+a pids limit, memory (no swap) and CPU limits from the job's own request, never privileged, no host
+mounts. The root file system is read-only; the job writes only to its own disk at `/workspace`, a volume
+of exactly its `disk_mb` (`jobdisk.py`). The engine's own copy of the logs is bounded (json-file
+`max-size` x `max-file`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import codecs
 import contextlib
 import json
 import struct
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -28,17 +33,31 @@ from dms.executor.base import (
     RunResult,
     StartHook,
 )
+from dms.executor.jobdisk import WORKSPACE, JobDisk, JobDiskError, JobDisks
 
 LABEL_INSTANCE = "dms.instance"
 LABEL_JOB = "dms.job"
 ENGINE_TIMEOUT_S = 5.0
 STDOUT, STDERR = 1, 2
 SIGKILL_EXIT = 128 + 9
+# The engine keeps its own copy of a job's output (the one `docker logs` and a restarted daemon read):
+# at most ENGINE_LOG_FILES files of ENGINE_LOG_FILE_MB each, the oldest dropped first.
+ENGINE_LOG_FILE_MB = 16
+ENGINE_LOG_FILES = 2
 
 
-def container_config(spec: ContainerSpec, instance: str) -> dict[str, Any]:
-    """The Docker API body for `spec`: pure, so the sandbox can be checked without an engine."""
-    memory = spec.memory_mb * 2**20
+def volume_name(instance: str, job_id: str) -> str:
+    return f"dms-{instance[:12]}-{job_id}"
+
+
+def container_config(spec: ContainerSpec, instance: str, disk: JobDisk | None = None) -> dict[str, Any]:
+    """The Docker API body for `spec`: pure, so the sandbox can be checked without an engine.
+
+    With `disk`, its volume is mounted at /workspace (a tmpfs disk adds its size to the memory limit,
+    since its pages are charged to the container); without, the job has no writable space at all.
+    """
+    memory = (spec.memory_mb + (disk.memory_mb if disk else 0)) * 2**20
+    mounts = [{"Type": "volume", "Source": volume_name(instance, spec.job_id), "Target": WORKSPACE}] if disk else []
     host: dict[str, Any] = {
         "NetworkMode": "default" if spec.network else "none",
         "CapDrop": ["ALL"],
@@ -48,9 +67,14 @@ def container_config(spec: ContainerSpec, instance: str) -> dict[str, Any]:
         "Memory": memory,
         "MemorySwap": memory,
         "NanoCpus": int(spec.cores * 1e9),
+        "ReadonlyRootfs": True,
         "Binds": [],
-        "Mounts": [],
+        "Mounts": mounts,
         "Devices": [],
+        "LogConfig": {
+            "Type": "json-file",
+            "Config": {"max-size": f"{ENGINE_LOG_FILE_MB}m", "max-file": str(ENGINE_LOG_FILES)},
+        },
     }
     if spec.gpus is not None and spec.gpus.vendor == "nvidia":
         host["DeviceRequests"] = [
@@ -117,8 +141,12 @@ class LogBatcher:
 class DockerExecutor:
     """Runs jobs on a Docker engine. `instance` names this DMS in container labels."""
 
-    def __init__(self, instance: str, url: str | None = None, log_batch_s: float = 0.2) -> None:
+    def __init__(
+        self, instance: str, url: str | None = None, log_batch_s: float = 0.2, disk_dir: Path | None = None
+    ) -> None:
+        """`disk_dir` holds the running jobs' disk images (sparse files; a temporary folder when None)."""
         self._instance = instance
+        self._disks = JobDisks(disk_dir or Path(tempfile.gettempdir()) / f"dms-disks-{instance[:12]}")
         self._url = url
         self._batch_s = log_batch_s
         self._docker: aiodocker.Docker | None = None
@@ -164,17 +192,43 @@ class DockerExecutor:
         if not await self.has_image(spec.image):
             raise ImageMissing(f"image {spec.image} is not present on this machine")
         try:
-            container = await docker.containers.create(
-                container_config(spec, self._instance), name=f"dms-{self._instance[:12]}-{spec.job_id}"
-            )
-        except aiodocker.DockerError as exc:
-            raise engine_error(exc, "the Docker engine refused the container") from exc
+            disk = await self._disks.create(spec.job_id, spec.disk_mb)
+        except JobDiskError as exc:
+            raise ExecutorError(f"cannot make the job's disk: {exc}") from exc
+        name = volume_name(self._instance, spec.job_id)
         try:
-            return await self._start_and_wait(container, spec, on_logs, on_start)
+            try:
+                body = {
+                    "Name": name,
+                    "Driver": "local",
+                    "DriverOpts": disk.volume_options(),
+                    "Labels": self._labels(spec),
+                }
+                await docker._query_json("volumes/create", method="POST", data=json.dumps(body).encode())
+                container = await docker.containers.create(container_config(spec, self._instance, disk), name=name)
+            except aiodocker.DockerError as exc:
+                raise engine_error(exc, "the Docker engine refused the container") from exc
+            try:
+                result = await self._start_and_wait(container, spec, on_logs, on_start)
+            finally:
+                self._cancelled.discard(spec.job_id)
+                with contextlib.suppress(aiodocker.DockerError):
+                    await container.delete(force=True)
+            await self._delete_volume(name)  # the engine unmounts it: the image can now be read
+            if result.reason == EndReason.EXITED and result.exit_code != 0 and await self._disks.is_full(disk):
+                return RunResult(result.exit_code, EndReason.DISK_LIMIT)
+            return result
         finally:
-            self._cancelled.discard(spec.job_id)
-            with contextlib.suppress(aiodocker.DockerError):
-                await container.delete(force=True)
+            await self._delete_volume(name)
+            await self._disks.remove(disk)
+
+    async def _delete_volume(self, name: str) -> None:
+        with contextlib.suppress(aiodocker.DockerError):
+            async with self._client()._query(f"volumes/{name}", method="DELETE"):
+                pass
+
+    def _labels(self, spec: ContainerSpec) -> dict[str, str]:
+        return {LABEL_INSTANCE: self._instance, LABEL_JOB: spec.job_id}
 
     async def _start_and_wait(
         self,
@@ -251,6 +305,11 @@ class DockerExecutor:
             )
             with contextlib.suppress(aiodocker.DockerError):
                 await c.delete(force=True)
+        labels = json.dumps({"label": [f"{LABEL_INSTANCE}={self._instance}"]})
+        volumes = await self._client()._query_json("volumes", params={"filters": labels})
+        for v in volumes.get("Volumes") or []:
+            await self._delete_volume(v["Name"])
+        await self._disks.remove_leftovers()
         return found
 
     async def _ours(self, job_id: str | None = None) -> list[aiodocker.docker.DockerContainer]:

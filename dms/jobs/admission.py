@@ -96,4 +96,6 @@ def refusal(node: NodeView, spec: JobSpec, ask: SandboxAsk, allow_network: bool)
         free_gpus = [g for g in node.gpus if g.index in node.free.gpus]
         if pick_gpus(free_gpus, r.gpus, r.vram_mb, r.gpu_vendor) is None:
             return f"not enough free GPUs: {r.gpus} asked with {r.vram_mb} MB VRAM, {len(free_gpus)} free"
+    if r.disk_mb > node.free.disk_mb:
+        return f"not enough free disk: {r.disk_mb} MB asked, {node.free.disk_mb} free"
     return None

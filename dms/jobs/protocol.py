@@ -8,11 +8,11 @@ anything acts on it.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from dms import boundedjson, limits
 from dms.jobs.spec import JobSpec, Strict
 
 PROTOCOL = "/dms/deployment/1.0.0"
@@ -35,7 +35,7 @@ class Sandbox(Strict):
 
 
 class Payment(Strict):
-    price: int = Field(ge=0)
+    price: int = Field(ge=0, le=limits.MAX_WEI)
     tx_hash: str | None = Field(None, max_length=100)
     arbiter: str | None = Field(None, max_length=42, description="The SP wallet that settles the escrow.")
 
@@ -51,7 +51,7 @@ class Deploy(Strict):
 class Attach(Strict):
     type: Literal["attach"]
     job_id: JobId
-    after_seq: int = Field(ge=0)
+    after_seq: int = Field(ge=0, le=limits.MAX_SEQ)
 
 
 class Cancel(Strict):
@@ -75,7 +75,7 @@ class Event(Strict):
 
     type: Literal["event"]
     job_id: JobId
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=limits.MAX_SEQ)
     kind: Literal["status", "logs", "result"]
     data: dict[str, Any]
 
@@ -103,9 +103,9 @@ def _load(line: bytes) -> Any:
     if len(line) > MAX_LINE:
         raise ProtocolError(f"message of {len(line)} bytes is over the {MAX_LINE} byte limit")
     try:
-        return json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"not JSON: {exc}") from exc
+        return boundedjson.loads(line)
+    except boundedjson.JSONRefused as exc:
+        raise ProtocolError(f"message refused: {exc}") from exc
 
 
 def _describe(exc: ValidationError) -> str:

@@ -61,7 +61,7 @@ class ProviderSettings:
     heartbeat_s: float
 
 
-def outcome(result: RunResult, memory_mb: int) -> tuple[CPState, str | None]:
+def outcome(result: RunResult, memory_mb: int, disk_mb: int = 0) -> tuple[CPState, str | None]:
     """The final state and, for a failure, the reason shown to the user."""
     if result.reason == EndReason.CANCELLED:
         return CPState.CANCELLED, "cancelled"
@@ -69,6 +69,8 @@ def outcome(result: RunResult, memory_mb: int) -> tuple[CPState, str | None]:
         return CPState.FAILED, "timeout"
     if result.reason == EndReason.OOM_KILLED:
         return CPState.FAILED, f"killed: out of memory (limit {memory_mb} MB)"
+    if result.reason == EndReason.DISK_LIMIT:
+        return CPState.FAILED, f"disk limit: the job filled its {disk_mb} MB /workspace (exit code {result.exit_code})"
     if result.exit_code != 0:
         return CPState.FAILED, f"exited with code {result.exit_code}"
     return CPState.COMPLETED, None
@@ -188,7 +190,8 @@ class ProviderService:
                 )  # fmt: skip
             except Duplicate:
                 return "payment rejected: reused (that deposit paid for another job)"
-            await self._allocations.hold(req.job_id, Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus)))
+            held = Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus), r.disk_mb)
+            await self._allocations.hold(req.job_id, held)
         await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})
         await self._on_capacity_change()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
@@ -217,14 +220,14 @@ class ProviderService:
             result = await self._executor.run(
                 ContainerSpec(
                     job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
-                    cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
+                    cores=r.cores, memory_mb=r.memory_mb, disk_mb=r.disk_mb, timeout_s=spec.duration_s,
                     network=network, gpus=gpus,
                 ),
                 logs,
                 started,
             )  # fmt: skip
             code = result.exit_code
-            final, reason = outcome(result, r.memory_mb)
+            final, reason = outcome(result, r.memory_mb, r.disk_mb)
         except ExecutorError as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:

@@ -104,7 +104,7 @@ class RequesterService:
         needs = Needs(
             channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
-            gpu_vendor=r.gpu_vendor, target_peer=target_peer, escrow=self._payments.escrow,
+            gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
         )  # fmt: skip
         placement = place(self._candidates(), needs)
         if not placement.ranked:

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from dms import limits
+
 ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IMAGE_REF = r"^[a-z0-9][a-z0-9._/:@-]*$"
 MAX_DURATION_S = 7 * 24 * 3600
@@ -23,11 +25,14 @@ class Strict(BaseModel):
 
 
 class JobResources(Strict):
-    cpu_mhz: int = Field(gt=0, le=10_000_000, description="CPU to reserve, MHz.")
-    cores: float = Field(gt=0, le=1024, description="Container CPU limit in cores (fractional allowed).")
-    memory_mb: int = Field(ge=6, le=16_777_216, description="Memory limit, MB (Docker's minimum is 6).")
-    gpus: int = Field(0, ge=0, le=64)
-    vram_mb: int = Field(0, ge=0, description="Minimum VRAM per GPU, MB.")
+    cpu_mhz: int = Field(gt=0, le=limits.MAX_CPU_MHZ, description="CPU to reserve, MHz.")
+    cores: float = Field(gt=0, le=limits.MAX_CORES, description="Container CPU limit in cores (fractional allowed).")
+    memory_mb: int = Field(ge=6, le=limits.MAX_MEMORY_MB, description="Memory limit, MB (Docker's minimum is 6).")
+    disk_mb: int = Field(
+        64, ge=8, le=limits.MAX_DISK_MB, description="The job's writable /workspace, MB (the rest is read-only)."
+    )
+    gpus: int = Field(0, ge=0, le=limits.MAX_GPUS)
+    vram_mb: int = Field(0, ge=0, le=limits.MAX_VRAM_MB, description="Minimum VRAM per GPU, MB.")
     gpu_vendor: Literal["nvidia", "amd"] | None = None
 
 
@@ -36,5 +41,5 @@ class JobSpec(Strict):
     command: list[Arg] = Field(default_factory=list, max_length=256)
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict, max_length=256)
     resources: JobResources
-    max_price: int = Field(ge=0, description="The most the job may cost, wei.")
+    max_price: int = Field(ge=0, le=limits.MAX_WEI, description="The most the job may cost, wei.")
     duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")

@@ -29,6 +29,7 @@ class Advert:
     cores: float
     memory_mb: int
     disk_mb: int
+    """Free disk for jobs' /workspace, MB (what the reservation has left, like cpu_mhz and memory_mb)."""
     ntx_price: int
     """Wei per second per 1,000 MHz of CPU (docs/jobs.md: Price)."""
     payment_addr: str

@@ -22,6 +22,7 @@ from libp2p.crypto.keys import PrivateKey, PublicKey
 from libp2p.crypto.serialization import deserialize_public_key
 from libp2p.peer.id import ID
 
+from dms import boundedjson
 from dms.network.model import Advert, CapacityRecord, GpuOffer
 
 RECORD_VERSION = 1
@@ -127,8 +128,8 @@ def open_record(data: bytes) -> CapacityRecord:
     if len(data) > MAX_RECORD_BYTES:
         raise RecordError(RejectReason.OVERSIZE, f"{len(data)} bytes, over {MAX_RECORD_BYTES}")
     try:
-        envelope = json.loads(data)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError; RecursionError: [[[[...
+        envelope = boundedjson.loads(data)
+    except boundedjson.JSONRefused as e:
         raise RecordError(RejectReason.MALFORMED, f"not JSON: {e}") from None
     if not isinstance(envelope, dict):
         raise RecordError(RejectReason.MALFORMED, "not a JSON object")
@@ -149,8 +150,8 @@ def open_record(data: bytes) -> CapacityRecord:
     if not _verifies(key, SIGNING_PREFIX + payload_bytes, sig):
         raise RecordError(RejectReason.BAD_SIGNATURE, "signature does not verify")
     try:
-        record = _record_from(json.loads(payload_bytes))
-    except (ValueError, TypeError, KeyError, RecursionError) as e:
+        record = _record_from(boundedjson.loads(payload_bytes))
+    except (ValueError, TypeError, KeyError) as e:  # JSONRefused is a ValueError
         raise RecordError(RejectReason.MALFORMED, f"bad payload: {e}") from None
     signer = ID.from_pubkey(key).to_base58()
     if signer != record.peer_id:

@@ -18,7 +18,13 @@ from typing import Any
 from dms.errors import Conflict, FieldProblem, InvalidInput
 from dms.onboarding import metadata, wallet
 from dms.onboarding.record import Onboarding
-from dms.onboarding.rules import Provisioned, Resources, check_not_below_held, check_reservation
+from dms.onboarding.rules import (
+    Provisioned,
+    Resources,
+    check_not_below_held,
+    check_reservation,
+    default_disk_mb,
+)
 from dms.store.allocations import AllocationStore
 from dms.store.onboarding import OnboardingStore
 
@@ -50,6 +56,10 @@ class OnboardingService:
     async def start(self) -> None:
         """Re-render the metadata file from the store (it may be missing or stale after a crash)."""
         rec = await self._records.get()
+        if rec is not None and rec.reserved.disk_mb == 0:  # onboarded before disk was reserved
+            rec = replace(rec, reserved=replace(rec.reserved, disk_mb=default_disk_mb(self.machine)))
+            await self._records.put(rec)
+            log.info("reserved the default disk share: %s MB", rec.reserved.disk_mb)
         await self._render(rec)
 
     async def get(self) -> Onboarding | None:
@@ -92,7 +102,12 @@ class OnboardingService:
         return rec
 
     async def resource_config(
-        self, *, cpu_mhz: int | None, memory_mb: int | None, gpus: Sequence[int] | None
+        self,
+        *,
+        cpu_mhz: int | None,
+        memory_mb: int | None,
+        gpus: Sequence[int] | None,
+        disk_mb: int | None = None,
     ) -> Onboarding:
         async with self._lock:
             rec = await self.require()
@@ -100,6 +115,7 @@ class OnboardingService:
                 rec.reserved.cpu_mhz if cpu_mhz is None else cpu_mhz,
                 rec.reserved.memory_mb if memory_mb is None else memory_mb,
                 rec.reserved.gpus if gpus is None else tuple(gpus),
+                rec.reserved.disk_mb if disk_mb is None else disk_mb,
             )
             problems = check_reservation(self.machine, wanted)
             problems += check_not_below_held(wanted, await self._allocations.held())

@@ -22,6 +22,7 @@ class AllocationStore:
         return Resources(
             cpu_mhz=sum(r.cpu_mhz for r in rows),
             memory_mb=sum(r.memory_mb for r in rows),
+            disk_mb=sum(r.disk_mb for r in rows),
             gpus=tuple(sorted({g for r in rows for g in r.gpus})),
         )
 
@@ -36,6 +37,7 @@ class AllocationStore:
                     job_id=job_id,
                     cpu_mhz=amount.cpu_mhz,
                     memory_mb=amount.memory_mb,
+                    disk_mb=amount.disk_mb,
                     gpus=list(amount.gpus),
                     created_at=datetime.now(UTC),
                 )

@@ -15,6 +15,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from dms.store.health import check_database
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -60,6 +62,13 @@ class Store:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
 
     async def open(self) -> None:
+        """Check the file (a damaged one refuses, naming it and what to do), migrate it, open the engine."""
+        problem = await asyncio.to_thread(check_database, self.path)
+        if problem:
+            raise StoreError(
+                f"{self.path}: {problem}. The daemon will not start on it: restore it from a backup, or move it"
+                f" (with its -wal and -shm files) aside to start with an empty store"
+            )
         try:
             await asyncio.to_thread(migrate, self.path)
         except (sqlite3.Error, SQLAlchemyError) as exc:

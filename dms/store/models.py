@@ -38,6 +38,7 @@ class OnboardingRow(Base):
     ntx_price: Mapped[int] = mapped_column(BigInteger)
     cpu_mhz: Mapped[int] = mapped_column(Integer)
     memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_mb: Mapped[int] = mapped_column(Integer, default=0)
     gpus: Mapped[list[Any]] = mapped_column(JSON)
     is_available: Mapped[bool] = mapped_column(Boolean)
     onboarded_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -52,6 +53,7 @@ class AllocationRow(Base):
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     cpu_mhz: Mapped[int] = mapped_column(Integer)
     memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_mb: Mapped[int] = mapped_column(Integer, default=0)
     gpus: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

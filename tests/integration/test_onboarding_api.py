@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from dms.app import Daemon
 from dms.onboarding.rules import Resources
 from dms.store.allocations import AllocationStore
 from dms.store.db import Store
-from tests.conftest import PAYOUT
+from tests.conftest import PAYOUT, make_settings
 
 API = "/api/v1"
 
@@ -48,7 +49,10 @@ async def test_onboard_then_status_and_metadata(http: aiohttp.ClientSession, dae
         assert r.status == 200, await r.text()
         out = await r.json()
     assert out["onboarded"] is True
-    assert out["reserved"] == {"cpu": req["cpu"], "memory": req["memory"], "gpus": []}
+    async with http.get(f"{API}/onboarding/provisioned") as r:
+        disk = (await r.json())["disk"]
+    # NuNet's onboarding names no disk: the smallest allowed share (10 %) is reserved for jobs' /workspace.
+    assert out["reserved"] == {"cpu": req["cpu"], "memory": req["memory"], "disk": -(-disk // 10), "gpus": []}
     assert out["free"] == out["reserved"]
 
     async with http.get(f"{API}/onboarding/status") as r:
@@ -168,3 +172,29 @@ async def test_openapi_and_swagger(http: aiohttp.ClientSession) -> None:
     async with http.get("/swagger/static/swagger-ui-bundle.js") as r:
         assert r.status == 200
         assert len(await r.read()) > 100_000
+
+
+async def test_an_onboarding_from_before_disk_gets_the_default_disk_share(tmp_path: Path) -> None:
+    """Migration 0003 leaves disk 0 on an existing onboarding; the next start reserves the default share."""
+    settings = make_settings(tmp_path / "data")
+    first = Daemon(settings)
+    await first.start()
+    try:
+        async with aiohttp.ClientSession(base_url=first.url) as http:
+            req = await half_of_machine(http)
+            async with http.post(f"{API}/onboarding/onboard", json={**req, "disk": 0}) as r:
+                assert r.status == 400 and "disk" in (await r.json())["error"]["message"]
+            async with http.post(f"{API}/onboarding/onboard", json=req) as r:
+                default = (await r.json())["reserved"]["disk"]
+    finally:
+        await first.stop()
+    with sqlite3.connect(tmp_path / "data" / "dms.sqlite3") as db:
+        db.execute("UPDATE onboarding SET disk_mb = 0")  # as migration 0003 leaves an older onboarding
+    again = Daemon(settings)
+    await again.start()
+    try:
+        async with aiohttp.ClientSession(base_url=again.url) as http, http.get(f"{API}/onboarding/status") as r:
+            status = await r.json()
+        assert status["reserved"]["disk"] == status["free"]["disk"] == default > 0
+    finally:
+        await again.stop()

@@ -17,7 +17,7 @@ NODE = NodeView(
     onboarded=True,
     available=True,
     executor_problem=None,
-    free=Resources(4000, 8000, (0, 1, 2)),
+    free=Resources(4000, 8000, (0, 1, 2), disk_mb=10_000),
     machine_cores=4,
     gpus=GPUS,
     image_allowlist=(),
@@ -44,8 +44,9 @@ def test_a_fitting_job_is_admitted() -> None:
         ({"executor_problem": "the Docker engine does not answer"}, "no working executor: the Docker engine"),
         ({"image_allowlist": ("other:1",)}, "not on this provider's allow-list"),
         ({"image_present": False}, "not present on the provider"),
-        ({"free": Resources(500, 8000)}, "not enough free CPU: 1000 MHz asked, 500 free"),
-        ({"free": Resources(4000, 100)}, "not enough free memory: 256 MB asked, 100 free"),
+        ({"free": Resources(500, 8000, disk_mb=10_000)}, "not enough free CPU: 1000 MHz asked, 500 free"),
+        ({"free": Resources(4000, 100, disk_mb=10_000)}, "not enough free memory: 256 MB asked, 100 free"),
+        ({"free": Resources(4000, 8000, disk_mb=63)}, "not enough free disk: 64 MB asked, 63 free"),
     ],
 )
 def test_node_state_refusals(change: dict[str, object], expected: str) -> None:

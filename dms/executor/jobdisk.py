@@ -1,0 +1,148 @@
+"""A job's bounded writable space, `/workspace`: the only place a job can write to disk.
+
+The engine's overlay2 here sits on ext4 and cannot take a size quota (DESIGN.md: "Job disk, checkpoints
+and the engine's logs"), so each job gets its own file system of exactly its size: a sparse image file
+`<dir>/<job>.img` made ext4 (`mkfs.ext4`, no journal, no reserved blocks), attached to a loop device,
+and handed to Docker as a named volume (`local` driver, `type=ext4`, `device=/dev/loopN`) that the
+engine mounts at `/workspace`. Writes past the size fail with ENOSPC inside the job only; the image
+is sparse, so it takes on the host only what the job wrote. A disk-backed volume is also what the
+checkpoint work needs: the engine's archive API reads and writes it (it cannot see a tmpfs).
+
+Loop devices need root (the daemon's user must open `/dev/loop-control`). Without them the job gets
+a sized tmpfs volume instead: bounded just the same, but it is memory (the container's memory limit
+grows by its size) and the archive API cannot see it. `JobDisk.kind` says which one a job got.
+
+Blocking tools (`losetup`, `mkfs.ext4`, `debugfs`, `dumpe2fs`) run as subprocesses; nothing here talks
+to the engine: the executor creates and removes the volume from `volume_options()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+WORKSPACE = "/workspace"
+FULL_SHARE, FULL_BYTES = 0.05, 2 * 2**20
+"""A disk with less free than the larger of these counts as full: a write that does not fit fails whole,
+so a job that ran out of space usually leaves up to one write's worth (often 1 MiB) unused."""
+
+
+class JobDiskError(Exception):
+    """The job's disk could not be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class JobDisk:
+    job_id: str
+    size_mb: int
+    image: Path | None
+    """The ext4 image file (None for a tmpfs disk)."""
+    loop: str | None
+    """The loop device the image is attached to (None for a tmpfs disk)."""
+
+    @property
+    def kind(self) -> str:
+        return "ext4" if self.loop else "tmpfs"
+
+    @property
+    def memory_mb(self) -> int:
+        """Memory the disk itself takes from the container's limit: all of it for tmpfs, none for ext4."""
+        return 0 if self.loop else self.size_mb
+
+    def volume_options(self) -> dict[str, str]:
+        """DriverOpts of the Docker `local` volume driver for this disk."""
+        if self.loop:
+            return {"type": "ext4", "device": self.loop}
+        return {"type": "tmpfs", "device": "tmpfs", "o": f"size={self.size_mb}m,mode=1777"}
+
+
+async def _tool(*argv: str, stdin: bytes | None = None) -> str:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError as exc:
+        raise JobDiskError(f"{argv[0]} is not installed (util-linux, e2fsprogs)") from exc
+    out, err = await proc.communicate(stdin)
+    if proc.returncode != 0:
+        msg = err.decode(errors="replace").strip().splitlines()
+        raise JobDiskError(f"{argv[0]} failed: {msg[-1] if msg else f'exit status {proc.returncode}'}")
+    return out.decode(errors="replace")
+
+
+class JobDisks:
+    """Makes and removes jobs' disks under `directory` (one sparse image per running job)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._loops_work: bool | None = None
+
+    def _image(self, job_id: str) -> Path:
+        return self.directory / f"{job_id}.img"
+
+    async def create(self, job_id: str, size_mb: int) -> JobDisk:
+        """A fresh, empty disk of `size_mb` for the job. Raises JobDiskError."""
+        if self._loops_work is False:
+            return JobDisk(job_id, size_mb, None, None)
+        image = self._image(job_id)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with image.open("wb") as f:
+                f.truncate(size_mb * 2**20)
+        except OSError as exc:
+            raise JobDiskError(f"cannot make the job's disk image {image}: {exc.strerror}") from exc
+        try:
+            await _tool("mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", str(image))
+            # Anyone may write at the top (images run as any user), as in /tmp.
+            await _tool("debugfs", "-w", "-R", "sif / mode 041777", str(image))
+            loop = (await _tool("losetup", "--find", "--show", str(image))).strip()
+        except JobDiskError as exc:
+            image.unlink(missing_ok=True)
+            if self._loops_work is None and "losetup" in str(exc):
+                self._loops_work = False
+                log.warning("no loop devices (%s): jobs' disks are sized tmpfs volumes, counted as memory", exc)
+                return JobDisk(job_id, size_mb, None, None)
+            raise
+        self._loops_work = True
+        return JobDisk(job_id, size_mb, image, loop)
+
+    async def is_full(self, disk: JobDisk) -> bool:
+        """Whether the job filled its disk. For ext4, read once the engine has unmounted the volume."""
+        if disk.image is None:
+            return False  # a tmpfs volume is gone with the container: nothing left to measure
+        try:
+            head = await _tool("dumpe2fs", "-h", str(disk.image))
+        except JobDiskError as exc:
+            log.warning("cannot read the disk of job %s: %s", disk.job_id, exc)
+            return False
+        fields = dict(re.findall(r"^(Block count|Free blocks|Block size):\s+(\d+)$", head, re.MULTILINE))
+        total, free = int(fields.get("Block count", 0)), int(fields.get("Free blocks", 0))
+        block = int(fields.get("Block size", 4096))
+        return total > 0 and free * block < max(total * block * FULL_SHARE, FULL_BYTES)
+
+    async def remove(self, disk: JobDisk) -> None:
+        """Detach the loop device and delete the image. Never raises."""
+        if disk.loop:
+            with contextlib.suppress(JobDiskError):
+                await _tool("losetup", "-d", disk.loop)
+        if disk.image is not None:
+            disk.image.unlink(missing_ok=True)
+
+    async def remove_leftovers(self) -> None:
+        """Detach and delete every image left in the directory (a crash mid-job). Never raises."""
+        if not self.directory.is_dir():
+            return
+        for image in self.directory.glob("*.img"):
+            with contextlib.suppress(JobDiskError):
+                for line in (await _tool("losetup", "-j", str(image))).splitlines():
+                    await _tool("losetup", "-d", line.split(":", 1)[0])
+            image.unlink(missing_ok=True)

@@ -1,0 +1,108 @@
+"""A job's disk against the real engine: a read-only root, a /workspace of exactly its size, a clear end
+when it fills it, and the engine's own log copy bounded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from dms.executor.base import ContainerSpec, EndReason
+from dms.executor.docker import ENGINE_LOG_FILE_MB, ENGINE_LOG_FILES, DockerExecutor, container_config
+from dms.executor.jobdisk import JobDisk
+from tests.integration.test_docker_executor import IMAGE, Logs
+
+
+@pytest.fixture
+async def executor(tmp_path: Path) -> AsyncIterator[DockerExecutor]:
+    ex = DockerExecutor(f"test-{uuid.uuid4().hex[:8]}", log_batch_s=0.05, disk_dir=tmp_path / "disks")
+    assert await ex.available() is None, "the Docker engine must run for these tests (maint-scripts/start-docker.sh)"
+    yield ex
+    assert await ex.reconcile() == [], "a container was left behind"
+    await ex.close()
+    assert list((tmp_path / "disks").glob("*")) == [], "a disk image was left behind"
+
+
+def spec(cmd: str, **kw: object) -> ContainerSpec:
+    return ContainerSpec(job_id=uuid.uuid4().hex[:12], image=IMAGE, command=("sh", "-c", cmd), **kw)  # type: ignore[arg-type]
+
+
+async def test_workspace_is_the_only_writable_place_and_has_the_jobs_size(executor: DockerExecutor) -> None:
+    logs = Logs()
+    cmd = (
+        "touch /rootfs-file 2>/dev/null && echo root-writable;"
+        "df -k /workspace | tail -1;"
+        "echo kept > /workspace/a && cat /workspace/a"
+    )
+    result = await executor.run(spec(cmd, disk_mb=32), logs)
+    assert (result.exit_code, result.reason) == (0, EndReason.EXITED), logs.stderr
+    lines = logs.stdout.splitlines()
+    assert "root-writable" not in lines
+    size_kb = int(lines[0].split()[1])
+    assert 28 * 1024 <= size_kb <= 32 * 1024, lines[0]  # ext4 keeps a little for itself
+    assert lines[-1] == "kept"
+
+
+async def test_a_job_that_fills_its_disk_ends_at_the_disk_limit(executor: DockerExecutor) -> None:
+    logs = Logs()
+    result = await executor.run(spec("dd if=/dev/zero of=/workspace/big bs=1M count=200", disk_mb=16), logs)
+    assert result.reason == EndReason.DISK_LIMIT and result.exit_code != 0, logs.stderr
+    assert "No space left on device" in logs.stderr
+    # Failing for another reason with room to spare is not a disk limit.
+    other = await executor.run(spec("echo small > /workspace/f; exit 3", disk_mb=16), Logs())
+    assert (other.exit_code, other.reason) == (3, EndReason.EXITED)
+
+
+async def test_the_engines_log_copy_is_bounded(executor: DockerExecutor) -> None:
+    seen: dict[str, object] = {}
+    job = spec("echo hi", disk_mb=8)
+
+    async def inspect() -> None:
+        async with aiodocker.Docker() as docker:
+            found = await docker.containers.list(all=True, filters=json.dumps({"label": [f"dms.job={job.job_id}"]}))
+            seen.update((await found[0].show())["HostConfig"])
+
+    assert (await executor.run(job, Logs(), on_start=inspect)).exit_code == 0
+    assert seen["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": f"{ENGINE_LOG_FILE_MB}m", "max-file": str(ENGINE_LOG_FILES)},
+    }
+    assert seen["ReadonlyRootfs"] is True
+
+
+def test_a_tmpfs_disk_counts_against_memory() -> None:
+    """Where loop devices are not allowed the disk is a sized tmpfs: its pages are the container's memory."""
+    job = spec("true", memory_mb=64, disk_mb=32)
+    tmpfs = JobDisk(job.job_id, 32, None, None)
+    cfg = container_config(job, "inst", tmpfs)["HostConfig"]
+    assert cfg["Memory"] == cfg["MemorySwap"] == (64 + 32) * 2**20
+    assert tmpfs.volume_options() == {"type": "tmpfs", "device": "tmpfs", "o": "size=32m,mode=1777"}
+    ext4 = JobDisk(job.job_id, 32, Path("/x.img"), "/dev/loop9")
+    assert container_config(job, "inst", ext4)["HostConfig"]["Memory"] == 64 * 2**20
+    assert container_config(job, "inst", ext4)["HostConfig"]["Mounts"][0]["Target"] == "/workspace"
+
+
+async def test_without_loop_devices_the_disk_is_a_sized_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon that may not attach loop devices (not root) still bounds the job's disk, in memory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mkfs.ext4", "debugfs", "dumpe2fs"):  # everything but losetup
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/sbin/{tool}")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    ex = DockerExecutor(f"test-{uuid.uuid4().hex[:8]}", log_batch_s=0.05, disk_dir=tmp_path / "disks")
+    try:
+        logs = Logs()
+        job = spec("df -k /workspace | tail -1; dd if=/dev/zero of=/workspace/big bs=1M count=64", disk_mb=16)
+        result = await ex.run(job, logs)
+        assert result.exit_code != 0 and result.reason == EndReason.EXITED, logs.stderr
+        assert "No space left on device" in logs.stderr
+        assert logs.stdout.split()[0] == "tmpfs" and int(logs.stdout.split()[1]) == 16 * 1024, logs.stdout
+        assert await ex.reconcile() == []
+    finally:
+        await ex.close()
+    assert list((tmp_path / "disks").glob("*")) == []
