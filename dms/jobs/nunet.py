@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from dms import limits
 from dms.errors import FieldProblem, InvalidInput
 from dms.jobs.spec import JobResources, JobSpec
 
@@ -19,7 +20,7 @@ from dms.jobs.spec import JobResources, JobSpec
 RATES = {"Low": 0.00008, "Moderate": 0.00016, "High": 0.00032}
 POWER_RATE = 0.00016  # NTX per W per minute
 ML_TYPES = ("ml-training-cpu", "ml-training-gpu")
-NO_CAP = 2**255  # NuNet's request has no wei cap: max_ntx caps NuNet's own estimate instead
+NO_CAP = limits.MAX_WEI  # NuNet's request has no wei cap: max_ntx caps NuNet's own estimate instead
 
 
 @dataclass(frozen=True)

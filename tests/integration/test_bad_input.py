@@ -113,7 +113,7 @@ async def test_resource_config_errors(http: aiohttp.ClientSession, daemon: Daemo
     await assert_refused(http, daemon, "POST", "/onboarding/resource-config", 400, "cpu", json={"cpu": 1})
     await assert_refused(http, daemon, "POST", "/onboarding/resource-config", 400, "memory", json={"memory": "lots"})
     # NuNet's route reads bodies as Go does: an unknown key is ignored, so this one asks for no change at all
-    err = await assert_refused(http, daemon, "POST", "/onboarding/resource-config", 400, None, json={"disk": 5})
+    err = await assert_refused(http, daemon, "POST", "/onboarding/resource-config", 400, None, json={"swap_mb": 5})
     assert "nothing to change" in err["message"]
     await assert_refused(http, daemon, "POST", "/onboarding/resource-config", 400, None, json={})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dms import limits
 from dms.errors import InvalidInput
 from dms.jobs.nunet import NuNetJob, command_of, estimated_price, to_spec
 
@@ -40,7 +41,7 @@ def test_max_ntx_caps_the_estimate() -> None:
         to_spec(job(max_ntx=0), core_mhz=2000)
     assert exc.value.message == "nunet estimation price is greater than client price"
     assert "0.4824" in exc.value.details[0]["message"]
-    assert to_spec(job(max_ntx=1), core_mhz=2000).max_price > 10**60  # no wei cap: max_ntx is the cap
+    assert to_spec(job(max_ntx=1), core_mhz=2000).max_price == limits.MAX_WEI  # max_ntx is the cap
 
 
 @pytest.mark.parametrize(
