@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dms.api.context import ctx
-from dms.errors import DmsError
+from dms.errors import Conflict, DmsError
 from dms.jobs.requester import RequesterService
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,12 @@ class Session:
                     f"send-status without a job_id: {len(waiting)} quotes are awaiting payment, name one with job_id"
                 )
             job_id = waiting[0]
-        await self.requester.send_status(job_id, status.transaction_status, status.tx_hash)
+        try:
+            await self.requester.send_status(job_id, status.transaction_status, status.tx_hash)
+        except Conflict:  # e.g. another dashboard paid first: this one still sees how the job goes
+            if job_id not in self.following:
+                self.follow(job_id)
+            raise
         if job_id not in self.following:
             self.follow(job_id)
 

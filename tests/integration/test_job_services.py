@@ -70,6 +70,8 @@ class Wire:
     provider: ProviderService
     up: bool = True
     served: set[asyncio.Task[None]] = field(default_factory=set)
+    opened: list[QueueStream] = field(default_factory=list)
+    """The requester's ends of the streams dialled, in order."""
 
     async def open(self, peer_id: str, protocol: str) -> QueueStream:
         assert protocol == PROTOCOL
@@ -81,7 +83,8 @@ class Wire:
         task = asyncio.create_task(self.provider.serve(QueueStream(SP, a, b, conn)))
         self.served.add(task)
         task.add_done_callback(self.served.discard)
-        return QueueStream(CP, b, a, conn)
+        self.opened.append(QueueStream(CP, b, a, conn))
+        return self.opened[-1]
 
 
 @dataclass
@@ -208,8 +211,7 @@ async def test_provider_silence_fails_the_job_within_three_heartbeats(pair: Pair
         if f["action"] == "log-stream-response":
             break
     pair.wire.up = False  # the provider disappears: no new streams...
-    stream = pair.requester._streams[quote["job_id"]]
-    await stream.close()  # ...and the current one drops
+    await pair.wire.opened[-1].close()  # ...and the current one drops
     t0 = asyncio.get_running_loop().time()
     frames = [f async for _, f in pair.requester.frames(quote["job_id"])]
     assert frames[-1]["action"] == "job-failed" and "compute provider lost" in frames[-1]["message"]
