@@ -123,6 +123,10 @@ class ProviderService:
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks.values())
 
+    async def job(self, job_id: str) -> CPJobRow | None:
+        """The job as this provider runs it (None if it never reached here)."""
+        return await self._jobs.get(job_id)
+
     @property
     def running(self) -> int:
         """Jobs admitted here and not ended yet."""

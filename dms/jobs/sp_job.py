@@ -106,13 +106,17 @@ class SPJob:
         self._paying: str | None = None  # the tx hash being verified
         self._cancel_wanted = False
         self._started = False  # the provider reported the container running
+        self._closed = False  # the loop has ended: commands are refused from now on
 
     def submit(self, msg: object) -> None:
         self._inbox.put_nowait(msg)
 
     async def ask(self, cmd: Pay | CancelJob) -> None:
         """Submit a command and wait for its answer (a Conflict saying why it was refused)."""
-        self.submit(cmd)
+        if self._closed:  # the owner is gone (its service forgets it a moment later)
+            _answer(cmd, self._refusal(cmd))
+        else:
+            self.submit(cmd)
         await cmd.done
 
     # --- the owner's loop -----------------------------------------------------------------------
@@ -183,16 +187,19 @@ class SPJob:
             await self._end(SPState.FAILED, f"compute provider lost: {msg.reason}", None)
 
     def _refuse_rest(self) -> None:
-        """Answer what is still queued once the job ended (or the service stops)."""
+        """Answer what is still queued once the job ended (or the service stops); refuse what comes later."""
+        self._closed = True
         while not self._inbox.empty():
             msg = self._inbox.get_nowait()
             if isinstance(msg, Offered) and msg.stream is not None:
                 asyncio.create_task(msg.stream.close())  # noqa: RUF006 - close() never raises
-            if not self.state.is_terminal():
-                _answer(msg, Conflict("the service provider is stopping; try again after its restart", code="stopping"))
-                continue
-            what = "is not awaiting payment" if isinstance(msg, Pay) else "already ended"
-            _answer(msg, Conflict(f"job {self.job_id} {what} (it is {self.state.value})", code="wrong_state"))
+            _answer(msg, self._refusal(msg))
+
+    def _refusal(self, msg: object) -> Conflict:
+        if not self.state.is_terminal():
+            return Conflict("the service provider is stopping; try again after its restart", code="stopping")
+        what = "is not awaiting payment" if isinstance(msg, Pay) else "already ended"
+        return Conflict(f"job {self.job_id} {what} (it is {self.state.value})", code="wrong_state")
 
     # --- commands -------------------------------------------------------------------------------
 
