@@ -205,7 +205,7 @@ class Daemon:
         transactions = TransactionLog(store)
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
-            RequesterSettings(s.p2p.heartbeat_s), payments, transactions,
+            RequesterSettings(s.p2p.heartbeat_s, quote_ttl_s=s.job.quote_ttl_s), payments, transactions,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)

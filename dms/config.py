@@ -55,6 +55,7 @@ class P2P(_Section):
 
 class Job(_Section):
     log_batch_ms: int = Field(200, ge=10, le=10_000)
+    quote_ttl_s: float = Field(600.0, ge=1, le=86_400, description="A quote not paid by then expires.")
 
 
 class Payment(_Section):

@@ -208,7 +208,7 @@ class DockerExecutor:
         code = int(status.get("StatusCode", -1))
         if timed_out:
             return RunResult(code, EndReason.TIMEOUT)
-        if spec.job_id in self._cancelled:
+        if spec.job_id in self._cancelled and code != 0:  # exit 0: it ran to its end before the cancel hit
             return RunResult(code, EndReason.CANCELLED)
         state = (await container.show()).get("State", {})
         # Docker on cgroup v1 does not always flag OOMKilled; a SIGKILL we did not send comes from the

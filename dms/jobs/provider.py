@@ -18,7 +18,7 @@ from typing import Any
 
 from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
-from dms.jobs.feed import EventFeed
+from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.protocol import (
     Accepted,
     Attach,
@@ -42,7 +42,7 @@ from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.pricing import job_price
 from dms.store.allocations import AllocationStore
-from dms.store.jobs import Duplicate, EventLog, JobStore
+from dms.store.jobs import Duplicate, EventLog, JobStore, NewEvent
 from dms.store.models import CPJobRow
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class ProviderService:
         if self.executor_problem:
             log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
         await self._events.prune(EVENT_RETENTION)
-        live = await self._jobs.list({s.value for s in CPState if not s.is_terminal()})
+        live = await self._jobs.list({s.value for s in CPState if not s.is_terminal()}, limit=None)
         leftovers = {} if self.executor_problem else {x.job_id: x for x in await self._executor.reconcile()}
         for row in live:
             left = leftovers.get(row.job_id)
@@ -236,19 +236,25 @@ class ProviderService:
             self._log_batches.pop(job_id, None)
             await asyncio.shield(self._finish(job_id, state, final, code, reason))
 
-    async def _move(self, job_id: str, current: CPState, new: CPState) -> CPState:
+    async def _move(self, job_id: str, current: CPState, new: CPState, **values: Any) -> CPState:
+        """Store the move (compare-and-set on `current`) with its event, in one transaction; then publish it."""
         transition(current, new)
-        await self._jobs.update(job_id, state=new.value)
-        await self._emit(job_id, "status", {"state": new.value})
+        kind, data = (
+            ("result", {"state": new.value, **values}) if new.is_terminal() else ("status", {"state": new.value})
+        )
+        item = Numbered(await self._feed.number(job_id), kind, data)
+        await self._jobs.commit(
+            job_id, current.value, [NewEvent("cp", item.seq, kind, data)], state=new.value, **values
+        )
+        self._feed.publish(job_id, item)
         return new
 
     async def _finish(
         self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None
     ) -> None:
-        transition(current, final)
-        await self._jobs.update(job_id, state=final.value, exit_code=code, reason=reason)
+        await self._move(job_id, current, final, exit_code=code, reason=reason)
         await self._allocations.release(job_id)
-        await self._emit(job_id, "result", {"state": final.value, "exit_code": code, "reason": reason})
+        self._feed.forget(job_id)
         await self._on_capacity_change()
         log.info("job %s %s%s", job_id, final.value, f": {reason}" if reason and final != CPState.COMPLETED else "")
 

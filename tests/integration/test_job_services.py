@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from dms.jobs.protocol import PROTOCOL, Accepted, Attach, End, Event, decode_to_requester, encode
 from tests.integration.jobpair import CP, Pair, job, pair, run_to_end
 
 __all__ = ["pair"]  # the fixture
@@ -97,3 +98,16 @@ async def test_provider_log_buffer_is_bounded_with_a_marker(pair: Pair, monkeypa
     assert len(kept) <= 3 + 2
     markers = [e for e in kept if "older log batches were dropped" in e.payload["stderr"]]
     assert markers and "line12" in "".join(e.payload["stdout"] for e in kept)
+
+
+async def test_attach_to_an_ended_job_replays_its_result(pair: Pair) -> None:
+    job_id, _ = await run_to_end(pair, job("echo done"))
+    stream = await pair.wire.open(CP, PROTOCOL)
+    await stream.send(encode(Attach(type="attach", job_id=job_id, after_seq=1)))
+    got = []
+    while not isinstance(msg := decode_to_requester(await stream.receive(10)), End):
+        got.append(msg)
+    assert isinstance(got[0], Accepted)
+    events = [m for m in got if isinstance(m, Event)]
+    assert events[0].seq == 2 and [e.seq for e in events] == list(range(2, 2 + len(events)))
+    assert events[-1].kind == "result" and events[-1].data == {"state": "completed", "exit_code": 0, "reason": None}
