@@ -21,6 +21,7 @@ from typing import Any
 
 from dms.errors import Conflict, NotFound
 from dms.jobs.feed import EventFeed
+from dms.jobs.settlement import SettlementWorker
 from dms.jobs.sp_job import CancelJob, Deps, Frame, Pay, SPJob, log_frame
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState
@@ -61,7 +62,8 @@ class RequesterService:
         self._settings = settings
         self._payments = payments
         self._feed = EventFeed(events, "sp")
-        self._deps = Deps(jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s)
+        self._settler = SettlementWorker(transactions, payments)
+        self._deps = Deps(jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick)
         self._owners: dict[str, SPJob] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -70,6 +72,7 @@ class RequesterService:
     async def start(self) -> None:
         """Give every job that was live when the daemon stopped its owner again, however many there are:
         quotes wait for payment (or expire), paid jobs are dispatched, submitted ones re-attached."""
+        await self._settler.start()
         live = {s.value for s in SPState if not s.is_terminal()}
         rows = await self._jobs.list(live, limit=None)
         for row in rows:
@@ -79,6 +82,7 @@ class RequesterService:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks.values())
+        await self._settler.stop()
 
     def _own(self, job_id: str) -> SPJob:
         """The job's owner, started if it has none (synchronous: two callers cannot both start one)."""

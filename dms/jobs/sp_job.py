@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +23,11 @@ from dms.jobs.protocol import Deploy, Event, Payment
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import Dialer, LineStream, NetworkError
-from dms.payments.errors import PaymentRejected, SettlementError
+from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
-from dms.payments.settle import outcome_of
+from dms.payments.settle import outcome_of, settlement
 from dms.store.jobs import Duplicate, JobStore, NewEvent, TransactionLog
-from dms.store.models import SPJobRow
+from dms.store.models import SPJobRow, TransactionRow
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class Deps:
     payments: PaymentGate
     transactions: TransactionLog
     heartbeat_s: float
+    settlements_due: Callable[[], None]
+    """Wakes the settlement worker once a settlement is owed."""
 
 
 @dataclass
@@ -304,11 +307,13 @@ class SPJob:
     async def _frames(self, *frames: Frame) -> list[Numbered]:
         return [Numbered(await self._d.feed.number(self.job_id), "frame", f) for f in frames]
 
-    async def _commit(self, new: SPState, frames: list[Numbered], **values: Any) -> None:
+    async def _commit(
+        self, new: SPState, frames: list[Numbered], also: Sequence[TransactionRow] = (), **values: Any
+    ) -> None:
         """Store the move from the current state (compare-and-set), the values and the frames together;
         then hand the frames to the dashboards."""
         events = [NewEvent("sp", f.seq, f.kind, f.data) for f in frames]
-        await self._d.jobs.commit(self.job_id, self.state.value, events, state=new.value, **values)
+        await self._d.jobs.commit(self.job_id, self.state.value, events, also, state=new.value, **values)
         self.state = new
         for f in frames:
             self._d.feed.publish(self.job_id, f)
@@ -317,27 +322,22 @@ class SPJob:
         self, state: SPState, reason: str | None, code: int | None, *, settle: bool = True,
         before: list[Frame] | None = None, **values: Any,
     ) -> None:  # fmt: skip
+        """The final move, its frames and the settlement it owes (escrow), in one transaction; the settlement
+        worker sends the release or refund after that, so the final frame never waits for the chain."""
         was = self.state
         transition(was, state)
         frames = await self._frames(*(before or []), final_frame(state, reason, code))
-        await self._commit(state, frames, reason=reason, exit_code=code, **values)
-        log.info("job %s %s%s", self.job_id, state.value, f": {reason}" if reason else "")
+        owed = []
         tx_hash = self._row.tx_hash if self._row else None
         if settle and self._d.payments.escrow and tx_hash and was not in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
             lost = (reason or "").startswith("compute provider lost")
             started = self._started or state == SPState.COMPLETED
-            await self._settle(outcome_of(state.value, container_started=started, provider_lost=lost))
-
-    async def _settle(self, outcome: Any) -> None:
-        """Release or refund by the table, after the final frame; the result is recorded either way."""
-        try:
-            action, tx = await self._d.payments.settle(self.job_id, outcome)
-        except (SettlementError, NetworkError, OSError) as exc:
-            log.warning("job %s: settlement failed: %s", self.job_id, exc)
-            await self._d.transactions.add(self.job_id, "settle", None, None, "failed", str(exc))
-            return
-        await self._d.transactions.add(self.job_id, action, tx, None, "sent" if tx else "already settled")
-        log.info("job %s: %s (%s) sent: %s", self.job_id, action, outcome, tx)
+            outcome = outcome_of(state.value, container_started=started, provider_lost=lost)
+            owed.append(TransactionLog.owed(self.job_id, settlement(outcome).value, outcome.value))
+        await self._commit(state, frames, also=owed, reason=reason, exit_code=code, **values)
+        log.info("job %s %s%s", self.job_id, state.value, f": {reason}" if reason else "")
+        if owed:
+            self._d.settlements_due()
 
     # --- helpers (they only read and send, and report back as messages) --------------------------
 

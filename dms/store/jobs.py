@@ -75,10 +75,17 @@ class JobStore(Generic[Row]):
         except IntegrityError as exc:
             raise Duplicate(str(exc.orig)) from exc
 
-    async def commit(self, job_id: str, expected: str | None, events: Sequence[NewEvent] = (), **values: Any) -> None:
+    async def commit(
+        self,
+        job_id: str,
+        expected: str | None,
+        events: Sequence[NewEvent] = (),
+        also: Sequence[TransactionRow] = (),
+        **values: Any,
+    ) -> None:
         """One transaction: set `values` if the job is still in state `expected` (any state when None), and
-        store `events` with it. Raises Stale (nothing written) when the state moved, Duplicate when a unique
-        value (tx hash, an event number) is taken."""
+        store `events` (and `also`, e.g. the settlement it now owes) with it. Raises Stale (nothing written)
+        when the state moved, Duplicate when a unique value (tx hash, an event number) is taken."""
         q = update(self._model).where(self._model.job_id == job_id)
         if expected is not None:
             q = q.where(self._model.state == expected)
@@ -91,6 +98,7 @@ class JobStore(Generic[Row]):
                     JobEventRow(side=e.side, job_id=job_id, seq=e.seq, kind=e.kind, payload=e.payload, at=now())
                     for e in events
                 )
+                s.add_all(also)
         except IntegrityError as exc:
             raise Duplicate(str(exc.orig)) from exc
 
@@ -178,6 +186,51 @@ class TransactionLog:
                     at=now(),
                 )
             )
+
+    @staticmethod
+    def owed(job_id: str, action: str, outcome: str) -> TransactionRow:
+        """A pending release or refund, to store with the job's final state (JobStore.commit's `also`)."""
+        at = now()
+        return TransactionRow(
+            job_id=job_id, kind=action, tx_hash=None, amount=None, state="pending", error=None, at=at,
+            outcome=outcome, attempts=0, next_at=at,
+        )  # fmt: skip
+
+    async def due(self, limit: int = 50) -> list[TransactionRow]:
+        """Pending settlements whose next attempt is due, oldest first."""
+        q = (
+            select(TransactionRow)
+            .where(TransactionRow.state == "pending", TransactionRow.next_at <= now())
+            .order_by(TransactionRow.next_at)
+            .limit(limit)
+        )
+        async with self._store.session() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def next_due(self) -> datetime | None:
+        q = select(func.min(TransactionRow.next_at)).where(TransactionRow.state == "pending")
+        async with self._store.session() as s:
+            value = await s.scalar(q)
+        return None if value is None else value.replace(tzinfo=UTC)
+
+    async def retry_now(self) -> int:
+        """Make every pending settlement due (at start: a restart is a good moment to try again)."""
+        q = update(TransactionRow).where(TransactionRow.state == "pending").values(next_at=now())
+        async with self._store.session() as s, s.begin():
+            return int((await s.execute(q)).rowcount or 0)  # type: ignore[attr-defined]
+
+    async def attempted(
+        self, row_id: int, state: str, tx_hash: str | None, error: str | None, next_at: datetime | None
+    ) -> None:
+        """Record one attempt of a pending settlement: its new state, and when to try again if still pending."""
+        q = (
+            update(TransactionRow)
+            .where(TransactionRow.id == row_id, TransactionRow.state == "pending")
+            .values(state=state, tx_hash=tx_hash, error=error, next_at=next_at, at=now(),
+                    attempts=TransactionRow.attempts + 1)
+        )  # fmt: skip
+        async with self._store.session() as s, s.begin():
+            await s.execute(q)
 
     async def list(self, limit: int = 500) -> list[TransactionRow]:
         async with self._store.session() as s:

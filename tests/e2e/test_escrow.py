@@ -101,9 +101,14 @@ async def pay_and_follow(mk: Market, quote: dict[str, Any], tx_hash: str) -> lis
                 return frames
 
 
-def settled(mk: Market, job_id: str, kind: str) -> bool:
+def settlement(mk: Market, job_id: str, kind: str) -> dict[str, Any] | None:
     rows = mk.sp.get("/api/v1/transactions")["transactions"]
-    return any(t["job_id"] == job_id and t["kind"] == kind and t["state"] == "sent" for t in rows)
+    return next((t for t in rows if t["job_id"] == job_id and t["kind"] == kind), None)
+
+
+def settled(mk: Market, job_id: str, kind: str) -> bool:
+    row = settlement(mk, job_id, kind)
+    return row is not None and row["state"] == "mined"
 
 
 async def test_paid_job_releases_exactly_the_price(market: Market) -> None:
@@ -131,8 +136,16 @@ async def test_rejected_payments_say_why_and_start_nothing(market: Market) -> No
     tx = mk.deposit(paid)
     assert (await pay_and_follow(mk, paid, tx))[-1]["action"] == "job-completed"
     again = post(mk.sp, "/run/request-service", job("echo twice"))
-    frames = await pay_and_follow(mk, again, tx)  # the same deposit for another job
-    assert frames[-1]["action"] == "job-failed" and "reused" in frames[-1]["message"]
+    frames = await pay_and_follow(mk, again, tx)  # the same deposit for another job: it names the first one
+    assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: wrong job"
+
+    victim = post(mk.sp, "/run/request-service", job("echo victim job"))
+    victim_tx = mk.deposit(victim)
+    thief = post(mk.sp, "/run/request-service", job("echo never"))
+    frames = await pay_and_follow(mk, thief, victim_tx)  # someone else's deposit, sent first
+    assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: wrong job"
+    frames = await pay_and_follow(mk, victim, victim_tx)
+    assert frames[-1]["action"] == "job-completed", frames[-1]  # the deposit was never marked used
 
     bogus = post(mk.sp, "/run/request-service", job("echo never"))
     frames = await pay_and_follow(mk, bogus, "0x" + "ab" * 32)
@@ -197,3 +210,28 @@ def test_nunet_run_pays_and_the_transactions_are_listed(market: Market) -> None:
     assert listing.returncode == 0 and "release" in listing.stdout and "verified" in listing.stdout
     wallet = run_cli("wallet", "show", dms=mk.sp.url)
     assert mk.sp.get("/api/v1/wallet")["address"] in wallet.stdout
+
+
+async def test_settlement_is_retried_until_mined_across_a_crash(market: Market) -> None:
+    """The SP's wallet has no gas when the job ends: the dashboard still gets job-completed at once; the
+    release stays pending, is retried, survives a SIGKILL of the SP and is mined once the wallet is funded."""
+    mk = market
+    arbiter = mk.sp.get("/api/v1/wallet")["address"]
+    quote = post(mk.sp, "/run/request-service", job("echo paid work"))
+    tx = mk.deposit(quote)
+    mk.w3.provider.make_request("anvil_setBalance", [arbiter, "0x0"])  # type: ignore[arg-type]
+    frames = await pay_and_follow(mk, quote, tx)
+    assert frames[-1]["action"] == "job-completed", frames[-1]  # the final frame does not wait for the chain
+
+    def retried() -> bool:
+        row = settlement(mk, quote["job_id"], "release")
+        return row is not None and row["state"] == "pending" and "attempt 2" in (row["error"] or "")
+
+    wait_for(retried, 20, "the release is tried again after a failure")
+    assert "no gas" in settlement(mk, quote["job_id"], "release")["error"]  # type: ignore[index]
+    mk.sp.kill9()
+    mk.w3.provider.make_request("anvil_setBalance", [arbiter, hex(10**18)])  # type: ignore[arg-type]
+    mk.sp.start()
+    wait_for(lambda: settled(mk, quote["job_id"], "release"), 30, "the release is mined after the restart")
+    assert mk.state(quote["job_id"]) == RELEASED
+    assert mk.w3.eth.get_balance(mk.payout) == quote["estimated_price"]
