@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.feed import EventFeed, Numbered
+from dms.jobs.logbudget import LogBudget, LogLimits, Piece
 from dms.jobs.protocol import (
     Accepted,
     Attach,
@@ -59,6 +61,7 @@ class ProviderSettings:
     allow_network: bool
     image_allowlist: tuple[str, ...]
     heartbeat_s: float
+    log_limits: LogLimits = field(default_factory=LogLimits)
 
 
 def outcome(result: RunResult, memory_mb: int) -> tuple[CPState, str | None]:
@@ -206,6 +209,7 @@ class ProviderService:
         code: int | None = None
         final: CPState = CPState.FAILED
         reason: str | None = "the provider stopped"
+        budget = LogBudget(self._settings.log_limits, time.monotonic())
         try:
             state = await self._move(job_id, state, CPState.STARTING)
 
@@ -214,8 +218,9 @@ class ProviderService:
                 state = await self._move(job_id, state, CPState.RUNNING)
 
             async def logs(chunk: LogChunk) -> None:
-                await self._emit(job_id, "logs", {"stdout": chunk.stdout, "stderr": chunk.stderr})
-                await self._bound_logs(job_id)
+                now = time.monotonic()
+                await self._emit_logs(job_id, budget.add("stdout", chunk.stdout, now) if chunk.stdout else [])
+                await self._emit_logs(job_id, budget.add("stderr", chunk.stderr, now) if chunk.stderr else [])
 
             r = spec.resources
             result = await self._executor.run(
@@ -233,8 +238,19 @@ class ProviderService:
             final, reason = CPState.FAILED, str(exc)
         finally:
             self._tasks.pop(job_id, None)
-            self._log_batches.pop(job_id, None)
-            await asyncio.shield(self._finish(job_id, state, final, code, reason))
+            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason))
+
+    async def _last_logs_then_finish(
+        self, job_id: str, budget: LogBudget, current: CPState, final: CPState, code: int | None, reason: str | None
+    ) -> None:
+        """The tail of the output (after the marker, if the middle was dropped) goes before the result."""
+        with contextlib.suppress(Exception):
+            await self._emit_logs(job_id, budget.end())
+        self._log_batches.pop(job_id, None)
+        if budget.dropped_total:
+            log.info("job %s: %d of %d characters of output dropped (log budget or rate)", job_id,
+                     budget.dropped_total, budget.total)  # fmt: skip
+        await self._finish(job_id, current, final, code, reason)
 
     async def _move(self, job_id: str, current: CPState, new: CPState, **values: Any) -> CPState:
         """Store the move (compare-and-set on `current`) with its event, in one transaction; then publish it."""
@@ -278,6 +294,12 @@ class ProviderService:
         self._log_batches[job_id] = LOG_KEEP
         note = f"[dms: {dropped} older log batches were dropped to bound the provider's buffer]\n"
         await self._emit(job_id, "logs", {"stdout": "", "stderr": note})
+
+    async def _emit_logs(self, job_id: str, pieces: list[Piece]) -> None:
+        for stream, text in pieces:
+            await self._emit(job_id, "logs", {"stdout": text, "stderr": ""} if stream == "stdout" else
+                             {"stdout": "", "stderr": text})  # fmt: skip
+            await self._bound_logs(job_id)
 
     async def _emit(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
         await self._feed.emit(job_id, kind, data)
