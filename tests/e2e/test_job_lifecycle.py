@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -93,3 +94,53 @@ async def test_restart_recovers_every_live_job_and_quotes_expire(pair: tuple[Dms
     wait_for(expired, QUOTE_TTL_S + 20, "the unpaid quotes expire")
     last = sp.get(f"/api/v1/run/jobs/{quotes[0]}")
     assert last["state"] == "failed" and "expired" in last["reason"]
+
+
+def peak_rss_mb(d: DmsProcess) -> float:
+    assert d.proc is not None
+    status = Path(f"/proc/{d.proc.pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def store_mb(d: DmsProcess) -> float:
+    return sum(p.stat().st_size for p in d.data_dir.glob("dms.sqlite3*")) / 2**20
+
+
+@pytest.fixture
+def small_budget(dms_process: Callable[..., DmsProcess]) -> Iterator[tuple[DmsProcess, DmsProcess]]:
+    cp = dms_process("cp", job={"log_budget_kb": 256, "log_rate_kb_s": 1024}).start()
+    onboard(cp, 0.5)
+    me = cp.get("/api/v1/peers/self")
+    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
+    onboard(sp, 0.2)
+    wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
+    yield cp, sp
+
+
+async def test_a_200_mb_flood_reaches_the_dashboard_as_head_marker_and_tail(
+    small_budget: tuple[DmsProcess, DmsProcess],
+) -> None:
+    """13.2: memory and stores stay bounded; the dashboard gets the head, a marker saying how much was
+    dropped, and the last line, before job-completed."""
+    cp, sp = small_budget
+    before = {"cp": (peak_rss_mb(cp), store_mb(cp)), "sp": (peak_rss_mb(sp), store_mb(sp))}
+    flood = "echo FIRST LINE; head -c 200000000 /dev/zero | tr '\\0' x; echo; echo LAST LINE"
+    job_id = post(sp, "/run/request-service", job(flood, memory_mb=128))["job_id"]
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        frames = await dashboard(ws, job_id)
+    assert frames[-1]["action"] == "job-completed", frames[-1]
+    logs = [f["message"] for f in frames if f["action"] == "log-stream-response"]
+    stdout = "".join(m["stdout"] for m in logs)
+    stderr = "".join(m["stderr"] for m in logs)
+    assert stdout.startswith("FIRST LINE\nxxxx") and stdout.endswith("xxxx\nLAST LINE\n")
+    assert "characters of output dropped here" in stderr
+    dropped = int(stderr.split("[dms: ")[1].split()[0])
+    assert dropped == 200_000_000 + len("FIRST LINE\n\nLAST LINE\n") - 256 * 1024
+    assert len(stdout) == 256 * 1024  # exactly the budget: half head, half tail
+    for name, d in (("cp", cp), ("sp", sp)):
+        rss, db = peak_rss_mb(d) - before[name][0], store_mb(d) - before[name][1]
+        print(f"{name}: peak RSS +{rss:.1f} MB, store +{db:.2f} MB")
+        assert rss < 50, f"{name}: peak RSS grew by {rss:.1f} MB"
+        assert db < 10, f"{name}: store grew by {db:.1f} MB"
+    assert await containers_of(job_id) == []
