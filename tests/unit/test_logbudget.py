@@ -49,4 +49,3 @@ def test_output_faster_than_the_rate_waits_then_overflows_with_a_marker() -> Non
     assert text(out[1:]) == "b" * 100
     rest = b.end()
     assert len(text(rest)) <= 5_000
-
