@@ -19,6 +19,7 @@ from typing import Any
 
 from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
+from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
 from dms.jobs.protocol import (
@@ -172,8 +173,9 @@ class ProviderService:
             price = job_price(rec.ntx_price, r.cpu_mhz, spec.duration_s)
             try:
                 tx_hash = await self._payments.verify(
-                    req.payment.tx_hash, req.job_id, rec.payment_addr, price, req.payment.arbiter
-                )
+                    req.payment.tx_hash, req.job_id, rec.payment_addr, price, req.payment.arbiter,
+                    min_refund_deadline(spec.duration_s, time.time()),
+                )  # fmt: skip
             except PaymentRejected as exc:
                 log.info("refused job %s from %s: payment rejected: %s (%s)", req.job_id, sp_peer, exc, exc.details)
                 return f"payment rejected: {exc.reason}"

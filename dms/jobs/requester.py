@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dms.errors import Conflict, NotFound
+from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
 from dms.jobs.settlement import SettlementWorker
 from dms.jobs.sp_job import CancelJob, Deps, Frame, Pay, SPJob, log_frame
@@ -28,6 +29,7 @@ from dms.jobs.states import SPState
 from dms.jobs.tasks import cancel_and_wait
 from dms.jobs.transport import Dialer
 from dms.matching import Candidate, Needs, place
+from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.store.jobs import EventLog, JobStore, TransactionLog
 from dms.store.models import SPJobRow
@@ -118,6 +120,12 @@ class RequesterService:
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
             gpu_vendor=r.gpu_vendor, target_peer=target_peer,
         )  # fmt: skip
+        try:
+            why = too_long(spec.duration_s, await self._payments.refund_delay_s())
+        except PaymentRejected as exc:
+            raise Conflict(f"cannot read the escrow's refund delay: {exc}", code="chain_unreachable") from exc
+        if why is not None:
+            raise Conflict(why, code="duration_too_long")
         placement = place(self._candidates(), needs)
         if not placement.ranked:
             raise Conflict(f"no compute provider can run this job: {placement.explain()}", code="no_provider")

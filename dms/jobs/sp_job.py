@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from dms.errors import Conflict
+from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
@@ -365,7 +367,7 @@ class SPJob:
         try:
             tx = await self._d.payments.verify(
                 tx_hash or None, self.job_id, q["compute_provider"]["payment_addr"], q["estimated_price"],
-                q.get("arbiter"),
+                q.get("arbiter"), min_refund_deadline(int(self._row.spec["duration_s"]), time.time()),
             )  # fmt: skip
         except Exception as exc:  # the owner turns any failure into the job's reason
             self.submit(Verified(None, exc))

@@ -18,7 +18,7 @@ from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 
 from dms.payments.contract import escrow_job_id, load_artifact
-from tests.e2e.test_network_and_jobs import containers_of, job, known
+from tests.e2e.test_network_and_jobs import containers_of, job, known, post_error
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
 from tests.procs import DmsProcess, post, run_cli, wait_for
 
@@ -153,16 +153,13 @@ async def test_rejected_payments_say_why_and_start_nothing(market: Market) -> No
     assert await containers_of(bogus["job_id"]) == []
 
 
-async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
-    """An SP that skips its own check (a peer speaking the protocol directly) cannot get underpaid work run."""
+async def lax_deploy(mk: Market, tmp_path: Path, quote: dict[str, Any], spec: dict[str, Any], tx: str) -> Any:
+    """Offer a job to the CP as an SP that skips its own checks (a peer speaking the protocol directly)."""
     from dms.jobs.protocol import PROTOCOL, Deploy, Payment, decode_to_requester, encode
     from dms.jobs.spec import JobSpec
     from dms.network import NetworkSettings, P2PNode
 
-    mk = market
     me = mk.cp.get("/api/v1/peers/self")
-    quote = post(mk.sp, "/run/request-service", job("echo should not run"))
-    tx = mk.deposit(quote, value=quote["estimated_price"] // 2)
     node = P2PNode(
         NetworkSettings(listen_addresses=("/ip4/127.0.0.1/tcp/0",), bootstrap_peers=(me["addrs"][0],), heartbeat_s=1),
         identity_path=tmp_path / "lax-sp.key",
@@ -171,14 +168,37 @@ async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
     await node.start()
     try:
         stream = await node.open_stream(me["peer_id"], PROTOCOL)
-        spec = JobSpec.model_validate(job("echo should not run"))
         payment = Payment(price=quote["estimated_price"], tx_hash=tx, arbiter=quote["arbiter"])
-        await stream.send(encode(Deploy(type="deploy", job_id=quote["job_id"], spec=spec, payment=payment)))
+        deploy = Deploy(type="deploy", job_id=quote["job_id"], spec=JobSpec.model_validate(spec), payment=payment)
+        await stream.send(encode(deploy))
         answer = decode_to_requester(await stream.receive(30))
         await stream.close()
     finally:
         await node.stop()
+    return answer
+
+
+async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
+    """An SP that skips its own check cannot get underpaid work run."""
+    mk = market
+    quote = post(mk.sp, "/run/request-service", job("echo should not run"))
+    tx = mk.deposit(quote, value=quote["estimated_price"] // 2)
+    answer = await lax_deploy(mk, tmp_path, quote, job("echo should not run"), tx)
     assert answer.type == "rejected" and answer.reason == "payment rejected: underpaid", answer
+    assert await containers_of(quote["job_id"]) == []
+
+
+async def test_a_deposit_refundable_before_the_job_ends_is_refused(market: Market, tmp_path: Path) -> None:
+    """The escrow's refund delay is 3600 s: the SP quotes no job it cannot cover, the CP runs none."""
+    mk = market
+    long = {**job("echo should not run"), "duration_s": 3500}
+    status, error = post_error(mk.sp, "/run/request-service", long)
+    assert status == 409 and error["code"] == "duration_too_long", error
+    assert "too long for this escrow" in error["message"] and "at most 3300 s" in error["message"]
+    quote = post(mk.sp, "/run/request-service", job("echo should not run"))
+    tx = mk.deposit(quote, value=10**12 * 500 * 3500 // 1000)  # enough for the long job, paid now
+    answer = await lax_deploy(mk, tmp_path, quote, long, tx)
+    assert answer.type == "rejected" and answer.reason == "payment rejected: deadline too soon", answer
     assert await containers_of(quote["job_id"]) == []
 
 
