@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any, Literal
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dms.api.context import ctx
@@ -45,6 +45,27 @@ class Frame(_In):
 
 class BadFrame(Exception):
     pass
+
+
+class Connected:
+    """The dashboards connected now, so that shutdown can close them instead of waiting for them."""
+
+    def __init__(self) -> None:
+        self.sockets: set[web.WebSocketResponse] = set()
+
+
+OPEN = web.AppKey("deploy_ws_open", Connected)
+
+
+def install(app: web.Application) -> None:
+    """Serve the websocket, and close every open one (1001 going away) when the server shuts down."""
+    app[OPEN] = Connected()
+
+    async def going_away(app: web.Application) -> None:
+        for ws in list(app[OPEN].sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the node is stopping")
+
+    app.on_shutdown.append(going_away)
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
@@ -141,6 +162,8 @@ async def deploy_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     session = Session(ws, c.requester)
     await ws.send_json({"action": "connected", "message": {"dms_version": c.version}})
+    sockets = request.app[OPEN].sockets
+    sockets.add(ws)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -153,6 +176,7 @@ async def deploy_ws(request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.BINARY:
                 await session.error("binary frames are not supported; send JSON text frames")
     finally:
+        sockets.discard(ws)
         for task in session.following.values():
             task.cancel()
     return ws

@@ -4,6 +4,7 @@ websockets, recovery of every live job after an SP restart whatever the number o
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,33 @@ async def test_a_200_mb_flood_reaches_the_dashboard_as_head_marker_and_tail(
         assert rss < 50, f"{name}: peak RSS grew by {rss:.1f} MB"
         assert db < 10, f"{name}: store grew by {db:.1f} MB"
     assert await containers_of(job_id) == []
+
+
+async def test_sigterm_with_a_dashboard_connected_stops_fast_and_the_job_survives(
+    pair: tuple[DmsProcess, DmsProcess],
+) -> None:
+    """12.6: the dashboard gets a close frame (1001), the SP exits within 10 s, the job keeps running on
+    its provider and is re-attached after the restart."""
+    _, sp = pair
+    job_id = post(sp, "/run/request-service", job("echo first; sleep 6; echo second"))["job_id"]
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        status = {"transaction_type": "fund", "transaction_status": "success"}
+        await ws.send_json({"action": "send-status", "job_id": job_id, "message": status})
+        while (await ws.receive_json(timeout=30))["action"] != "log-stream-response":
+            pass
+        t0 = time.monotonic()
+        assert sp.terminate(timeout=15) == 0
+        assert time.monotonic() - t0 < 10
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
+    sp.start()
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        await ws.send_json({"action": "subscribe", "job_id": job_id})
+        frames = []
+        while (frame := await ws.receive_json(timeout=60))["action"] not in TERMINAL:
+            frames.append(frame)
+    assert frame["action"] == "job-completed", frame
+    assert "".join(f["message"]["stdout"] for f in frames if f["action"] == "log-stream-response") == "first\nsecond\n"
