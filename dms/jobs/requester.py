@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dms.errors import Conflict, NotFound
+from dms.errors import Conflict, InvalidInput, NotFound
 from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
+from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
 from dms.jobs.settlement import SettlementWorker
 from dms.jobs.sp_job import CancelJob, Deps, Frame, Pay, SPJob, log_frame
 from dms.jobs.spec import JobSpec
@@ -44,6 +45,20 @@ class RequesterSettings:
     heartbeat_s: float
     quote_ttl_s: float = 600.0
     max_attempts: int = 3
+
+
+def wire_problem(spec: JobSpec) -> None:
+    """InvalidInput when the job's deployment message would not fit the wire (protocol.MAX_LINE): a job the
+    provider could never read is refused here, with the size, instead of failing as a closed stream later."""
+    payment = Payment(price=2**256 - 1, tx_hash="0x" + "f" * 64, arbiter="0x" + "f" * 40)  # the largest
+    size = len(encode(Deploy(type="deploy", job_id="f" * 64, spec=spec, payment=payment)))
+    if size > MAX_LINE:
+        raise InvalidInput(
+            f"the job is too large to send to a provider: its deployment message is {size} bytes, over the "
+            f"{MAX_LINE} byte limit of the peer protocol (make env and command smaller)",
+            [{"field": "env/command", "message": f"{size} bytes in all, at most {MAX_LINE}"}],
+            code="too_large",
+        )
 
 
 class RequesterService:
@@ -120,6 +135,7 @@ class RequesterService:
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
             gpu_vendor=r.gpu_vendor, target_peer=target_peer,
         )  # fmt: skip
+        wire_problem(spec)
         try:
             why = too_long(spec.duration_s, await self._payments.refund_delay_s())
         except PaymentRejected as exc:

@@ -8,7 +8,9 @@ import dataclasses
 
 import pytest
 
+from dms.errors import InvalidInput
 from dms.jobs.protocol import PROTOCOL, Accepted, Attach, End, Event, decode_to_requester, encode
+from dms.jobs.spec import JobSpec
 from tests.integration.jobpair import CP, Pair, job, pair, run_to_end
 
 __all__ = ["pair"]  # the fixture
@@ -111,3 +113,19 @@ async def test_attach_to_an_ended_job_replays_its_result(pair: Pair) -> None:
     events = [m for m in got if isinstance(m, Event)]
     assert events[0].seq == 2 and [e.seq for e in events] == list(range(2, 2 + len(events)))
     assert events[-1].kind == "result" and events[-1].data == {"state": "completed", "exit_code": 0, "reason": None}
+
+
+async def test_a_job_too_large_for_the_wire_is_refused_at_request_service(pair: Pair) -> None:
+    """12.5: what request-service accepts, the provider can read; what it cannot is refused up front."""
+    for big in (
+        job("true", env={f"K{i}": "v" * 32_000 for i in range(20)}),  # a large env
+        JobSpec.model_validate({**job("true").model_dump(), "command": ["x" * 4096] * 256}),  # 256 x 4 KB args
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            await pair.requester.request_service(big, None)
+        assert caught.value.code == "too_large" and "over the 262144 byte limit" in caught.value.message
+    assert await pair.requester.list() == []  # nothing was quoted
+    near = job("echo ${#K0}", env={f"K{i}": "v" * 30_000 for i in range(8)})  # about 240 KB: it fits
+    _, frames = await run_to_end(pair, near)
+    assert frames[-1]["action"] == "job-completed", frames[-1]
+    assert "30000" in "".join(f["message"]["stdout"] for f in frames if f["action"] == "log-stream-response")
