@@ -98,7 +98,6 @@ class ProviderService:
         self._settings = settings
         self._on_capacity_change = on_capacity_change
         self._payments = payments
-        self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
@@ -179,7 +178,7 @@ class ProviderService:
             except PaymentRejected as exc:
                 log.info("refused job %s from %s: payment rejected: %s (%s)", req.job_id, sp_peer, exc, exc.details)
                 return f"payment rejected: {exc.reason}"
-        async with self._lock:  # check and reserve as one step
+        async with self._onboarding.ledger():  # check and reserve as one step, against resizes and offboarding
             if await self._jobs.get(req.job_id) is not None:
                 return f"job id {req.job_id} is already known to this provider"
             node = await self._view(spec.image)
@@ -271,7 +270,8 @@ class ProviderService:
         self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None
     ) -> None:
         await self._move(job_id, current, final, exit_code=code, reason=reason)
-        await self._allocations.release(job_id)
+        async with self._onboarding.ledger():
+            await self._allocations.release(job_id)
         self._feed.forget(job_id)
         await self._on_capacity_change()
         log.info("job %s %s%s", job_id, final.value, f": {reason}" if reason and final != CPState.COMPLETED else "")

@@ -8,8 +8,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from dms.errors import Conflict
-from tests.integration.jobpair import Pair, job, pair
+from dms.errors import Conflict, InvalidInput
+from dms.jobs.protocol import PROTOCOL, Accepted, Deploy, End, Payment, Rejected, decode_to_requester, encode
+from tests.integration.jobpair import CP, Pair, job, pair
 
 __all__ = ["pair"]  # the fixture
 
@@ -122,3 +123,35 @@ async def test_many_commands_at_once_keep_numbers_unique(pair: Pair) -> None:
     assert seqs == sorted(set(seqs))
     frames = await collect(pair, job_id)
     assert await ends_agree(pair, job_id, frames) == "completed"
+
+
+async def test_a_resize_racing_an_admission_never_overcommits(pair: Pair) -> None:
+    """12.4: admission (check and hold) and a reservation change take the one ledger lock: whichever goes
+    second sees the other, so what jobs hold never exceeds the reservation."""
+    reserved = (await pair.onboarding.require()).reserved
+    spec = job("true", resources={"cpu_mhz": reserved.cpu_mhz})  # all of it
+    smaller = reserved.cpu_mhz - 100  # a valid reservation, too small for the job
+    outcomes = set()
+    for i in range(TRIALS * 2):
+        job_id = f"ledger-race-{i}"
+        stream = await pair.wire.open(CP, PROTOCOL)
+        deploy = Deploy(type="deploy", job_id=job_id, spec=spec, payment=Payment(price=0))
+        _, resized = await asyncio.gather(
+            stream.send(encode(deploy)),
+            pair.onboarding.resource_config(cpu_mhz=smaller, memory_mb=None, gpus=None),
+            return_exceptions=True,
+        )
+        answer = decode_to_requester(await stream.receive(10))
+        assert isinstance(answer, Accepted | Rejected)
+        if isinstance(answer, Accepted):  # the resize, second, was refused: below what jobs hold
+            assert isinstance(resized, InvalidInput) and "held" in resized.message, resized
+            outcomes.add("admitted")
+            while not isinstance(decode_to_requester(await stream.receive(30)), End):
+                pass  # the job's events, through its end
+        else:  # the resize went first: the job did not fit any more
+            assert resized is not None and not isinstance(resized, BaseException), resized
+            assert "not enough free CPU" in answer.reason, answer.reason
+            outcomes.add("refused")
+        await stream.close()
+        await pair.onboarding.resource_config(cpu_mhz=reserved.cpu_mhz, memory_mb=None, gpus=None)
+        assert await pair.onboarding.free() == reserved  # released, never below zero meanwhile
