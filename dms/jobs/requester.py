@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -61,6 +63,18 @@ def wire_problem(spec: JobSpec) -> None:
         )
 
 
+PLACEMENT_HOLD_S = 30.0
+"""How long an unpaid quote counts against its provider's free capacity."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    peer: str
+    cpu_mhz: int
+    memory_mb: int
+    at: float
+
+
 class RequesterService:
     def __init__(
         self,
@@ -82,6 +96,7 @@ class RequesterService:
         self._settler = SettlementWorker(transactions, payments)
         self._deps = Deps(jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick)
         self._owners: dict[str, SPJob] = {}
+        self._placed: dict[str, Placed] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -142,7 +157,7 @@ class RequesterService:
             raise Conflict(f"cannot read the escrow's refund delay: {exc}", code="chain_unreachable") from exc
         if why is not None:
             raise Conflict(why, code="duration_too_long")
-        placement = place(self._candidates(), needs)
+        placement = place(self._minus_in_flight(self._candidates()), needs)
         if not placement.ranked:
             raise Conflict(f"no compute provider can run this job: {placement.explain()}", code="no_provider")
         best = placement.ranked[0]
@@ -161,8 +176,32 @@ class RequesterService:
             job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
         )
         self._own(job_id)  # it waits for the payment, or expires the quote at expires_at
+        self._placed[job_id] = Placed(best.candidate.peer_id, r.cpu_mhz, r.memory_mb, time.monotonic())
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
+
+    def _minus_in_flight(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Providers' advertised free capacity less what this SP placed there that their adverts cannot show
+        yet (quotes being paid, jobs being dispatched), so a burst of requests spreads over the providers."""
+        used: dict[str, tuple[int, int]] = {}
+        now = time.monotonic()
+        for job_id, p in list(self._placed.items()):
+            owner = self._owners.get(job_id)
+            if owner is None or owner.state.is_terminal() or owner.state == SPState.RUNNING:
+                del self._placed[job_id]  # ended, or admitted and running: the provider's advert counts it
+                continue
+            if owner.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT) and now - p.at > PLACEMENT_HOLD_S:
+                continue  # an unpaid quote holds nothing for long
+            cpu, mem = used.get(p.peer, (0, 0))
+            used[p.peer] = (cpu + p.cpu_mhz, mem + p.memory_mb)
+        return [
+            dataclasses.replace(
+                c, cpu_mhz=max(c.cpu_mhz - used[c.peer_id][0], 0), memory_mb=max(c.memory_mb - used[c.peer_id][1], 0)
+            )
+            if c.peer_id in used
+            else c
+            for c in candidates
+        ]
 
     def _attempts(self) -> int:
         return 1 if self._payments.escrow else self._settings.max_attempts
