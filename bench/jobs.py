@@ -179,7 +179,7 @@ def _peak_concurrency(times: dict[str, dict[str, float]], jobs: list[str]) -> in
 
 
 async def _store_costs(n: int = 200) -> tuple[float, float]:
-    """Median seconds of one store write transaction (EventLog.append) and one read (JobStore.get), here."""
+    """Median seconds of one store write transaction (EventLog.add) and one read (JobStore.get), here."""
     from dms.store.db import Store
     from dms.store.jobs import EventLog, JobStore
     from dms.store.models import CPJobRow
@@ -191,9 +191,9 @@ async def _store_costs(n: int = 200) -> tuple[float, float]:
             jobs, events = JobStore(store, CPJobRow), EventLog(store)
             await jobs.create(job_id="j", sp_peer_id="p", state="admitted", spec={})
             writes, reads = [], []
-            for _ in range(n):
+            for i in range(n):
                 t = time.perf_counter()
-                await events.append("cp", "j", "status", {"state": "running"})
+                await events.add("cp", "j", i + 1, "status", {"state": "running"})
                 writes.append(time.perf_counter() - t)
                 t = time.perf_counter()
                 await jobs.get("j")
@@ -414,7 +414,7 @@ def latency_section(n: int, warm: int) -> str:
         *[f"| {name} | {_seg(d)} | {_seg(f)} |" for name, d, f in rows],
         f"| total | {_seg(dms)} | {_seg(bare)} |",
         "",
-        f"For scale, measured in the same run: one store write transaction (EventLog.append) takes "
+        f"For scale, measured in the same run: one store write transaction (EventLog.add) takes "
         f"{store_w * 1000:.2f} ms here, one read (JobStore.get) {store_r * 1000:.2f} ms. By dms/jobs/requester.py and",
         "provider.py, one job makes about 22 write transactions and 15 reads across the SP and the CP (every frame",
         "and CP event is stored before it is sent), most of them on the critical path.",

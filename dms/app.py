@@ -24,6 +24,7 @@ from dms.capacity import advert_for, candidates_from
 from dms.config import Settings
 from dms.errors import DmsError
 from dms.executor.docker import DockerExecutor
+from dms.jobs.logbudget import LogLimits
 from dms.jobs.protocol import PROTOCOL
 from dms.jobs.provider import ProviderService, ProviderSettings
 from dms.jobs.requester import RequesterService, RequesterSettings
@@ -183,7 +184,8 @@ class Daemon:
         self._stack.push_async_callback(executor.close)
         provider = ProviderService(
             onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
-            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
+            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s,
+                             LogLimits(budget=s.job.log_budget_kb * 1024, rate=s.job.log_rate_kb_s * 1024)),
             publish, payments,
         )  # fmt: skip
         await provider.start()
@@ -212,7 +214,7 @@ class Daemon:
         transactions = TransactionLog(store)
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
-            RequesterSettings(s.p2p.heartbeat_s), payments, transactions,
+            RequesterSettings(s.p2p.heartbeat_s, quote_ttl_s=s.job.quote_ttl_s), payments, transactions,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)

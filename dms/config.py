@@ -55,6 +55,13 @@ class P2P(_Section):
 
 class Job(_Section):
     log_batch_ms: int = Field(200, ge=10, le=10_000)
+    quote_ttl_s: float = Field(600.0, ge=1, le=86_400, description="A quote not paid by then expires.")
+    log_budget_kb: int = Field(
+        10_240, ge=4, le=1_048_576,
+        description="Output kept and sent per job (KiB of text): past it the head and the tail are kept and "
+        "the middle is dropped with a marker saying how much.",
+    )  # fmt: skip
+    log_rate_kb_s: int = Field(1024, ge=1, le=1_048_576, description="Output sent live per job (KiB/s).")
 
 
 class Payment(_Section):

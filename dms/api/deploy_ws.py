@@ -11,13 +11,13 @@ import contextlib
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dms import boundedjson, limits
 from dms.api.context import ctx
 from dms.api.endpoint import GoBody, go_keys
-from dms.errors import DmsError
+from dms.errors import Conflict, DmsError
 from dms.jobs.requester import RequesterService
 from dms.jobs.states import SPState
 from dms.store.health import storage_fault
@@ -57,6 +57,27 @@ class BadFrame(Exception):
 def _message_job_id(message: Any) -> str | None:
     job_id = message.get("job_id") if isinstance(message, dict) else None
     return job_id if isinstance(job_id, str) and job_id else None
+
+
+class Connected:
+    """The dashboards connected now, so that shutdown can close them instead of waiting for them."""
+
+    def __init__(self) -> None:
+        self.sockets: set[web.WebSocketResponse] = set()
+
+
+OPEN = web.AppKey("deploy_ws_open", Connected)
+
+
+def install(app: web.Application) -> None:
+    """Serve the websocket, and close every open one (1001 going away) when the server shuts down."""
+    app[OPEN] = Connected()
+
+    async def going_away(app: web.Application) -> None:
+        for ws in list(app[OPEN].sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the node is stopping")
+
+    app.on_shutdown.append(going_away)
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
@@ -145,7 +166,12 @@ class Session:
             job_id = waiting[0]
         # NuNet acts on `success` only; every other status (NuNet's dashboards send `pending`) waits.
         known = "success" if status.transaction_status == "success" else "pending"
-        await self.requester.send_status(job_id, known, status.tx_hash)
+        try:
+            await self.requester.send_status(job_id, known, status.tx_hash)
+        except Conflict:  # e.g. another dashboard paid first: this one still sees how the job goes
+            if job_id not in self.following:
+                self.follow(job_id)
+            raise
         if job_id not in self.following:
             self.follow(job_id)
 
@@ -159,6 +185,8 @@ async def deploy_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     session = Session(ws, c.requester)
     await ws.send_json({"action": "connected", "message": CONNECTED, "dms_version": c.version})
+    sockets = request.app[OPEN].sockets
+    sockets.add(ws)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -180,6 +208,7 @@ async def deploy_ws(request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.BINARY:
                 await session.error("binary frames are not supported; send JSON text frames")
     finally:
+        sockets.discard(ws)
         for task in session.following.values():
             task.cancel()
     return ws

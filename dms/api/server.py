@@ -19,6 +19,7 @@ def build_web_app(context: ApiContext) -> web.Application:
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, BASE + ep.path, ep.handler)
     app.router.add_get(BASE + "/run/deploy", deploy_ws.deploy_ws)
+    deploy_ws.install(app)
     app.router.add_get("/metrics", metrics.metrics)
     add_docs(app, build_spec(ENDPOINTS, BASE, context.version), BASE + "/openapi.json")
     return app

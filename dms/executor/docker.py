@@ -105,6 +105,10 @@ def engine_error(exc: aiodocker.DockerError, doing: str) -> ExecutorError:
     return ExecutorError(f"{doing}: {exc.message}")
 
 
+MAX_BATCH = 256 * 1024
+"""Bytes of output a batch holds at most before it is handed on."""
+
+
 class LogBatcher:
     """Collects stdout/stderr bytes and hands them on at most every `interval` seconds, in order."""
 
@@ -116,10 +120,17 @@ class LogBatcher:
             codecs.getincrementaldecoder("utf-8")("replace"),
         )
         self._parts: tuple[list[str], list[str]] = ([], [])
+        self._size = 0
         self._lock = asyncio.Lock()
 
     def add(self, is_stderr: bool, data: bytes) -> None:
         self._parts[is_stderr].append(self._decoders[is_stderr].decode(data))
+        self._size += len(data)
+
+    @property
+    def full(self) -> bool:
+        """Past MAX_BATCH bytes: the reader hands the batch on before it reads more (bounded memory)."""
+        return self._size >= MAX_BATCH
 
     async def tick(self) -> None:
         while True:
@@ -134,6 +145,7 @@ class LogBatcher:
             out, err = ("".join(p) for p in self._parts)
             for p in self._parts:
                 p.clear()
+            self._size = 0
             if out or err:
                 await self._sink(LogChunk(out, err))
 
@@ -262,7 +274,7 @@ class DockerExecutor:
         code = int(status.get("StatusCode", -1))
         if timed_out:
             return RunResult(code, EndReason.TIMEOUT)
-        if spec.job_id in self._cancelled:
+        if spec.job_id in self._cancelled and code != 0:  # exit 0: it ran to its end before the cancel hit
             return RunResult(code, EndReason.CANCELLED)
         state = (await container.show()).get("State", {})
         # Docker on cgroup v1 does not always flag OOMKilled; a SIGKILL we did not send comes from the
@@ -284,6 +296,8 @@ class DockerExecutor:
                     except asyncio.IncompleteReadError:
                         break
                     batch.add(kind == STDERR, data)
+                    if batch.full:  # a flood: wait for the sink rather than buffer without bound
+                        await batch.flush()
         finally:
             ticker.cancel()
             await batch.flush(final=True)

@@ -28,13 +28,32 @@ class EventFeed:
         self._events = events
         self._side = side
         self._queues: defaultdict[str, set[asyncio.Queue[Numbered]]] = defaultdict(set)
+        self._last: dict[str, int] = {}
+
+    async def number(self, job_id: str) -> int:
+        """The job's next event number. Allocated here, in memory, never reused: numbers are not read
+        back from the store per event (`max(seq) + 1` races), only once per job to resume after a restart."""
+        if job_id not in self._last:
+            last = await self._events.last_seq(self._side, job_id)
+            self._last.setdefault(job_id, last)  # a concurrent first call may have set it meanwhile
+        self._last[job_id] += 1
+        return self._last[job_id]
+
+    def forget(self, job_id: str) -> None:
+        """Drop the job's counter (its numbers are resumed from the store if it ever emits again)."""
+        self._last.pop(job_id, None)
 
     async def emit(self, job_id: str, kind: str, data: dict[str, Any]) -> Numbered:
-        """Store the event (it gets the job's next number), then hand it to the job's followers."""
-        item = Numbered(await self._events.append(self._side, job_id, kind, data), kind, data)
+        """Store the event under the job's next number, then hand it to the job's followers."""
+        item = Numbered(await self.number(job_id), kind, data)
+        await self._events.add(self._side, job_id, item.seq, kind, data)
+        self.publish(job_id, item)
+        return item
+
+    def publish(self, job_id: str, item: Numbered) -> None:
+        """Hand an event that is already stored (by whoever numbered it) to the job's live followers."""
         for queue in self._queues.get(job_id, ()):
             queue.put_nowait(item)
-        return item
 
     async def follow(
         self, job_id: str, after: int, idle_s: float | None = None

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
-from dms.jobs.feed import EventFeed
+from dms.jobs.deadline import min_refund_deadline
+from dms.jobs.feed import EventFeed, Numbered
+from dms.jobs.logbudget import LogBudget, LogLimits, Piece
 from dms.jobs.protocol import (
     Accepted,
     Attach,
@@ -42,7 +45,7 @@ from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.pricing import job_price
 from dms.store.allocations import AllocationStore
-from dms.store.jobs import Duplicate, EventLog, JobStore
+from dms.store.jobs import Duplicate, EventLog, JobStore, NewEvent
 from dms.store.models import CPJobRow
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class ProviderSettings:
     allow_network: bool
     image_allowlist: tuple[str, ...]
     heartbeat_s: float
+    log_limits: LogLimits = field(default_factory=LogLimits)
 
 
 def outcome(result: RunResult, memory_mb: int, disk_mb: int = 0) -> tuple[CPState, str | None]:
@@ -96,7 +100,6 @@ class ProviderService:
         self._settings = settings
         self._on_capacity_change = on_capacity_change
         self._payments = payments
-        self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
@@ -110,7 +113,7 @@ class ProviderService:
         if self.executor_problem:
             log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
         await self._events.prune(EVENT_RETENTION)
-        live = await self._jobs.list({s.value for s in CPState if not s.is_terminal()})
+        live = await self._jobs.list({s.value for s in CPState if not s.is_terminal()}, limit=None)
         leftovers = {} if self.executor_problem else {x.job_id: x for x in await self._executor.reconcile()}
         for row in live:
             left = leftovers.get(row.job_id)
@@ -124,6 +127,10 @@ class ProviderService:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks.values())
+
+    async def job(self, job_id: str) -> CPJobRow | None:
+        """The job as this provider runs it (None if it never reached here)."""
+        return await self._jobs.get(job_id)
 
     @property
     def running(self) -> int:
@@ -167,12 +174,13 @@ class ProviderService:
             price = job_price(rec.ntx_price, r.cpu_mhz, spec.duration_s)
             try:
                 tx_hash = await self._payments.verify(
-                    req.payment.tx_hash, req.job_id, rec.payment_addr, price, req.payment.arbiter
-                )
+                    req.payment.tx_hash, req.job_id, rec.payment_addr, price, req.payment.arbiter,
+                    min_refund_deadline(spec.duration_s, time.time()),
+                )  # fmt: skip
             except PaymentRejected as exc:
                 log.info("refused job %s from %s: payment rejected: %s (%s)", req.job_id, sp_peer, exc, exc.details)
                 return f"payment rejected: {exc.reason}"
-        async with self._lock:  # check and reserve as one step
+        async with self._onboarding.ledger():  # check and reserve as one step, against resizes and offboarding
             if await self._jobs.get(req.job_id) is not None:
                 return f"job id {req.job_id} is already known to this provider"
             node = await self._view(spec.image)
@@ -205,6 +213,7 @@ class ProviderService:
         code: int | None = None
         final: CPState = CPState.FAILED
         reason: str | None = "the provider stopped"
+        budget = LogBudget(self._settings.log_limits, time.monotonic())
         try:
             state = await self._move(job_id, state, CPState.STARTING)
 
@@ -213,8 +222,9 @@ class ProviderService:
                 state = await self._move(job_id, state, CPState.RUNNING)
 
             async def logs(chunk: LogChunk) -> None:
-                await self._emit(job_id, "logs", {"stdout": chunk.stdout, "stderr": chunk.stderr})
-                await self._bound_logs(job_id)
+                now = time.monotonic()
+                await self._emit_logs(job_id, budget.add("stdout", chunk.stdout, now) if chunk.stdout else [])
+                await self._emit_logs(job_id, budget.add("stderr", chunk.stderr, now) if chunk.stderr else [])
 
             r = spec.resources
             result = await self._executor.run(
@@ -232,22 +242,40 @@ class ProviderService:
             final, reason = CPState.FAILED, str(exc)
         finally:
             self._tasks.pop(job_id, None)
-            self._log_batches.pop(job_id, None)
-            await asyncio.shield(self._finish(job_id, state, final, code, reason))
+            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason))
 
-    async def _move(self, job_id: str, current: CPState, new: CPState) -> CPState:
+    async def _last_logs_then_finish(
+        self, job_id: str, budget: LogBudget, current: CPState, final: CPState, code: int | None, reason: str | None
+    ) -> None:
+        """The tail of the output (after the marker, if the middle was dropped) goes before the result."""
+        with contextlib.suppress(Exception):
+            await self._emit_logs(job_id, budget.end())
+        self._log_batches.pop(job_id, None)
+        if budget.dropped_total:
+            log.info("job %s: %d of %d characters of output dropped (log budget or rate)", job_id,
+                     budget.dropped_total, budget.total)  # fmt: skip
+        await self._finish(job_id, current, final, code, reason)
+
+    async def _move(self, job_id: str, current: CPState, new: CPState, **values: Any) -> CPState:
+        """Store the move (compare-and-set on `current`) with its event, in one transaction; then publish it."""
         transition(current, new)
-        await self._jobs.update(job_id, state=new.value)
-        await self._emit(job_id, "status", {"state": new.value})
+        kind, data = (
+            ("result", {"state": new.value, **values}) if new.is_terminal() else ("status", {"state": new.value})
+        )
+        item = Numbered(await self._feed.number(job_id), kind, data)
+        await self._jobs.commit(
+            job_id, current.value, [NewEvent("cp", item.seq, kind, data)], state=new.value, **values
+        )
+        self._feed.publish(job_id, item)
         return new
 
     async def _finish(
         self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None
     ) -> None:
-        transition(current, final)
-        await self._jobs.update(job_id, state=final.value, exit_code=code, reason=reason)
-        await self._allocations.release(job_id)
-        await self._emit(job_id, "result", {"state": final.value, "exit_code": code, "reason": reason})
+        await self._move(job_id, current, final, exit_code=code, reason=reason)
+        async with self._onboarding.ledger():
+            await self._allocations.release(job_id)
+        self._feed.forget(job_id)
         await self._on_capacity_change()
         log.info("job %s %s%s", job_id, final.value, f": {reason}" if reason and final != CPState.COMPLETED else "")
 
@@ -271,6 +299,12 @@ class ProviderService:
         self._log_batches[job_id] = LOG_KEEP
         note = f"[dms: {dropped} older log batches were dropped to bound the provider's buffer]\n"
         await self._emit(job_id, "logs", {"stdout": "", "stderr": note})
+
+    async def _emit_logs(self, job_id: str, pieces: list[Piece]) -> None:
+        for stream, text in pieces:
+            await self._emit(job_id, "logs", {"stdout": text, "stderr": ""} if stream == "stdout" else
+                             {"stdout": "", "stderr": text})  # fmt: skip
+            await self._bound_logs(job_id)
 
     async def _emit(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
         await self._feed.emit(job_id, kind, data)

@@ -3,12 +3,16 @@
 What dashboards see are frames in NuNet's shapes (`job-submitted`, `deployment-response`,
 `log-stream-response`, `job-failed`, `job-completed`). Each frame is stored as a numbered event before it
 is delivered, so a dashboard that reconnects and subscribes again gets the whole story, once.
+
+Each live job has one owner (`SPJob`, in sp_job.py) that alone writes its row and numbers its frames;
+this service creates the owners, hands them the dashboards' commands, and serves the frames.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -17,38 +21,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dms.errors import Conflict, NotFound
+from dms.errors import Conflict, InvalidInput, NotFound
+from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
-from dms.jobs.protocol import (
-    PROTOCOL,
-    Accepted,
-    Attach,
-    Cancel,
-    Deploy,
-    End,
-    Event,
-    Heartbeat,
-    Payment,
-    ProtocolError,
-    Rejected,
-    decode_to_requester,
-    encode,
-)
+from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
+from dms.jobs.settlement import SettlementWorker
+from dms.jobs.sp_job import CancelJob, Deps, Frame, Pay, SPJob, log_frames
 from dms.jobs.spec import JobSpec
-from dms.jobs.states import SPState, transition
+from dms.jobs.states import SPState
 from dms.jobs.tasks import cancel_and_wait
-from dms.jobs.transport import Dialer, LineStream, NetworkError, StreamClosed
+from dms.jobs.transport import Dialer
 from dms.matching import Candidate, Needs, place
-from dms.payments.errors import PaymentRejected, SettlementError
+from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
-from dms.payments.settle import Outcome, outcome_of
-from dms.store.jobs import Duplicate, EventLog, JobStore, TransactionLog
+from dms.store.jobs import EventLog, JobStore, TransactionLog
 from dms.store.models import SPJobRow
 
-log = logging.getLogger(__name__)
+__all__ = ["RequesterService", "RequesterSettings", "log_frames"]
 
-ANSWER_TIMEOUT_S = 15.0
-Frame = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +47,32 @@ class RequesterSettings:
     heartbeat_s: float
     quote_ttl_s: float = 600.0
     max_attempts: int = 3
+
+
+def wire_problem(spec: JobSpec) -> None:
+    """InvalidInput when the job's deployment message would not fit the wire (protocol.MAX_LINE): a job the
+    provider could never read is refused here, with the size, instead of failing as a closed stream later."""
+    payment = Payment(price=2**256 - 1, tx_hash="0x" + "f" * 64, arbiter="0x" + "f" * 40)  # the largest
+    size = len(encode(Deploy(type="deploy", job_id="f" * 64, spec=spec, payment=payment)))
+    if size > MAX_LINE:
+        raise InvalidInput(
+            f"the job is too large to send to a provider: its deployment message is {size} bytes, over the "
+            f"{MAX_LINE} byte limit of the peer protocol (make env and command smaller)",
+            [{"field": "env/command", "message": f"{size} bytes in all, at most {MAX_LINE}"}],
+            code="too_large",
+        )
+
+
+PLACEMENT_HOLD_S = 30.0
+"""How long an unpaid quote counts against its provider's free capacity."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    peer: str
+    cpu_mhz: int
+    memory_mb: int
+    at: float
 
 
 class RequesterService:
@@ -71,30 +88,57 @@ class RequesterService:
         transactions: TransactionLog,
     ) -> None:
         self._jobs = jobs
-        self._events = events
         self._candidates = candidates
         self._channel = channel
-        self._dialer = dialer
         self._settings = settings
         self._payments = payments
-        self._transactions = transactions
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._streams: dict[str, LineStream] = {}
         self._feed = EventFeed(events, "sp")
+        self._settler = SettlementWorker(transactions, payments)
+        self._deps = Deps(jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick)
+        self._owners: dict[str, SPJob] = {}
+        self._placed: dict[str, Placed] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Pick up jobs that were in flight when the daemon stopped: dispatch the paid, follow the running."""
-        live = {SPState.AWAITING_PAYMENT.value, SPState.PAID.value, SPState.SUBMITTED.value, SPState.RUNNING.value}
-        for row in await self._jobs.list(live):
-            if row.state == SPState.AWAITING_PAYMENT.value and row.tx_hash is None:
-                continue  # still waiting for the dashboard's send-status
-            log.info("resuming job %s (%s)", row.job_id, row.state)
-            self._spawn(row.job_id)
+        """Give every job that was live when the daemon stopped its owner again, however many there are:
+        quotes wait for payment (or expire), paid jobs are dispatched, submitted ones re-attached."""
+        await self._settler.start()
+        live = {s.value for s in SPState if not s.is_terminal()}
+        rows = await self._jobs.list(live, limit=None)
+        for row in rows:
+            self._own(row.job_id)
+        if rows:
+            log.info("resumed %d live jobs", len(rows))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks.values())
+        await self._settler.stop()
+
+    def _own(self, job_id: str) -> SPJob:
+        """The job's owner, started if it has none (synchronous: two callers cannot both start one)."""
+        owner = self._owners.get(job_id)
+        if owner is None:
+            owner = self._owners[job_id] = SPJob(job_id, self._deps)
+            task = self._tasks[job_id] = asyncio.create_task(owner.run())
+
+            def gone(_: asyncio.Task[None]) -> None:
+                if self._owners.get(job_id) is owner:
+                    del self._owners[job_id], self._tasks[job_id]
+
+            task.add_done_callback(gone)
+        return owner
+
+    async def _live_owner(self, job_id: str, refused: str) -> SPJob:
+        """The owner of a live job; NotFound, or Conflict(`refused` + its state) once it has ended."""
+        owner = self._owners.get(job_id)
+        if owner is not None:
+            return owner
+        row = await self._row(job_id)
+        if SPState(row.state).is_terminal():
+            raise Conflict(f"job {job_id} {refused} (it is {row.state})", code="wrong_state")
+        return self._own(job_id)
 
     # --- quote and payment ----------------------------------------------------------------------
 
@@ -106,7 +150,14 @@ class RequesterService:
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
             gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
         )  # fmt: skip
-        placement = place(self._candidates(), needs)
+        wire_problem(spec)
+        try:
+            why = too_long(spec.duration_s, await self._payments.refund_delay_s())
+        except PaymentRejected as exc:
+            raise Conflict(f"cannot read the escrow's refund delay: {exc}", code="chain_unreachable") from exc
+        if why is not None:
+            raise Conflict(why, code="duration_too_long")
+        placement = place(self._minus_in_flight(self._candidates()), needs)
         if not placement.ranked:
             raise Conflict(f"no compute provider can run this job: {placement.explain()}", code="no_provider")
         best = placement.ranked[0]
@@ -124,64 +175,50 @@ class RequesterService:
         await self._jobs.create(
             job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
         )
+        self._own(job_id)  # it waits for the payment, or expires the quote at expires_at
+        self._placed[job_id] = Placed(best.candidate.peer_id, r.cpu_mhz, r.memory_mb, time.monotonic())
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
+
+    def _minus_in_flight(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Providers' advertised free capacity less what this SP placed there that their adverts cannot show
+        yet (quotes being paid, jobs being dispatched), so a burst of requests spreads over the providers."""
+        used: dict[str, tuple[int, int]] = {}
+        now = time.monotonic()
+        for job_id, p in list(self._placed.items()):
+            owner = self._owners.get(job_id)
+            if owner is None or owner.state.is_terminal() or owner.state == SPState.RUNNING:
+                del self._placed[job_id]  # ended, or admitted and running: the provider's advert counts it
+                continue
+            if owner.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT) and now - p.at > PLACEMENT_HOLD_S:
+                continue  # an unpaid quote holds nothing for long
+            cpu, mem = used.get(p.peer, (0, 0))
+            used[p.peer] = (cpu + p.cpu_mhz, mem + p.memory_mb)
+        return [
+            dataclasses.replace(
+                c, cpu_mhz=max(c.cpu_mhz - used[c.peer_id][0], 0), memory_mb=max(c.memory_mb - used[c.peer_id][1], 0)
+            )
+            if c.peer_id in used
+            else c
+            for c in candidates
+        ]
 
     def _attempts(self) -> int:
         return 1 if self._payments.escrow else self._settings.max_attempts
 
     async def awaiting_payment(self) -> list[str]:
-        return [r.job_id for r in await self._jobs.list({SPState.AWAITING_PAYMENT.value})]
+        return [r.job_id for r in await self._jobs.list({SPState.AWAITING_PAYMENT.value}, limit=None)]
 
     async def send_status(self, job_id: str, status: str, tx_hash: str | None) -> None:
-        """The dashboard reports its payment. `success` dispatches; `pending` keeps waiting."""
-        row = await self._row(job_id)
-        if row.state != SPState.AWAITING_PAYMENT.value:
-            raise Conflict(f"job {job_id} is not awaiting payment (it is {row.state})", code="wrong_state")
-        if datetime.fromisoformat(row.quote["expires_at"]) < datetime.now(UTC):
-            await self._end(row.job_id, SPState.FAILED, "the quote expired; request a new one", None)
-            raise Conflict(f"the quote for job {job_id} expired; request a new one", code="quote_expired")
-        if self._payments.escrow and not tx_hash:
-            why = "send-status needs message.tx_hash: this node verifies escrow deposits on-chain"
-            raise Conflict(why, code="tx_hash_required")
-        # Without escrow "pending" waits for a later "success"; with it, the chain decides (and is waited for).
-        if job_id in self._tasks or (status == "pending" and not self._payments.escrow):
-            return
-        try:
-            await self._jobs.update(job_id, tx_hash=tx_hash.lower() if tx_hash else None)
-        except Duplicate:
-            reused = "payment rejected: reused (that deposit paid for another job)"
-            await self._end(job_id, SPState.FAILED, reused, None)
-            return
-        self._spawn(job_id)
+        """The dashboard reports its payment. `success` dispatches; `pending` keeps waiting.
+        Conflict when the job is not (or no longer) awaiting payment, or a payment is already being checked."""
+        owner = await self._live_owner(job_id, "is not awaiting payment")
+        await owner.ask(Pay(status, tx_hash))
 
     async def cancel(self, job_id: str) -> None:
-        row = await self._row(job_id)
-        state = SPState(row.state)
-        if state.is_terminal():
-            raise Conflict(f"job {job_id} already ended ({row.state})", code="wrong_state")
-        if state in (SPState.SUBMITTED, SPState.RUNNING) and row.cp_peer_id:
-            await self._send_cancel(job_id, row.cp_peer_id)
-            return
-        task = self._tasks.pop(job_id, None)
-        if task is not None:
-            task.cancel()
-        await self._end(job_id, SPState.CANCELLED, "cancelled", None)
-
-    async def _send_cancel(self, job_id: str, peer: str) -> None:
-        stream = self._streams.get(job_id)
-        msg = encode(Cancel(type="cancel", job_id=job_id))
-        try:
-            if stream is not None:
-                await stream.send(msg)
-                return
-            side = await self._dialer.open(peer, PROTOCOL)
-            try:
-                await side.send(msg)
-            finally:
-                await side.close()
-        except NetworkError as exc:
-            raise Conflict(f"cannot reach the provider to cancel job {job_id}: {exc}", code="unreachable") from exc
+        """Cancel the job, or ask its provider to stop it; Conflict once it has ended."""
+        owner = await self._live_owner(job_id, "already ended")
+        await owner.ask(CancelJob())
 
     async def _row(self, job_id: str) -> SPJobRow:
         row = await self._jobs.get(job_id)
@@ -197,9 +234,6 @@ class RequesterService:
 
     # --- frames to dashboards -------------------------------------------------------------------
 
-    async def _frame(self, job_id: str, frame: Frame) -> None:
-        await self._feed.emit(job_id, "frame", frame)
-
     async def frames(self, job_id: str, after: int = 0) -> AsyncIterator[tuple[int, Frame]]:
         """Every frame of the job after `after`, stored then live, until its final frame."""
         await self._row(job_id)
@@ -209,205 +243,3 @@ class RequesterService:
                 yield item.seq, item.data
                 if item.data["action"] in ("job-completed", "job-failed"):
                     return
-
-    # --- dispatch and follow --------------------------------------------------------------------
-
-    def _spawn(self, job_id: str) -> None:
-        task = asyncio.create_task(self._drive(job_id))
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job_id, None) if self._tasks.get(job_id) is task else None)
-
-    async def _drive(self, job_id: str) -> None:
-        try:
-            row = await self._row(job_id)
-            if row.state == SPState.AWAITING_PAYMENT.value:
-                if not await self._check_payment(row):
-                    return
-                row = await self._row(job_id)
-            if row.state == SPState.PAID.value:
-                stream = await self._dispatch(row)
-            else:
-                stream = await self._reattach(row)
-            if stream is not None:
-                await self._follow(job_id, stream)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job %s: unexpected error", job_id)
-            with contextlib.suppress(Exception):
-                await self._end(job_id, SPState.FAILED, "internal error in the service provider", None)
-        finally:
-            stream = self._streams.pop(job_id, None)
-            if stream is not None:
-                await stream.close()
-
-    async def _check_payment(self, row: SPJobRow) -> bool:
-        """Verify the deposit (escrow mode) and move to PAID; job-failed with the reason otherwise."""
-        q = row.quote
-        try:
-            tx = await self._payments.verify(
-                row.tx_hash, row.job_id, q["compute_provider"]["payment_addr"], q["estimated_price"], q.get("arbiter")
-            )
-        except PaymentRejected as exc:
-            await self._transactions.add(row.job_id, "fund", row.tx_hash, q["estimated_price"], "rejected", str(exc))
-            await self._end(row.job_id, SPState.FAILED, f"payment rejected: {exc.reason}", None, settle=False)
-            return False
-        if self._payments.escrow:
-            await self._transactions.add(row.job_id, "fund", tx, q["estimated_price"], "verified")
-        await self._jobs.update(row.job_id, state=transition(SPState.AWAITING_PAYMENT, SPState.PAID).value)
-        return True
-
-    async def _dispatch(self, row: SPJobRow) -> LineStream | None:
-        """Offer the job to the quoted provider, then to the next candidates (bounded)."""
-        await self._frame(row.job_id, {"action": "job-submitted"})
-        spec = JobSpec.model_validate(row.spec)
-        refusals = []
-        for peer, price in row.quote["candidates"]:
-            payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"))
-            deploy = Deploy(type="deploy", job_id=row.job_id, spec=spec, payment=payment)
-            try:
-                stream = await self._dialer.open(peer, PROTOCOL)
-            except NetworkError as exc:
-                refusals.append(f"{peer}: unreachable ({exc})")
-                continue
-            answer = await self._offer(stream, deploy)
-            if isinstance(answer, Accepted):
-                await self._jobs.update(row.job_id, state=SPState.SUBMITTED.value, cp_peer_id=peer)
-                content = f"job {row.job_id} deployed to {peer}"
-                await self._frame(
-                    row.job_id, {"action": "deployment-response", "message": {"success": True, "content": content}}
-                )
-                self._streams[row.job_id] = stream
-                return stream
-            await stream.close()
-            refusals.append(f"{peer}: {answer}")
-        reason = "no compute provider accepted the job: " + "; ".join(refusals)
-        await self._frame(
-            row.job_id, {"action": "deployment-response", "message": {"success": False, "content": reason}}
-        )
-        await self._end(row.job_id, SPState.FAILED, reason, None)
-        return None
-
-    async def _offer(self, stream: LineStream, deploy: Deploy) -> Accepted | str:
-        """The provider's answer: Accepted, or the refusal as a sentence."""
-        try:
-            await stream.send(encode(deploy))
-            deadline = time.monotonic() + ANSWER_TIMEOUT_S
-            while True:
-                msg = decode_to_requester(await stream.receive(max(deadline - time.monotonic(), 0.01)))
-                if isinstance(msg, Accepted | Rejected) and msg.job_id == deploy.job_id:
-                    return msg if isinstance(msg, Accepted) else msg.reason
-        except TimeoutError:
-            return "no answer"
-        except StreamClosed as exc:
-            return f"stream closed ({exc})"
-        except ProtocolError as exc:
-            return f"bad answer ({exc})"
-
-    async def _reattach(self, row: SPJobRow) -> LineStream | None:
-        """A new stream to the job's provider, resuming after the last event seen; None if it is lost."""
-        deadline = time.monotonic() + 3 * self._settings.heartbeat_s
-        reason = "unknown"
-        assert row.cp_peer_id is not None
-        while time.monotonic() < deadline:
-            try:
-                stream = await self._dialer.open(row.cp_peer_id, PROTOCOL)
-            except NetworkError as exc:
-                reason = str(exc)
-                await asyncio.sleep(self._settings.heartbeat_s / 2)
-                continue
-            try:
-                await stream.send(encode(Attach(type="attach", job_id=row.job_id, after_seq=row.cp_seq)))
-                msg = decode_to_requester(await stream.receive(ANSWER_TIMEOUT_S))
-            except (StreamClosed, TimeoutError, ProtocolError) as exc:
-                await stream.close()
-                reason = str(exc) or type(exc).__name__
-                continue
-            if isinstance(msg, Accepted):
-                self._streams[row.job_id] = stream
-                return stream
-            await stream.close()
-            reason = msg.reason if isinstance(msg, Rejected) else "unexpected answer"
-            break
-        await self._end(row.job_id, SPState.FAILED, f"compute provider lost: {reason}", None)
-        return None
-
-    async def _follow(self, job_id: str, stream: LineStream) -> None:
-        """Relay the provider's events until the result; re-attach once the stream drops, within the bound."""
-        while True:
-            try:
-                msg = decode_to_requester(await stream.receive(3 * self._settings.heartbeat_s))
-            except TimeoutError:
-                silent = 3 * self._settings.heartbeat_s
-                await self._end(job_id, SPState.FAILED, f"compute provider lost: silent for {silent:g} s", None)
-                return
-            except ProtocolError as exc:
-                log.warning("job %s: bad message from the provider: %s", job_id, exc)
-                continue
-            except StreamClosed:
-                self._streams.pop(job_id, None)
-                await stream.close()
-                next_stream = await self._reattach(await self._row(job_id))
-                if next_stream is None:
-                    return
-                stream = next_stream
-                continue
-            if isinstance(msg, Heartbeat):
-                continue
-            if isinstance(msg, End):
-                return
-            if isinstance(msg, Event) and msg.job_id == job_id and await self._on_event(job_id, msg):
-                return
-
-    async def _on_event(self, job_id: str, ev: Event) -> bool:
-        """Apply one provider event; True once the job has ended."""
-        row = await self._row(job_id)
-        if ev.seq <= row.cp_seq:
-            return False
-        await self._jobs.update(job_id, cp_seq=ev.seq)
-        if ev.kind == "logs":
-            for stream_name in ("stdout", "stderr"):  # NuNet's frame: one stream per frame, at the top level
-                if ev.data.get(stream_name):
-                    await self._frame(job_id, {"action": "log-stream-response", stream_name: ev.data[stream_name]})
-        elif ev.kind == "status" and ev.data.get("state") == "running" and row.state == SPState.SUBMITTED.value:
-            await self._jobs.update(job_id, state=transition(SPState.SUBMITTED, SPState.RUNNING).value)
-        elif ev.kind == "result":
-            state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
-                str(ev.data.get("state")), SPState.FAILED
-            )
-            code = ev.data.get("exit_code")
-            await self._end(job_id, state, ev.data.get("reason"), code if isinstance(code, int) else None)
-            return True
-        return False
-
-    async def _settle(self, job_id: str, outcome: Outcome) -> None:
-        """Release or refund by the table; the result is recorded either way (and logged on failure)."""
-        try:
-            action, tx = await self._payments.settle(job_id, outcome)
-        except (SettlementError, NetworkError, OSError) as exc:
-            log.warning("job %s: settlement failed: %s", job_id, exc)
-            await self._transactions.add(job_id, "settle", None, None, "failed", str(exc))
-            return
-        await self._transactions.add(job_id, action, tx, None, "sent" if tx else "already settled")
-        log.info("job %s: %s (%s) sent: %s", job_id, action, outcome, tx)
-
-    async def _end(
-        self, job_id: str, state: SPState, reason: str | None, code: int | None, *, settle: bool = True
-    ) -> None:
-        row = await self._row(job_id)
-        was = SPState(row.state)
-        transition(was, state)
-        await self._jobs.update(job_id, state=state.value, reason=reason, exit_code=code)
-        if settle and self._payments.escrow and row.tx_hash and was != SPState.AWAITING_PAYMENT:
-            lost = (reason or "").startswith("compute provider lost")
-            started = was == SPState.RUNNING or state == SPState.COMPLETED
-            await self._settle(job_id, outcome_of(state.value, container_started=started, provider_lost=lost))
-        if state == SPState.COMPLETED:
-            await self._frame(job_id, {"action": "job-completed", "message": None, "detail": {"exit_code": code}})
-        else:
-            why = reason or state.value
-            detail: dict[str, Any] = {"reason": why}
-            if code is not None:
-                detail["exit_code"] = code
-            await self._frame(job_id, {"action": "job-failed", "message": why, "detail": detail})
-        log.info("job %s %s%s", job_id, state.value, f": {reason}" if reason else "")

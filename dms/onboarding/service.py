@@ -53,6 +53,11 @@ class OnboardingService:
         self._lock = asyncio.Lock()
         self._on_change = on_change
 
+    def ledger(self) -> asyncio.Lock:
+        """The one lock over free capacity: onboarding changes here, and the provider's admission (check and
+        hold) and release, all take it, so none interleaves with another and free never goes below zero."""
+        return self._lock
+
     async def start(self) -> None:
         """Re-render the metadata file from the store (it may be missing or stale after a crash)."""
         rec = await self._records.get()

@@ -27,8 +27,15 @@ class PaymentGate(Protocol):
     def quote_fields(self, job_id: str) -> dict[str, Any]:
         """What a quote adds about the escrow (empty without one)."""
 
-    async def verify(self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None) -> str:
-        """The normalised tx hash once the deposit is confirmed. Raises PaymentRejected (reason = one phrase)."""
+    async def verify(
+        self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None,
+        min_deadline: int | None = None,
+    ) -> str:  # fmt: skip
+        """The normalised tx hash once the deposit is confirmed, and the payer cannot refund it before
+        `min_deadline` (unix seconds) when given. Raises PaymentRejected (reason = one phrase)."""
+
+    async def refund_delay_s(self) -> int | None:
+        """How long after a deposit its payer may refund it (None without escrow). Raises PaymentRejected."""
 
     async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
         """Release or refund by the settlement table: (action, tx hash or None when nothing was sent).
@@ -46,8 +53,14 @@ class NoPayments:
     def quote_fields(self, job_id: str) -> dict[str, Any]:
         return {}
 
-    async def verify(self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None) -> str:
+    async def verify(
+        self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None,
+        min_deadline: int | None = None,
+    ) -> str:  # fmt: skip
         return tx_hash or ""
+
+    async def refund_delay_s(self) -> int | None:
+        return None
 
     async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
         return settlement(outcome).value, None
@@ -75,13 +88,19 @@ class EscrowPayments:
             "chain_id": self.verifier.chain_id,
         }
 
-    async def verify(self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None) -> str:
+    async def verify(
+        self, tx_hash: str | None, job_id: str, provider: str, amount: int, arbiter: str | None,
+        min_deadline: int | None = None,
+    ) -> str:  # fmt: skip
         if not tx_hash:
             raise PaymentRejected(Reason.MALFORMED_TX_HASH, "send-status carried no tx_hash")
         proof = await self.verifier.wait_for_funding(
-            tx_hash, job_id, provider, amount, arbiter=arbiter, timeout_s=self.timeout_s
+            tx_hash, job_id, provider, amount, arbiter=arbiter, min_deadline=min_deadline, timeout_s=self.timeout_s
         )
         return proof.tx_hash
+
+    async def refund_delay_s(self) -> int | None:
+        return await self.verifier.refund_delay_s()
 
     async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
         action = settlement(outcome)

@@ -83,6 +83,7 @@ class EscrowVerifier:
         self.required_confirmations = required_confirmations
         self.poll_interval_s = poll_interval_s
         self._escrow = w3.eth.contract(address=self.escrow_address, abi=load_artifact().abi)
+        self._refund_delay: int | None = None
 
     @classmethod
     def connect(
@@ -105,6 +106,13 @@ class EscrowVerifier:
             required_confirmations=required_confirmations,
             poll_interval_s=poll_interval_s,
         )
+
+    async def refund_delay_s(self) -> int:
+        """The escrow's payer-refund delay (immutable in the contract; read once). PaymentRejected(chain
+        unreachable) when it cannot be read."""
+        if self._refund_delay is None:
+            self._refund_delay = int(await self._rpc(self._escrow.functions.refund_delay().call()))
+        return self._refund_delay
 
     async def close(self) -> None:
         """Close the provider's HTTP session, if it has one."""

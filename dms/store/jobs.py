@@ -5,10 +5,12 @@ Each job row has one writer: the SP rows the requester service, the CP rows the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dms.store.db import Store
@@ -26,8 +28,22 @@ class Duplicate(Exception):
     """A value that must be unique (a job id, a deposit's tx hash) is already stored."""
 
 
+class Stale(Exception):
+    """A compare-and-set found the job in another state than the writer expected (or no such job)."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store with a job's change, numbered by the job's owner."""
+
+    side: Side
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+
+
 class JobStore(Generic[Row]):
-    """Rows of one side's jobs. `updates` are column values; `state` moves are checked by the caller."""
+    """Rows of one side's jobs. State moves are compare-and-set (`commit`), checked by the caller's state machine."""
 
     def __init__(self, store: Store, model: type[Row]) -> None:
         self._store = store
@@ -59,7 +75,35 @@ class JobStore(Generic[Row]):
         except IntegrityError as exc:
             raise Duplicate(str(exc.orig)) from exc
 
-    async def list(self, states: set[str] | None = None, limit: int = 200) -> list[Row]:
+    async def commit(
+        self,
+        job_id: str,
+        expected: str | None,
+        events: Sequence[NewEvent] = (),
+        also: Sequence[TransactionRow] = (),
+        **values: Any,
+    ) -> None:
+        """One transaction: set `values` if the job is still in state `expected` (any state when None), and
+        store `events` (and `also`, e.g. the settlement it now owes) with it. Raises Stale (nothing written)
+        when the state moved, Duplicate when a unique value (tx hash, an event number) is taken."""
+        q = update(self._model).where(self._model.job_id == job_id)
+        if expected is not None:
+            q = q.where(self._model.state == expected)
+        try:
+            async with self._store.session() as s, s.begin():
+                result = await s.execute(q.values(**values, updated_at=now()))
+                if int(result.rowcount or 0) != 1:  # type: ignore[attr-defined]
+                    raise Stale(f"job {job_id} is no longer {expected}")
+                s.add_all(
+                    JobEventRow(side=e.side, job_id=job_id, seq=e.seq, kind=e.kind, payload=e.payload, at=now())
+                    for e in events
+                )
+                s.add_all(also)
+        except IntegrityError as exc:
+            raise Duplicate(str(exc.orig)) from exc
+
+    async def list(self, states: set[str] | None = None, limit: int | None = 200) -> list[Row]:
+        """Newest first; `limit=None` for all of them (recovery must see every live job)."""
         q = select(self._model).order_by(self._model.created_at.desc()).limit(limit)
         if states is not None:
             q = q.where(self._model.state.in_(states))
@@ -73,14 +117,18 @@ class EventLog:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def append(self, side: Side, job_id: str, kind: str, payload: dict[str, Any]) -> int:
+    async def add(self, side: Side, job_id: str, seq: int, kind: str, payload: dict[str, Any]) -> None:
+        """Store one event under the number its job's owner gave it (IntegrityError if it is taken)."""
         async with self._store.session() as s, s.begin():
+            s.add(JobEventRow(side=side, job_id=job_id, seq=seq, kind=kind, payload=payload, at=now()))
+
+    async def last_seq(self, side: Side, job_id: str) -> int:
+        """The job's highest stored number (0 if none): where its owner resumes numbering."""
+        async with self._store.session() as s:
             last = await s.scalar(
                 select(func.max(JobEventRow.seq)).where(JobEventRow.side == side, JobEventRow.job_id == job_id)
             )
-            seq = (last or 0) + 1
-            s.add(JobEventRow(side=side, job_id=job_id, seq=seq, kind=kind, payload=payload, at=now()))
-        return seq
+        return int(last or 0)
 
     async def after(self, side: Side, job_id: str, seq: int) -> list[JobEventRow]:
         q = (
@@ -138,6 +186,51 @@ class TransactionLog:
                     at=now(),
                 )
             )
+
+    @staticmethod
+    def owed(job_id: str, action: str, outcome: str) -> TransactionRow:
+        """A pending release or refund, to store with the job's final state (JobStore.commit's `also`)."""
+        at = now()
+        return TransactionRow(
+            job_id=job_id, kind=action, tx_hash=None, amount=None, state="pending", error=None, at=at,
+            outcome=outcome, attempts=0, next_at=at,
+        )  # fmt: skip
+
+    async def due(self, limit: int = 50) -> list[TransactionRow]:
+        """Pending settlements whose next attempt is due, oldest first."""
+        q = (
+            select(TransactionRow)
+            .where(TransactionRow.state == "pending", TransactionRow.next_at <= now())
+            .order_by(TransactionRow.next_at)
+            .limit(limit)
+        )
+        async with self._store.session() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def next_due(self) -> datetime | None:
+        q = select(func.min(TransactionRow.next_at)).where(TransactionRow.state == "pending")
+        async with self._store.session() as s:
+            value = await s.scalar(q)
+        return None if value is None else value.replace(tzinfo=UTC)
+
+    async def retry_now(self) -> int:
+        """Make every pending settlement due (at start: a restart is a good moment to try again)."""
+        q = update(TransactionRow).where(TransactionRow.state == "pending").values(next_at=now())
+        async with self._store.session() as s, s.begin():
+            return int((await s.execute(q)).rowcount or 0)  # type: ignore[attr-defined]
+
+    async def attempted(
+        self, row_id: int, state: str, tx_hash: str | None, error: str | None, next_at: datetime | None
+    ) -> None:
+        """Record one attempt of a pending settlement: its new state, and when to try again if still pending."""
+        q = (
+            update(TransactionRow)
+            .where(TransactionRow.id == row_id, TransactionRow.state == "pending")
+            .values(state=state, tx_hash=tx_hash, error=error, next_at=next_at, at=now(),
+                    attempts=TransactionRow.attempts + 1)
+        )  # fmt: skip
+        async with self._store.session() as s, s.begin():
+            await s.execute(q)
 
     async def list(self, limit: int = 500) -> list[TransactionRow]:
         async with self._store.session() as s:

@@ -92,7 +92,11 @@ class CPJobRow(JobColumns, Base):
 
 
 class TransactionRow(Base):
-    """A payment this node saw or sent for a job: the deposit it verified, the release or refund it sent."""
+    """A payment this node saw or sent for a job: the deposit it verified, the release or refund it sent.
+
+    A release or refund is an outbox entry: written `pending` with the job's final state, then only the
+    settlement worker moves it (to `mined`, or `failed` once refused for good), counting its attempts.
+    """
 
     __tablename__ = "transactions"
 
@@ -102,9 +106,14 @@ class TransactionRow(Base):
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     amount: Mapped[str | None] = mapped_column(String(80))
     """Wei, as decimal text: amounts exceed SQLite's integers."""
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(String(1000))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    """Why a release or refund is owed (dms.payments.settle.Outcome)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When a pending settlement is tried next."""
 
 
 class JobEventRow(Base):

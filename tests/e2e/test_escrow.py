@@ -21,7 +21,7 @@ from web3.contract import Contract
 from web3.types import TxReceipt, Wei
 
 from dms.payments.contract import escrow_job_id, load_artifact
-from tests.e2e.test_network_and_jobs import containers_of, job, known
+from tests.e2e.test_network_and_jobs import containers_of, job, known, post_error
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
 from tests.procs import DmsProcess, post, run_cli, wait_for
 
@@ -106,9 +106,14 @@ async def pay_and_follow(mk: Market, quote: dict[str, Any], tx_hash: str) -> lis
                 return frames
 
 
-def settled(mk: Market, job_id: str, kind: str) -> bool:
+def settlement(mk: Market, job_id: str, kind: str) -> dict[str, Any] | None:
     rows = mk.sp.get("/api/v1/transactions")
-    return any(t["job_id"] == job_id and t["kind"] == kind and t["state"] == "sent" for t in rows)
+    return next((t for t in rows if t["job_id"] == job_id and t["kind"] == kind), None)
+
+
+def settled(mk: Market, job_id: str, kind: str) -> bool:
+    row = settlement(mk, job_id, kind)
+    return row is not None and row["state"] == "mined"
 
 
 async def test_paid_job_releases_exactly_the_price(market: Market) -> None:
@@ -136,8 +141,16 @@ async def test_rejected_payments_say_why_and_start_nothing(market: Market) -> No
     tx = mk.deposit(paid)
     assert (await pay_and_follow(mk, paid, tx))[-1]["action"] == "job-completed"
     again = post(mk.sp, "/run/request-service", job("echo twice"))
-    frames = await pay_and_follow(mk, again, tx)  # the same deposit for another job
-    assert frames[-1]["action"] == "job-failed" and "reused" in frames[-1]["message"]
+    frames = await pay_and_follow(mk, again, tx)  # the same deposit for another job: it names the first one
+    assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: wrong job"
+
+    victim = post(mk.sp, "/run/request-service", job("echo victim job"))
+    victim_tx = mk.deposit(victim)
+    thief = post(mk.sp, "/run/request-service", job("echo never"))
+    frames = await pay_and_follow(mk, thief, victim_tx)  # someone else's deposit, sent first
+    assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: wrong job"
+    frames = await pay_and_follow(mk, victim, victim_tx)
+    assert frames[-1]["action"] == "job-completed", frames[-1]  # the deposit was never marked used
 
     bogus = post(mk.sp, "/run/request-service", job("echo never"))
     frames = await pay_and_follow(mk, bogus, "0x" + "ab" * 32)
@@ -145,16 +158,13 @@ async def test_rejected_payments_say_why_and_start_nothing(market: Market) -> No
     assert await containers_of(bogus["job_id"]) == []
 
 
-async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
-    """An SP that skips its own check (a peer speaking the protocol directly) cannot get underpaid work run."""
+async def lax_deploy(mk: Market, tmp_path: Path, quote: dict[str, Any], spec: dict[str, Any], tx: str) -> Any:
+    """Offer a job to the CP as an SP that skips its own checks (a peer speaking the protocol directly)."""
     from dms.jobs.protocol import PROTOCOL, Deploy, Payment, decode_to_requester, encode
     from dms.jobs.spec import JobSpec
     from dms.network import NetworkSettings, P2PNode
 
-    mk = market
     me = mk.cp.get("/api/v1/peers/self")
-    quote = post(mk.sp, "/run/request-service", job("echo should not run"))
-    tx = mk.deposit(quote, value=quote["estimated_price"] // 2)
     node = P2PNode(
         NetworkSettings(listen_addresses=("/ip4/127.0.0.1/tcp/0",), bootstrap_peers=(me["addrs"][0],), heartbeat_s=1),
         identity_path=tmp_path / "lax-sp.key",
@@ -163,14 +173,37 @@ async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
     await node.start()
     try:
         stream = await node.open_stream(me["peer_id"], PROTOCOL)
-        spec = JobSpec.model_validate(job("echo should not run"))
         payment = Payment(price=quote["estimated_price"], tx_hash=tx, arbiter=quote["arbiter"])
-        await stream.send(encode(Deploy(type="deploy", job_id=quote["job_id"], spec=spec, payment=payment)))
+        deploy = Deploy(type="deploy", job_id=quote["job_id"], spec=JobSpec.model_validate(spec), payment=payment)
+        await stream.send(encode(deploy))
         answer = decode_to_requester(await stream.receive(30))
         await stream.close()
     finally:
         await node.stop()
+    return answer
+
+
+async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
+    """An SP that skips its own check cannot get underpaid work run."""
+    mk = market
+    quote = post(mk.sp, "/run/request-service", job("echo should not run"))
+    tx = mk.deposit(quote, value=quote["estimated_price"] // 2)
+    answer = await lax_deploy(mk, tmp_path, quote, job("echo should not run"), tx)
     assert answer.type == "rejected" and answer.reason == "payment rejected: underpaid", answer
+    assert await containers_of(quote["job_id"]) == []
+
+
+async def test_a_deposit_refundable_before_the_job_ends_is_refused(market: Market, tmp_path: Path) -> None:
+    """The escrow's refund delay is 3600 s: the SP quotes no job it cannot cover, the CP runs none."""
+    mk = market
+    long = {**job("echo should not run"), "duration_s": 3500}
+    status, error = post_error(mk.sp, "/run/request-service", long)
+    assert status == 409 and error["code"] == "duration_too_long", error
+    assert "too long for this escrow" in error["message"] and "at most 3300 s" in error["message"]
+    quote = post(mk.sp, "/run/request-service", job("echo should not run"))
+    tx = mk.deposit(quote, value=10**12 * 500 * 3500 // 1000)  # enough for the long job, paid now
+    answer = await lax_deploy(mk, tmp_path, quote, long, tx)
+    assert answer.type == "rejected" and answer.reason == "payment rejected: deadline too soon", answer
     assert await containers_of(quote["job_id"]) == []
 
 
@@ -202,3 +235,28 @@ def test_nunet_run_pays_and_the_transactions_are_listed(market: Market) -> None:
     assert listing.returncode == 0 and "release" in listing.stdout and "verified" in listing.stdout
     wallet = run_cli("wallet", "show", dms=mk.sp.url)
     assert mk.sp.get("/api/v1/wallet")["address"] in wallet.stdout
+
+
+async def test_settlement_is_retried_until_mined_across_a_crash(market: Market) -> None:
+    """The SP's wallet has no gas when the job ends: the dashboard still gets job-completed at once; the
+    release stays pending, is retried, survives a SIGKILL of the SP and is mined once the wallet is funded."""
+    mk = market
+    arbiter = mk.sp.get("/api/v1/wallet")["address"]
+    quote = post(mk.sp, "/run/request-service", job("echo paid work"))
+    tx = mk.deposit(quote)
+    mk.w3.provider.make_request("anvil_setBalance", [arbiter, "0x0"])  # type: ignore[arg-type]
+    frames = await pay_and_follow(mk, quote, tx)
+    assert frames[-1]["action"] == "job-completed", frames[-1]  # the final frame does not wait for the chain
+
+    def retried() -> bool:
+        row = settlement(mk, quote["job_id"], "release")
+        return row is not None and row["state"] == "pending" and "attempt 2" in (row["error"] or "")
+
+    wait_for(retried, 20, "the release is tried again after a failure")
+    assert "no gas" in settlement(mk, quote["job_id"], "release")["error"]  # type: ignore[index]
+    mk.sp.kill9()
+    mk.w3.provider.make_request("anvil_setBalance", [arbiter, hex(10**18)])  # type: ignore[arg-type]
+    mk.sp.start()
+    wait_for(lambda: settled(mk, quote["job_id"], "release"), 30, "the release is mined after the restart")
+    assert mk.state(quote["job_id"]) == RELEASED
+    assert mk.w3.eth.get_balance(mk.payout) == quote["estimated_price"]

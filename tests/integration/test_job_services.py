@@ -5,158 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dms.executor.docker import DockerExecutor
-from dms.jobs.protocol import PROTOCOL
-from dms.jobs.provider import ProviderService, ProviderSettings
-from dms.jobs.requester import RequesterService, RequesterSettings
+from dms.errors import InvalidInput
+from dms.jobs.protocol import PROTOCOL, Accepted, Attach, End, Event, decode_to_requester, encode
 from dms.jobs.spec import JobSpec
-from dms.jobs.transport import PeerUnreachable, StreamClosed
-from dms.matching import Candidate
-from dms.onboarding.hardware import measure
-from dms.onboarding.rules import Resources
-from dms.onboarding.service import OnboardingService
-from dms.payments.gate import NoPayments
-from dms.store.allocations import AllocationStore
-from dms.store.db import Store
-from dms.store.jobs import EventLog, JobStore, TransactionLog
-from dms.store.models import CPJobRow, SPJobRow
-from dms.store.onboarding import OnboardingStore
-from tests.conftest import PAYOUT
+from tests.integration.jobpair import CP, Pair, job, pair, run_to_end
 
-CP = "cp-peer"
-SP = "sp-peer"
-
-
-class QueueStream:
-    """One end of an in-process newline stream. Closing either end drops the whole connection."""
-
-    def __init__(
-        self, remote: str, inbox: asyncio.Queue[bytes | None], outbox: asyncio.Queue[bytes | None], conn: list[bool]
-    ) -> None:
-        self._remote, self._in, self._out, self._conn = remote, inbox, outbox, conn
-
-    @property
-    def remote_peer(self) -> str:
-        return self._remote
-
-    async def send(self, line: bytes) -> None:
-        if not self._conn[0]:
-            raise StreamClosed("connection closed")
-        await self._out.put(line)
-
-    async def receive(self, wait_s: float) -> bytes:
-        item = await asyncio.wait_for(self._in.get(), wait_s)
-        if item is None:
-            raise StreamClosed("closed by peer")
-        return item.rstrip(b"\n")
-
-    async def close(self) -> None:
-        if self._conn[0]:
-            self._conn[0] = False
-            await self._out.put(None)
-            await self._in.put(None)
-
-
-@dataclass
-class Wire:
-    provider: ProviderService
-    up: bool = True
-    served: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def open(self, peer_id: str, protocol: str) -> QueueStream:
-        assert protocol == PROTOCOL
-        if peer_id != CP or not self.up:
-            raise PeerUnreachable(f"cannot dial {peer_id}")
-        a: asyncio.Queue[bytes | None] = asyncio.Queue()
-        b: asyncio.Queue[bytes | None] = asyncio.Queue()
-        conn = [True]
-        task = asyncio.create_task(self.provider.serve(QueueStream(SP, a, b, conn)))
-        self.served.add(task)
-        task.add_done_callback(self.served.discard)
-        return QueueStream(CP, b, a, conn)
-
-
-@dataclass
-class Pair:
-    requester: RequesterService
-    provider: ProviderService
-    onboarding: OnboardingService
-    wire: Wire
-
-
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    store = Store(tmp_path)
-    await store.open()
-    machine = measure(tmp_path, gpus=[])
-    onboarding = OnboardingService(
-        machine, OnboardingStore(store), AllocationStore(store), tmp_path / "m.json", ["nunet-test"], "t"
-    )
-    await onboarding.onboard(
-        reserved=Resources(machine.cpu_mhz // 2, machine.memory_mb // 2, disk_mb=machine.disk_mb // 2),
-        channel="nunet-test",
-        payment_addr=PAYOUT, ntx_price=1000, is_available=True,
-    )  # fmt: skip
-    executor = DockerExecutor(f"t-{uuid.uuid4().hex[:8]}", log_batch_s=0.05)
-
-    async def noop() -> None:
-        pass
-
-    provider = ProviderService(
-        onboarding, AllocationStore(store), executor, JobStore(store, CPJobRow), EventLog(store),
-        ProviderSettings(allow_network=False, image_allowlist=(), heartbeat_s=0.5), noop, NoPayments(),
-    )  # fmt: skip
-    await provider.start()
-    wire = Wire(provider)
-
-    async def candidates() -> list[Candidate]:
-        free = await onboarding.free()
-        return [
-            Candidate(
-                CP, "nunet-test", True, free.cpu_mhz, machine.cores, free.memory_mb, (), 1000, ("docker",),
-                disk_mb=free.disk_mb,
-            )
-        ]  # fmt: skip
-
-    snapshot: list[Candidate] = []
-
-    async def channel() -> str:
-        return "nunet-test"
-
-    requester = RequesterService(
-        JobStore(store, SPJobRow), EventLog(store), lambda: snapshot, channel, wire,
-        RequesterSettings(heartbeat_s=0.5), NoPayments(), TransactionLog(store),
-    )  # fmt: skip
-    snapshot += await candidates()
-    yield Pair(requester, provider, onboarding, wire)
-    await requester.stop()
-    await provider.stop()
-    assert await executor.reconcile() == []
-    await executor.close()
-    await store.close()
-
-
-def job(cmd: str, **kw: Any) -> JobSpec:
-    res = {"cpu_mhz": 500, "cores": 0.5, "memory_mb": 64, **kw.pop("resources", {})}
-    return JobSpec.model_validate(
-        {"image": "dms-test/busybox:1", "command": ["sh", "-c", cmd], "resources": res, "max_price": 10**15,
-         "duration_s": 60, **kw}
-    )  # fmt: skip
-
-
-async def run_to_end(p: Pair, spec: JobSpec) -> tuple[str, list[dict[str, Any]]]:
-    quote = await p.requester.request_service(spec, None)
-    await p.requester.send_status(quote["job_id"], "success", None)
-    frames = [f async for _, f in p.requester.frames(quote["job_id"])]
-    return quote["job_id"], frames
+__all__ = ["pair"]  # the fixture
 
 
 async def test_happy_path_frames_in_order(pair: Pair) -> None:
@@ -212,8 +69,7 @@ async def test_provider_silence_fails_the_job_within_three_heartbeats(pair: Pair
         if f["action"] == "log-stream-response":
             break
     pair.wire.up = False  # the provider disappears: no new streams...
-    stream = pair.requester._streams[quote["job_id"]]
-    await stream.close()  # ...and the current one drops
+    await pair.wire.opened[-1].close()  # ...and the current one drops
     t0 = asyncio.get_running_loop().time()
     frames = [f async for _, f in pair.requester.frames(quote["job_id"])]
     assert frames[-1]["action"] == "job-failed" and "compute provider lost" in frames[-1]["message"]
@@ -242,3 +98,32 @@ async def test_provider_log_buffer_is_bounded_with_a_marker(pair: Pair, monkeypa
     assert len(kept) <= 3 + 2
     markers = [e for e in kept if "older log batches were dropped" in e.payload["stderr"]]
     assert markers and "line12" in "".join(e.payload["stdout"] for e in kept)
+
+
+async def test_attach_to_an_ended_job_replays_its_result(pair: Pair) -> None:
+    job_id, _ = await run_to_end(pair, job("echo done"))
+    stream = await pair.wire.open(CP, PROTOCOL)
+    await stream.send(encode(Attach(type="attach", job_id=job_id, after_seq=1)))
+    got = []
+    while not isinstance(msg := decode_to_requester(await stream.receive(10)), End):
+        got.append(msg)
+    assert isinstance(got[0], Accepted)
+    events = [m for m in got if isinstance(m, Event)]
+    assert events[0].seq == 2 and [e.seq for e in events] == list(range(2, 2 + len(events)))
+    assert events[-1].kind == "result" and events[-1].data == {"state": "completed", "exit_code": 0, "reason": None}
+
+
+async def test_a_job_too_large_for_the_wire_is_refused_at_request_service(pair: Pair) -> None:
+    """12.5: what request-service accepts, the provider can read; what it cannot is refused up front."""
+    for big in (
+        job("true", env={f"K{i}": "v" * 32_000 for i in range(20)}),  # a large env
+        JobSpec.model_validate({**job("true").model_dump(), "command": ["x" * 4096] * 256}),  # 256 x 4 KB args
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            await pair.requester.request_service(big, None)
+        assert caught.value.code == "too_large" and "over the 262144 byte limit" in caught.value.message
+    assert await pair.requester.list() == []  # nothing was quoted
+    near = job("echo ${#K0}", env={f"K{i}": "v" * 30_000 for i in range(8)})  # about 240 KB: it fits
+    _, frames = await run_to_end(pair, near)
+    assert frames[-1]["action"] == "job-completed", frames[-1]
+    assert "30000" in "".join(f["message"]["stdout"] for f in frames if f["action"] == "log-stream-response")

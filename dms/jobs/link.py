@@ -1,0 +1,171 @@
+"""The service provider's connection to one job's compute provider: offer, follow, re-attach, cancel.
+
+A link only reads and sends; it writes no state. What it learns (the provider's answer, its events, its
+loss) goes to the job's owner as messages, in order, through the `deliver` callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dms.jobs.protocol import (
+    PROTOCOL,
+    Accepted,
+    Attach,
+    Cancel,
+    Deploy,
+    End,
+    Event,
+    ProtocolError,
+    Rejected,
+    decode_to_requester,
+    encode,
+)
+from dms.jobs.transport import Dialer, LineStream, NetworkError, StreamClosed
+
+log = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class FromProvider:
+    """One numbered event from the provider (status, logs, result)."""
+
+    event: Event
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The provider is gone: unreachable for re-attaching, or silent for 3 heartbeats."""
+
+    reason: str
+
+
+async def offer(dialer: Dialer, peer: str, deploy: Deploy) -> LineStream | str:
+    """The open stream once `peer` accepted the job; its refusal (or why it could not answer) as a sentence."""
+    try:
+        stream = await dialer.open(peer, PROTOCOL)
+    except NetworkError as exc:
+        return f"unreachable ({exc})"
+    try:
+        await stream.send(encode(deploy))
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while True:
+            msg = decode_to_requester(await stream.receive(max(deadline - time.monotonic(), 0.01)))
+            if isinstance(msg, Accepted) and msg.job_id == deploy.job_id:
+                return stream
+            if isinstance(msg, Rejected) and msg.job_id == deploy.job_id:
+                answer = msg.reason
+                break
+    except TimeoutError:
+        answer = "no answer"
+    except StreamClosed as exc:
+        answer = f"stream closed ({exc})"
+    except ProtocolError as exc:
+        answer = f"bad answer ({exc})"
+    except BaseException:
+        await stream.close()
+        raise
+    await stream.close()
+    return answer
+
+
+class ProviderLink:
+    """Follows one job's events from its provider until the end marker, re-attaching after a drop."""
+
+    def __init__(
+        self, job_id: str, peer: str, dialer: Dialer, heartbeat_s: float, deliver: Callable[[object], None]
+    ) -> None:
+        self._job_id = job_id
+        self._peer = peer
+        self._dialer = dialer
+        self._heartbeat_s = heartbeat_s
+        self._deliver = deliver
+        self._stream: LineStream | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, stream: LineStream | None, after: int) -> None:
+        """Follow from `stream` (an accepted offer), or re-attach after event `after` when None."""
+        self._stream = stream
+        self._task = asyncio.create_task(self._run(after))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._stream is not None:
+            await self._stream.close()
+            self._stream = None
+
+    async def cancel(self) -> None:
+        """Ask the provider to stop the job. Raises NetworkError when it cannot be reached."""
+        msg = encode(Cancel(type="cancel", job_id=self._job_id))
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(StreamClosed):
+                await stream.send(msg)
+                return
+        side = await self._dialer.open(self._peer, PROTOCOL)
+        try:
+            await side.send(msg)
+        finally:
+            await side.close()
+
+    async def _run(self, last: int) -> None:
+        silent = 3 * self._heartbeat_s
+        while True:
+            if self._stream is None:
+                stream = await self._reattach(last)
+                if isinstance(stream, str):
+                    self._deliver(Lost(stream))
+                    return
+                self._stream = stream
+            try:
+                msg = decode_to_requester(await self._stream.receive(silent))
+            except TimeoutError:
+                self._deliver(Lost(f"silent for {silent:g} s"))
+                return
+            except ProtocolError as exc:
+                log.warning("job %s: bad message from the provider: %s", self._job_id, exc)
+                continue
+            except StreamClosed:
+                await self._stream.close()
+                self._stream = None
+                continue
+            if isinstance(msg, End):
+                return
+            if isinstance(msg, Event) and msg.job_id == self._job_id and msg.seq > last:
+                last = msg.seq
+                self._deliver(FromProvider(msg))
+            # heartbeats and stray answers only prove the provider is alive
+
+    async def _reattach(self, after: int) -> LineStream | str:
+        """A new stream resuming after event `after`; the reason it is lost after 3 heartbeats of trying."""
+        deadline = time.monotonic() + 3 * self._heartbeat_s
+        reason = "unknown"
+        while time.monotonic() < deadline:
+            try:
+                stream = await self._dialer.open(self._peer, PROTOCOL)
+            except NetworkError as exc:
+                reason = str(exc)
+                await asyncio.sleep(self._heartbeat_s / 2)  # a retry interval, not synchronisation
+                continue
+            try:
+                await stream.send(encode(Attach(type="attach", job_id=self._job_id, after_seq=after)))
+                msg = decode_to_requester(await stream.receive(ANSWER_TIMEOUT_S))
+            except (StreamClosed, TimeoutError, ProtocolError) as exc:
+                await stream.close()
+                reason = str(exc) or type(exc).__name__
+                continue
+            if isinstance(msg, Accepted):
+                return stream
+            await stream.close()
+            return msg.reason if isinstance(msg, Rejected) else "unexpected answer"
+        return reason

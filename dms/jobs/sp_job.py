@@ -1,0 +1,391 @@
+"""The one writer of a job on the service provider's side.
+
+One `SPJob` task per live job owns its row, its frame numbers and its side effects (payment check,
+dispatch, settlement). REST and websocket handlers only submit commands (`Pay`, `CancelJob`) and wait for
+the answer; the helpers it starts (payment check, offer, the provider link) only send it messages. Every
+change is one transaction, compare-and-set on the state it expects, with the dashboard frames it makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dms.errors import Conflict
+from dms.jobs.deadline import min_refund_deadline
+from dms.jobs.feed import EventFeed, Numbered
+from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
+from dms.jobs.protocol import Deploy, Event, Payment
+from dms.jobs.spec import JobSpec
+from dms.jobs.states import SPState, transition
+from dms.jobs.transport import Dialer, LineStream, NetworkError
+from dms.payments.errors import PaymentRejected
+from dms.payments.gate import PaymentGate
+from dms.payments.settle import outcome_of, settlement
+from dms.store.jobs import Duplicate, JobStore, NewEvent, TransactionLog
+from dms.store.models import SPJobRow, TransactionRow
+
+log = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+
+
+def log_frames(stdout: str, stderr: str) -> list[Frame]:
+    """The dashboard frames for one log batch: NuNet's `log-stream-response`, one stream per frame, at the
+    top level of the frame (`{"action": "log-stream-response", "stdout": "..."}`)."""
+    streams = (("stdout", stdout), ("stderr", stderr))
+    return [{"action": "log-stream-response", name: text} for name, text in streams if text]
+
+
+def final_frame(state: SPState, reason: str | None, code: int | None) -> Frame:
+    if state == SPState.COMPLETED:
+        return {"action": "job-completed", "message": None, "detail": {"exit_code": code}}
+    why = reason or state.value
+    detail: dict[str, Any] = {"reason": why}
+    if code is not None:
+        detail["exit_code"] = code
+    return {"action": "job-failed", "message": why, "detail": detail}
+
+
+@dataclass(frozen=True)
+class Deps:
+    jobs: JobStore[SPJobRow]
+    feed: EventFeed
+    dialer: Dialer
+    payments: PaymentGate
+    transactions: TransactionLog
+    heartbeat_s: float
+    settlements_due: Callable[[], None]
+    """Wakes the settlement worker once a settlement is owed."""
+
+
+@dataclass
+class Pay:
+    """The dashboard's `send-status`."""
+
+    status: str
+    tx_hash: str | None
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class CancelJob:
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass(frozen=True)
+class Verified:
+    tx: str | None
+    error: Exception | None
+
+
+@dataclass(frozen=True)
+class Offered:
+    stream: LineStream | None
+    peer: str | None
+    refusals: tuple[str, ...]
+
+
+def _answer(msg: object, error: Exception | None) -> None:
+    """Resolve a command's future once (other messages have none)."""
+    if isinstance(msg, Pay | CancelJob) and not msg.done.done():
+        if error is None:
+            msg.done.set_result(None)
+        else:
+            msg.done.set_exception(error)
+
+
+class SPJob:
+    def __init__(self, job_id: str, deps: Deps) -> None:
+        self.job_id = job_id
+        self._d = deps
+        self._inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.state = SPState.QUOTED
+        self._row: SPJobRow | None = None
+        self._helper: asyncio.Task[None] | None = None
+        self._link: ProviderLink | None = None
+        self._paying: str | None = None  # the tx hash being verified
+        self._cancel_wanted = False
+        self._started = False  # the provider reported the container running
+        self._closed = False  # the loop has ended: commands are refused from now on
+
+    def submit(self, msg: object) -> None:
+        self._inbox.put_nowait(msg)
+
+    async def ask(self, cmd: Pay | CancelJob) -> None:
+        """Submit a command and wait for its answer (a Conflict saying why it was refused)."""
+        if self._closed:  # the owner is gone (its service forgets it a moment later)
+            _answer(cmd, self._refusal(cmd))
+        else:
+            self.submit(cmd)
+        await cmd.done
+
+    # --- the owner's loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            row = await self._d.jobs.get(self.job_id)
+            assert row is not None
+            self._row, self.state = row, SPState(row.state)
+            self._started = self.state == SPState.RUNNING
+            self._resume(row)
+            while not self.state.is_terminal():
+                msg = await self._next()
+                try:
+                    await self._handle(msg)
+                except Conflict as exc:
+                    _answer(msg, exc)
+                except Exception:
+                    _answer(msg, Conflict(f"job {self.job_id}: internal error in the service provider"))
+                    raise
+                _answer(msg, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s: unexpected error", self.job_id)
+            if not self.state.is_terminal():
+                with contextlib.suppress(Exception):
+                    await self._end(SPState.FAILED, "internal error in the service provider", None)
+        finally:
+            await self._close_helpers()
+            self._refuse_rest()
+            self._d.feed.forget(self.job_id)
+
+    def _resume(self, row: SPJobRow) -> None:
+        if self.state == SPState.PAID:
+            self._start_helper(self._dispatch(row))
+        elif self.state in (SPState.SUBMITTED, SPState.RUNNING) and row.cp_peer_id:
+            self._follow(row.cp_peer_id, None, row.cp_seq)
+
+    async def _next(self) -> object:
+        """The next message; None when the quote expires while waiting for payment."""
+        if self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT) and self._paying is None:
+            left = (self._expires() - datetime.now(UTC)).total_seconds()
+            try:
+                return await asyncio.wait_for(self._inbox.get(), max(left, 0.0))
+            except TimeoutError:
+                return None
+        return await self._inbox.get()
+
+    def _expires(self) -> datetime:
+        assert self._row is not None
+        return datetime.fromisoformat(self._row.quote["expires_at"])
+
+    async def _handle(self, msg: object) -> None:
+        if msg is None:
+            await self._end(SPState.FAILED, "the quote expired; request a new one", None, settle=False)
+        elif isinstance(msg, Pay):
+            await self._pay(msg)
+        elif isinstance(msg, CancelJob):
+            await self._cancel()
+        elif isinstance(msg, Verified):
+            await self._verified(msg)
+        elif isinstance(msg, Offered):
+            await self._offered(msg)
+        elif isinstance(msg, FromProvider):
+            await self._on_event(msg.event)
+        elif isinstance(msg, Lost):
+            await self._end(SPState.FAILED, f"compute provider lost: {msg.reason}", None)
+
+    def _refuse_rest(self) -> None:
+        """Answer what is still queued once the job ended (or the service stops); refuse what comes later."""
+        self._closed = True
+        while not self._inbox.empty():
+            msg = self._inbox.get_nowait()
+            if isinstance(msg, Offered) and msg.stream is not None:
+                asyncio.create_task(msg.stream.close())  # noqa: RUF006 - close() never raises
+            _answer(msg, self._refusal(msg))
+
+    def _refusal(self, msg: object) -> Conflict:
+        if not self.state.is_terminal():
+            return Conflict("the service provider is stopping; try again after its restart", code="stopping")
+        what = "is not awaiting payment" if isinstance(msg, Pay) else "already ended"
+        return Conflict(f"job {self.job_id} {what} (it is {self.state.value})", code="wrong_state")
+
+    # --- commands -------------------------------------------------------------------------------
+
+    async def _pay(self, cmd: Pay) -> None:
+        if self.state not in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
+            raise Conflict(f"job {self.job_id} is not awaiting payment (it is {self.state.value})", code="wrong_state")
+        if self._paying is not None:
+            raise Conflict(f"job {self.job_id}: a payment is already being checked", code="wrong_state")
+        if self._expires() < datetime.now(UTC):
+            await self._end(SPState.FAILED, "the quote expired; request a new one", None, settle=False)
+            raise Conflict(f"the quote for job {self.job_id} expired; request a new one", code="quote_expired")
+        if self._d.payments.escrow and not cmd.tx_hash:
+            why = "send-status needs message.tx_hash: this node verifies escrow deposits on-chain"
+            raise Conflict(why, code="tx_hash_required")
+        if cmd.status == "pending" and not self._d.payments.escrow:
+            return  # without escrow "pending" waits for a later "success"; with it, the chain decides
+        self._paying = cmd.tx_hash.lower() if cmd.tx_hash else ""
+        self._start_helper(self._verify(self._paying))
+
+    async def _cancel(self) -> None:
+        if self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
+            await self._close_helpers()  # a payment check only reads
+            await self._end(SPState.CANCELLED, "cancelled", None)
+        elif self.state == SPState.PAID:
+            self._cancel_wanted = True  # an offer is out: its answer decides (cancel at once if accepted)
+        elif self._link is not None:
+            try:
+                await self._link.cancel()
+            except NetworkError as exc:
+                raise Conflict(
+                    f"cannot reach the provider to cancel job {self.job_id}: {exc}", code="unreachable"
+                ) from exc
+
+    # --- helpers' results -----------------------------------------------------------------------
+
+    async def _verified(self, msg: Verified) -> None:
+        assert self._row is not None and self._paying is not None
+        q, tx_hash = self._row.quote, self._paying
+        self._paying = None
+        if msg.error is not None:
+            if isinstance(msg.error, PaymentRejected):
+                await self._d.transactions.add(
+                    self.job_id, "fund", tx_hash or None, q["estimated_price"], "rejected", str(msg.error)
+                )
+                reason = f"payment rejected: {msg.error.reason}"
+            else:
+                reason = f"payment could not be checked: {msg.error}"
+            await self._end(SPState.FAILED, reason, None, settle=False)
+            return
+        transition(self.state, SPState.PAID)
+        submitted = await self._frames({"action": "job-submitted"})
+        try:  # the deposit is marked used only now, once verified for this job
+            await self._commit(SPState.PAID, submitted, tx_hash=tx_hash or None)
+        except Duplicate:
+            reused = "payment rejected: reused (that deposit paid for another job)"
+            await self._end(SPState.FAILED, reused, None, settle=False)
+            return
+        if self._d.payments.escrow:
+            await self._d.transactions.add(self.job_id, "fund", msg.tx, q["estimated_price"], "verified")
+        self._row.tx_hash = tx_hash or None
+        self._start_helper(self._dispatch(self._row))
+
+    async def _offered(self, msg: Offered) -> None:
+        if msg.stream is None or msg.peer is None:
+            reason = "no compute provider accepted the job: " + "; ".join(msg.refusals)
+            frame = {"action": "deployment-response", "message": {"success": False, "content": reason}}
+            if self._cancel_wanted:
+                await self._end(SPState.CANCELLED, "cancelled", None, before=[frame])
+            else:
+                await self._end(SPState.FAILED, reason, None, before=[frame])
+            return
+        content = f"job {self.job_id} deployed to {msg.peer}"
+        frames = await self._frames({"action": "deployment-response", "message": {"success": True, "content": content}})
+        transition(self.state, SPState.SUBMITTED)
+        await self._commit(SPState.SUBMITTED, frames, cp_peer_id=msg.peer)
+        self._follow(msg.peer, msg.stream, 0)
+        if self._cancel_wanted and self._link is not None:
+            with contextlib.suppress(NetworkError):
+                await self._link.cancel()
+
+    async def _on_event(self, ev: Event) -> None:
+        if ev.kind == "result":
+            state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
+                str(ev.data.get("state")), SPState.FAILED
+            )
+            code = ev.data.get("exit_code")
+            reason = ev.data.get("reason")
+            await self._end(state, reason if isinstance(reason, str) else None, code if isinstance(code, int) else None,
+                            cp_seq=ev.seq)  # fmt: skip
+            return
+        new = self.state
+        frames: list[Numbered] = []
+        if ev.kind == "logs":
+            frames = await self._frames(*log_frames(str(ev.data.get("stdout", "")), str(ev.data.get("stderr", ""))))
+        elif ev.kind == "status" and ev.data.get("state") == "running" and self.state == SPState.SUBMITTED:
+            new = transition(self.state, SPState.RUNNING)
+            self._started = True
+        await self._commit(new, frames, cp_seq=ev.seq)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    async def _frames(self, *frames: Frame) -> list[Numbered]:
+        return [Numbered(await self._d.feed.number(self.job_id), "frame", f) for f in frames]
+
+    async def _commit(
+        self, new: SPState, frames: list[Numbered], also: Sequence[TransactionRow] = (), **values: Any
+    ) -> None:
+        """Store the move from the current state (compare-and-set), the values and the frames together;
+        then hand the frames to the dashboards."""
+        events = [NewEvent("sp", f.seq, f.kind, f.data) for f in frames]
+        await self._d.jobs.commit(self.job_id, self.state.value, events, also, state=new.value, **values)
+        self.state = new
+        for f in frames:
+            self._d.feed.publish(self.job_id, f)
+
+    async def _end(
+        self, state: SPState, reason: str | None, code: int | None, *, settle: bool = True,
+        before: list[Frame] | None = None, **values: Any,
+    ) -> None:  # fmt: skip
+        """The final move, its frames and the settlement it owes (escrow), in one transaction; the settlement
+        worker sends the release or refund after that, so the final frame never waits for the chain."""
+        was = self.state
+        transition(was, state)
+        frames = await self._frames(*(before or []), final_frame(state, reason, code))
+        owed = []
+        tx_hash = self._row.tx_hash if self._row else None
+        if settle and self._d.payments.escrow and tx_hash and was not in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
+            lost = (reason or "").startswith("compute provider lost")
+            started = self._started or state == SPState.COMPLETED
+            outcome = outcome_of(state.value, container_started=started, provider_lost=lost)
+            owed.append(TransactionLog.owed(self.job_id, settlement(outcome).value, outcome.value))
+        await self._commit(state, frames, also=owed, reason=reason, exit_code=code, **values)
+        log.info("job %s %s%s", self.job_id, state.value, f": {reason}" if reason else "")
+        if owed:
+            self._d.settlements_due()
+
+    # --- helpers (they only read and send, and report back as messages) --------------------------
+
+    def _start_helper(self, work: Any) -> None:
+        self._helper = asyncio.create_task(work)
+
+    def _follow(self, peer: str, stream: LineStream | None, after: int) -> None:
+        self._link = ProviderLink(self.job_id, peer, self._d.dialer, self._d.heartbeat_s, self.submit)
+        self._link.start(stream, after)
+
+    async def _close_helpers(self) -> None:
+        if self._helper is not None and not self._helper.done():
+            self._helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._helper
+        self._helper = None
+        self._paying = None if self.state not in (SPState.QUOTED, SPState.AWAITING_PAYMENT) else self._paying
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+
+    async def _verify(self, tx_hash: str) -> None:
+        assert self._row is not None
+        q = self._row.quote
+        try:
+            tx = await self._d.payments.verify(
+                tx_hash or None, self.job_id, q["compute_provider"]["payment_addr"], q["estimated_price"],
+                q.get("arbiter"), min_refund_deadline(int(self._row.spec["duration_s"]), time.time()),
+            )  # fmt: skip
+        except Exception as exc:  # the owner turns any failure into the job's reason
+            self.submit(Verified(None, exc))
+            return
+        self.submit(Verified(tx, None))
+
+    async def _dispatch(self, row: SPJobRow) -> None:
+        """Offer the job to the quoted provider, then to the next candidates (bounded)."""
+        spec = JobSpec.model_validate(row.spec)
+        refusals = []
+        for peer, price in row.quote["candidates"]:
+            payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"))
+            deploy = Deploy(type="deploy", job_id=self.job_id, spec=spec, payment=payment)
+            answer = await offer(self._d.dialer, peer, deploy)
+            if not isinstance(answer, str):
+                self.submit(Offered(answer, peer, ()))
+                return
+            refusals.append(f"{peer}: {answer}")
+        self.submit(Offered(None, None, tuple(refusals)))

@@ -1,0 +1,58 @@
+"""12.4: the SP counts what it placed and the providers' adverts cannot show yet, so a burst of requests
+spreads over the providers instead of all going to the best one (real SQLite; no job runs)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dms.errors import Conflict
+from dms.jobs.requester import RequesterService, RequesterSettings
+from dms.jobs.transport import LineStream, PeerUnreachable
+from dms.matching import Candidate
+from dms.payments.gate import NoPayments
+from dms.store.db import Store
+from dms.store.jobs import EventLog, JobStore, TransactionLog
+from dms.store.models import SPJobRow
+from tests.integration.jobpair import job
+
+
+class Nowhere:
+    async def open(self, peer_id: str, protocol: str) -> LineStream:
+        raise PeerUnreachable(f"no network in this test ({peer_id})")
+
+
+@pytest.fixture
+async def requester(tmp_path: Path) -> AsyncIterator[RequesterService]:
+    store = Store(tmp_path)
+    await store.open()
+    providers = [  # A is cheaper; each has room for four 500 MHz jobs
+        Candidate("cp-a", "nunet-test", True, 2000, 4, 4000, (), 1000, ("docker",)),
+        Candidate("cp-b", "nunet-test", True, 2000, 4, 4000, (), 2000, ("docker",)),
+    ]
+
+    async def channel() -> str:
+        return "nunet-test"
+
+    service = RequesterService(
+        JobStore(store, SPJobRow), EventLog(store), lambda: providers, channel, Nowhere(),
+        RequesterSettings(heartbeat_s=0.5), NoPayments(), TransactionLog(store),
+    )  # fmt: skip
+    await service.start()
+    yield service
+    await service.stop()
+    await store.close()
+
+
+async def test_a_burst_fills_the_best_provider_then_the_next(requester: RequesterService) -> None:
+    quotes = [await requester.request_service(job("true"), None) for _ in range(8)]
+    placed = Counter(q["compute_provider"]["peer_id"] for q in quotes)
+    assert placed == {"cp-a": 4, "cp-b": 4}
+    with pytest.raises(Conflict) as full:
+        await requester.request_service(job("true"), None)
+    assert full.value.code == "no_provider"
+    await requester.cancel(quotes[0]["job_id"])  # an ended job holds nothing
+    assert (await requester.request_service(job("true"), None))["compute_provider"]["peer_id"] == "cp-a"
