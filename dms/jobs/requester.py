@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dms import limits
 from dms.errors import Conflict, InvalidInput, NotFound
 from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
@@ -52,7 +53,7 @@ class RequesterSettings:
 def wire_problem(spec: JobSpec) -> None:
     """InvalidInput when the job's deployment message would not fit the wire (protocol.MAX_LINE): a job the
     provider could never read is refused here, with the size, instead of failing as a closed stream later."""
-    payment = Payment(price=2**256 - 1, tx_hash="0x" + "f" * 64, arbiter="0x" + "f" * 40)  # the largest
+    payment = Payment(price=limits.MAX_WEI, tx_hash="0x" + "f" * 64, arbiter="0x" + "f" * 40)  # the largest
     size = len(encode(Deploy(type="deploy", job_id="f" * 64, spec=spec, payment=payment)))
     if size > MAX_LINE:
         raise InvalidInput(

@@ -103,8 +103,8 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         machine, OnboardingStore(store), AllocationStore(store), tmp_path / "m.json", ["nunet-test"], "t"
     )
     await onboarding.onboard(
-        reserved=Resources(machine.cpu_mhz // 2, machine.memory_mb // 2), channel="nunet-test",
-        payment_addr=PAYOUT, ntx_price=1000, is_available=True,
+        reserved=Resources(machine.cpu_mhz // 2, machine.memory_mb // 2, disk_mb=machine.disk_mb // 2),
+        channel="nunet-test", payment_addr=PAYOUT, ntx_price=1000, is_available=True,
     )  # fmt: skip
     executor = DockerExecutor(f"t-{uuid.uuid4().hex[:8]}", log_batch_s=0.05)
 
@@ -120,7 +120,12 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
 
     async def candidates() -> list[Candidate]:
         free = await onboarding.free()
-        return [Candidate(CP, "nunet-test", True, free.cpu_mhz, machine.cores, free.memory_mb, (), 1000, ("docker",))]
+        return [
+            Candidate(
+                CP, "nunet-test", True, free.cpu_mhz, machine.cores, free.memory_mb, (), 1000, ("docker",),
+                disk_mb=free.disk_mb,
+            )
+        ]  # fmt: skip
 
     snapshot: list[Candidate] = []
 

@@ -34,7 +34,7 @@ async def ends_agree(p: Pair, job_id: str, frames: list[dict[str, Any]]) -> str:
     assert (frames[-1]["action"] == "job-completed") == (sp.state == "completed")
     if sp.state == "cancelled":
         assert "ran to the end" not in "".join(
-            f["message"]["stdout"] for f in frames if f["action"] == "log-stream-response"
+            f.get("stdout", "") for f in frames if f["action"] == "log-stream-response"
         )
     assert "already known" not in (sp.reason or "")
     return sp.state

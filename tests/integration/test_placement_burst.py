@@ -30,8 +30,8 @@ async def requester(tmp_path: Path) -> AsyncIterator[RequesterService]:
     store = Store(tmp_path)
     await store.open()
     providers = [  # A is cheaper; each has room for four 500 MHz jobs
-        Candidate("cp-a", "nunet-test", True, 2000, 4, 4000, (), 1000, ("docker",)),
-        Candidate("cp-b", "nunet-test", True, 2000, 4, 4000, (), 2000, ("docker",)),
+        Candidate("cp-a", "nunet-test", True, 2000, 4, 4000, (), 1000, ("docker",), disk_mb=100_000),
+        Candidate("cp-b", "nunet-test", True, 2000, 4, 4000, (), 2000, ("docker",), disk_mb=100_000),
     ]
 
     async def channel() -> str:

@@ -1,13 +1,13 @@
 """disk as a reserved and admitted resource: the onboarding's disk share and each job's held disk
 
-Revision ID: 0003_disk
+Revision ID: 0003
 Revises: 0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_disk"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
