@@ -28,6 +28,7 @@ from dms.jobs.transport import Dialer, LineStream, NetworkError
 from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.payments.settle import outcome_of, settlement
+from dms.store.health import storage_fault
 from dms.store.jobs import Duplicate, JobStore, NewEvent, TransactionLog
 from dms.store.models import SPJobRow, TransactionRow
 
@@ -141,9 +142,15 @@ class SPJob:
                     await self._handle(msg)
                 except Conflict as exc:
                     _answer(msg, exc)
-                except Exception:
-                    _answer(msg, Conflict(f"job {self.job_id}: internal error in the service provider"))
-                    raise
+                except Exception as exc:
+                    if storage_fault(exc) is None:
+                        _answer(msg, Conflict(f"job {self.job_id}: internal error in the service provider"))
+                        raise
+                    # The disk is full: nothing was stored, the asker is told, the job waits for space.
+                    log.warning("job %s: %s", self.job_id, storage_fault(exc))
+                    _answer(msg, exc)
+                    if isinstance(msg, Verified):
+                        self._paying = None  # the payment can be reported again once there is room
                 _answer(msg, None)
         except asyncio.CancelledError:
             raise
@@ -223,6 +230,7 @@ class SPJob:
             raise Conflict(why, code="tx_hash_required")
         if cmd.status == "pending" and not self._d.payments.escrow:
             return  # without escrow "pending" waits for a later "success"; with it, the chain decides
+        self._d.jobs.check_space()  # the payment's outcome must be stored: refuse it now if it cannot be
         self._paying = cmd.tx_hash.lower() if cmd.tx_hash else ""
         self._start_helper(self._verify(self._paying))
 

@@ -6,7 +6,9 @@ WAL journaling keeps every committed transaction across a SIGKILL of the daemon.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DB_NAME = "dms.sqlite3"
+
+
+MIN_FREE_BYTES = 1 << 20
+"""Below this much free disk the store refuses new work up front (SQLite needs room for its WAL too)."""
 
 
 class StoreError(Exception):
@@ -78,6 +84,13 @@ class Store:
         event.listen(self._engine.sync_engine, "connect", _pragmas)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         log.info("store open at %s", self.path)
+
+    def check_space(self) -> None:
+        """OSError(ENOSPC) when the data dir's disk has less than MIN_FREE_BYTES left: work that must be stored
+        later (a payment being checked, then its job's frames) is refused now, while the asker can still be told."""
+        st = os.statvfs(self.path.parent)
+        if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path.parent))
 
     def session(self) -> AsyncSession:
         if self._sessions is None:

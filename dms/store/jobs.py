@@ -49,6 +49,10 @@ class JobStore(Generic[Row]):
         self._store = store
         self._model: type[Row] = model
 
+    def check_space(self) -> None:
+        """OSError(ENOSPC) when the store's disk is (nearly) full: see Store.check_space."""
+        self._store.check_space()
+
     async def create(self, **values: Any) -> None:
         """Raises Duplicate when the job id or the tx hash is taken."""
         try:
