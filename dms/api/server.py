@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dms.api import deploy_ws, metrics, onboarding, peers, run, wallet
+from dms.api.boundary import boundary_middleware, install_boundary
 from dms.api.context import CONTEXT, ApiContext
 from dms.api.errors import MAX_BODY, error_middleware
 from dms.api.openapi import add_docs, build_spec
@@ -14,11 +15,12 @@ ENDPOINTS = [*onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS, *wallet.EN
 
 
 def build_web_app(context: ApiContext) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[boundary_middleware, error_middleware])
     app[CONTEXT] = context
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, BASE + ep.path, ep.handler)
     app.router.add_get(BASE + "/run/deploy", deploy_ws.deploy_ws)
     app.router.add_get("/metrics", metrics.metrics)
     add_docs(app, build_spec(ENDPOINTS, BASE, context.version), BASE + "/openapi.json")
+    install_boundary(app, context.settings.rest, BASE)  # last: it puts CORS on every API route
     return app
