@@ -17,6 +17,8 @@ APT_PACKAGES=(
   dpkg-dev debhelper dh-virtualenv lintian
   # the package test's systemd rootfs (systemd-rootfs.sh)
   debootstrap
+  # the dashboard's browser tests (Selenium drives Debian's browser through its own driver; never a download)
+  chromium chromium-driver
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -50,6 +52,9 @@ fi
 
 # anvil (a local Ethereum node) comes from npm; the payment tests and the demo use it.
 .venv/bin/python -m tests.payments.anvil >/dev/null
+
+# the dashboard's libraries from npm, vendored into dms/web/vendor/
+bash maint-scripts/build-web.sh
 
 bash maint-scripts/start-docker.sh
 bash maint-scripts/build-test-images.sh
