@@ -11,7 +11,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from tests.conftest import PAYOUT
-from tests.procs import DmsProcess
+from tests.procs import DmsProcess, wait_for
 from tests.web.conftest import console, screenshot, wait
 
 
@@ -158,3 +158,24 @@ def test_cancel_a_long_job(browser: WebDriver, pair: tuple[DmsProcess, DmsProces
         By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] td.state.cancelled'), "cancelled", timeout=30)  # fmt: skip
     assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "cancelled"
     screenshot(browser, "cancelled")
+
+
+def test_with_a_token_the_page_asks_for_it_once(browser: WebDriver, dms_process: Callable[..., DmsProcess]) -> None:
+    token = "a-token-for-the-browser-test"
+    d = dms_process(rest={"api_token": token})
+    d.proc = d.spawn()
+    wait_for(lambda: d.log_path.exists() and "ready on" in d.log(), 30, "the daemon is ready")
+    browser.get(d.url + "/#cp")
+    wait(browser, lambda b: b.find_elements(By.ID, "login-form"), "the login form")
+    assert unlabelled_inputs(browser) == []
+    field = by_id(browser, "login-token")
+    field.send_keys("not-the-right-token")
+    field.send_keys(Keys.ENTER)
+    wait(browser, lambda b: b.find_elements(By.ID, "login-token-error"), "the wrong token's error")
+    fill(by_id(browser, "login-token"), token)
+    by_id(browser, "login-token").send_keys(Keys.ENTER)
+    wait(browser, lambda b: text_of(b, "cp-status") == "Not onboarded", "the dashboard, signed in")
+    wait(browser, lambda b: text_of(b, "conn") == "live: open", "the websocket, through the cookie")
+    # The token sits in an HttpOnly cookie: the page's scripts cannot read it.
+    assert token not in browser.execute_script("return document.cookie;")
+    assert any(c["name"] == "dms_token" and c["httpOnly"] for c in browser.get_cookies())
