@@ -25,7 +25,7 @@ function Chart({ id, title, series, data, yLabel, stepped }) {
     return () => plot.current.destroy();
   }, [key]);
   useEffect(() => { if (plot.current) plot.current.setData(data); }, [data]);
-  return html`<div id=${id} ref=${box} role="img" aria-label=${title}></div>`;
+  return html`<div id=${id} ref=${box} role="img" aria-label=${title} data-points=${data[0].length}></div>`;
 }
 
 // RTT samples {t (s), rtt: {peer_id: ms}} -> uPlot columns, one series per peer.
@@ -66,7 +66,7 @@ export function Network({ self, peers, samples, jobs }) {
     </section>
     <section aria-labelledby="rtt-title">
       <h2 id="rtt-title">Round-trip time</h2>
-      <p class="muted">Sampled by this page every 5 s while it is open (GET /peers/ping/{peer}).</p>
+      <p class="muted">Sampled by this page every 3 s while it is open (GET /peers/ping/{peer}).</p>
       ${ids.length ? html`<${Chart} id="rtt-chart" title="RTT (ms)" series=${ids.map(short)} yLabel="ms"
         data=${rttColumns(samples, ids)} />` : html`<p class="muted">No peers to ping.</p>`}
     </section>
