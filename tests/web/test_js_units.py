@@ -1,0 +1,65 @@
+"""The page's pure helpers, run by Node.js (which setup.sh installs with npm): the command splitter, the log
+frame reader in both shapes, the error reader, and the escrow deposit's call data against eth_abi's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from dms.api.dashboard import WEB_DIR
+
+SCRIPT = """
+const api = await import(process.argv[1] + '/api.js');
+const wallet = await import(process.argv[1] + '/wallet.js');
+const out = {};
+out.split = [
+  api.splitCommand('sh -c "echo a; echo b"'), api.splitCommand("echo 'x y'  z"), api.splitCommand('["a b", "c"]'),
+  api.splitCommand('a "" b'),
+];
+try { api.splitCommand('echo "open'); out.unclosed = null; } catch (e) { out.unclosed = e.message; }
+out.logs = [
+  api.logLines({action: 'log-stream-response', stdout: 'top\\n'}),
+  api.logLines({action: 'log-stream-response', stderr: 'err'}),
+  api.logLines({action: 'log-stream-response', message: {stdout: 'o', stderr: 'e'}}),
+];
+const nunet = new api.ApiError(400, {message: 'm', code: 'c', details: [{field: 'body.CPU', message: 'too big'}]});
+out.fields = nunet.fields();
+out.data = wallet.depositData('0x' + 'ab'.repeat(32), '0x' + '12'.repeat(20), '0x' + '34'.repeat(20));
+try { wallet.depositData('0x12', '0x' + '12'.repeat(20), '0x' + '34'.repeat(20)); } catch (e) { out.bad = e.message; }
+out.price = [String(wallet.priceWei({estimated_price: 5, estimated_price_wei: '123456789012345678901'})),
+             String(wallet.priceWei({estimated_price: 7}))];
+console.log(JSON.stringify(out));
+"""
+
+
+def run_node() -> dict[str, object]:
+    node = shutil.which("node") or shutil.which("nodejs")
+    assert node is not None, "Node.js is needed (maint-scripts/setup.sh installs it with npm)"
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", SCRIPT, "file://" + str(WEB_DIR)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_the_pages_helpers() -> None:
+    out = run_node()
+    assert out["split"] == [["sh", "-c", "echo a; echo b"], ["echo", "x y", "z"], ["a b", "c"], ["a", "", "b"]]
+    assert out["unclosed"] == "the command has an unclosed quote"
+    assert out["logs"] == [
+        [{"stream": "stdout", "text": "top\n"}],
+        [{"stream": "stderr", "text": "err"}],
+        [{"stream": "stdout", "text": "o"}, {"stream": "stderr", "text": "e"}],
+    ]
+    assert out["fields"] == {"cpu": "too big"}
+    expected = keccak(text="deposit(bytes32,address,address)")[:4] + encode(
+        ["bytes32", "address", "address"], [bytes.fromhex("ab" * 32), "0x" + "12" * 20, "0x" + "34" * 20]
+    )
+    assert out["data"] == "0x" + expected.hex()
+    assert "escrow_job_id" in str(out["bad"])
+    assert out["price"] == ["123456789012345678901", "7"]
