@@ -41,7 +41,7 @@ function frameEntry(f) {
   return entry;
 }
 
-function Dashboard() {
+function Dashboard({ onUnauthorized }) {
   const [view, setView] = useState((location.hash || '#cp').slice(1));
   const [cp, setCp] = useState({});
   const [jobs, setJobs] = useState([]);
@@ -51,7 +51,8 @@ function Dashboard() {
   const [conn, setConn] = useState('connecting');
   const [problem, setProblem] = useState(null);
   const ws = useRef(null);
-  const seen = useRef({});
+  const seen = useRef({});  // job_id -> the seqs shown, so a replay shows nothing twice
+  const following = useRef({});  // job_id -> last seq, for the jobs still running
 
   const send = (frame) => {
     if (ws.current && ws.current.readyState === WebSocket.OPEN) ws.current.send(JSON.stringify(frame));
@@ -63,12 +64,21 @@ function Dashboard() {
       return;
     }
     const s = (seen.current[f.job_id] ||= new Set());
-    if (f.seq !== undefined) { if (s.has(f.seq)) return; s.add(f.seq); }
+    if (f.seq !== undefined) {
+      if (s.has(f.seq)) return;
+      s.add(f.seq);
+      following.current[f.job_id] = Math.max(following.current[f.job_id] || 0, f.seq);
+    }
+    if (FRAME_STATE[f.action] && f.action !== 'job-submitted') delete following.current[f.job_id];
     setFrames((old) => ({ ...old, [f.job_id]: [...(old[f.job_id] || []), frameEntry(f)] }));
   };
   const select = (id) => {
     setSelected(id);
-    if (!seen.current[id]) { seen.current[id] = new Set(); send({ action: 'subscribe', job_id: id, after_seq: 0 }); }
+    if (!seen.current[id]) {
+      seen.current[id] = new Set();
+      following.current[id] = 0;
+      send({ action: 'subscribe', job_id: id, after_seq: 0 });
+    }
   };
 
   async function refresh() {
@@ -80,12 +90,30 @@ function Dashboard() {
         setNet((n) => ({ ...n, self, peers }));
       }
       setProblem(null);
-    } catch (e) { setProblem(e instanceof ApiError ? `${e.status}: ${e.message}` : String(e)); }
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) onUnauthorized();
+      setProblem(e instanceof ApiError ? `${e.status}: ${e.message}` : String(e));
+    }
   }
 
-  useEffect(() => {
-    ws.current = openDeploySocket(onFrame, setConn);
-    return () => ws.current.close();
+  useEffect(() => {  // the live connection; after a drop it comes back and re-subscribes where it left off
+    let stopped = false;
+    let timer = null;
+    const connect = () => {
+      const sock = openDeploySocket(onFrame, (state) => {
+        setConn(state);
+        if (state === 'open') {
+          for (const [job_id, after_seq] of Object.entries(following.current)) {
+            sock.send(JSON.stringify({ action: 'subscribe', job_id, after_seq }));
+          }
+        } else if (state === 'closed' && !stopped) {
+          timer = setTimeout(connect, 2000);
+        }
+      });
+      ws.current = sock;
+    };
+    connect();
+    return () => { stopped = true; clearTimeout(timer); ws.current.close(); };
   }, []);
   useEffect(() => {
     const onHash = () => setView((location.hash || '#cp').slice(1));
@@ -139,7 +167,7 @@ function App() {
   useEffect(() => { check(); }, []);
   if (auth === null) return html`<p class="muted">Loading…</p>`;
   if (!auth.authorized) return html`<${Login} onDone=${check} />`;
-  return html`<${Dashboard} />`;
+  return html`<${Dashboard} onUnauthorized=${check} />`;
 }
 
 render(html`<${App} />`, document.getElementById('root'));

@@ -58,19 +58,29 @@ def wait(driver: WebDriver, check: Callable[[WebDriver], Any], what: str, timeou
         raise AssertionError(f"not within {timeout} s: {what}\nbrowser console:\n{console(driver)}") from exc
 
 
-@pytest.fixture
-def pair(dms_process: Callable[..., DmsProcess]) -> Iterator[tuple[DmsProcess, DmsProcess]]:
-    """A compute provider and a service provider that knows it (as tests/e2e's pair)."""
-    cp = dms_process("cp").start()
-    onboard(cp, 0.5)
-    me = cp.get("/api/v1/peers/self")
-    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
-    onboard(sp, 0.2)  # a requester needs its channel
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DmsProcess, DmsProcess]]:
+    """A compute provider and a service provider that knows it (as tests/e2e's pair), shared by a module's
+    tests: each test makes its own jobs, and starting two daemons costs seconds on 2 cores."""
+    root = tmp_path_factory.mktemp("pair")
+    cp = DmsProcess(root, "cp")
+    sp: DmsProcess | None = None
+    try:
+        cp.start()
+        onboard(cp, 0.5)
+        me = cp.get("/api/v1/peers/self")
+        sp = DmsProcess(root, "sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
+        onboard(sp, 0.2)  # a requester needs its channel
 
-    def sees_cp() -> bool:
-        raw = sp.get("/api/v1/peers/dht")
-        peers = raw if isinstance(raw, list) else raw["peers"]
-        return any(me["peer_id"] in (p if isinstance(p, str) else p.get("peer_id", "")) for p in peers)
+        def sees_cp() -> bool:
+            assert sp is not None
+            raw = sp.get("/api/v1/peers/dht")
+            peers = raw if isinstance(raw, list) else raw["peers"]
+            return any(me["peer_id"] in (p if isinstance(p, str) else p.get("peer_id", "")) for p in peers)
 
-    wait_for(sees_cp, 15, "the SP sees the CP")
-    yield cp, sp
+        wait_for(sees_cp, 15, "the SP sees the CP")
+        yield cp, sp
+    finally:
+        for d in (sp, cp):
+            if d is not None:
+                d.stop()

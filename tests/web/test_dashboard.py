@@ -181,3 +181,20 @@ def test_with_a_token_the_page_asks_for_it_once(browser: WebDriver, dms_process:
     # The token sits in an HttpOnly cookie: the page's scripts cannot read it.
     assert token not in browser.execute_script("return document.cookie;")
     assert any(c["name"] == "dms_token" and c["httpOnly"] for c in browser.get_cookies())
+
+
+def test_the_page_follows_a_job_across_a_restart_of_its_daemon(
+    browser: WebDriver, pair: tuple[DmsProcess, DmsProcess]
+) -> None:
+    _, sp = pair
+    browser.get(sp.url + "/#sp")
+    job_id = submit_job_by_keyboard(browser, 'sh -c "for i in $(seq 1 10); do echo tick-$i; sleep 1; done"', 120)
+    wait(browser, lambda b: "tick-2" in text_of(b, "job-log"), "the first ticks", timeout=60)
+    sp.kill9()
+    wait(browser, lambda b: text_of(b, "conn") == "live: closed", "the page sees the drop")
+    sp.start()
+    wait(browser, lambda b: text_of(b, "job-state") == "completed", "the job completes after the restart", 90)
+    ticks = [line for line in text_of(browser, "job-log").splitlines() if line.startswith("tick-")]
+    assert ticks == [f"tick-{i}" for i in range(1, 11)], ticks  # each line once, in order
+    assert text_of(browser, "conn") == "live: open"
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
