@@ -24,7 +24,9 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "/onboarding/onboard": {"cpu": 500, "memory": 500, "channel": "nunet-test", "payment_addr": PAYOUT},
     "/run/request-service": {"image": "dms-test/busybox:1", "command": ["true"], "max_price": 10**18},
 }
-EXTRA_ROUTES = [("DELETE", "/onboarding/offboard"), ("POST", "/auth/login"), ("POST", "/auth/logout")]
+# Besides the documented ones: NuNet's DELETE, the page's login, and methods no route has (refused before routing).
+EXTRA_ROUTES = [("DELETE", "/onboarding/offboard"), ("POST", "/auth/login"), ("POST", "/auth/logout"),
+                ("PUT", "/onboarding/onboard"), ("PATCH", "/device/status")]  # fmt: skip
 
 
 async def onboard(http: aiohttp.ClientSession) -> None:
