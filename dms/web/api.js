@@ -56,26 +56,41 @@ export async function offboard(force) {
 // A list whichever way it comes: a bare array (NuNet) or under a key (dms).
 export const listOf = (x, key) => (Array.isArray(x) ? x : (x && Array.isArray(x[key]) ? x[key] : []));
 
-// The known peers with their capacity: /peers/dht/dump (NuNet's records, dms's fields beside), else /peers/dht.
+// The known peers with their capacity: /peers/dht/dump (NuNet's PeerData records, dms's fields beside), else
+// dms's older /peers/dht. NuNet's `{"message": "No Content in DHT"}` is an empty list.
 export async function knownPeers() {
   let raw;
   try { raw = await get('/peers/dht/dump'); } catch (e) {
     if (e.status !== 404) throw e;
     raw = await get('/peers/dht');
   }
-  return listOf(raw, 'peers').filter((p) => p && typeof p === 'object').map((p) => ({
-    peer_id: p.peer_id || p.ID || p.id || p.PeerID || '?',
-    connected: p.connected,
-    rtt_ms: p.rtt_ms,
-    capacity: p.capacity || {},
-    age_s: p.age_s,
-  }));
+  return peerRows(raw);
+}
+
+export function peerRows(raw) {
+  return listOf(raw, 'peers').filter((p) => p && typeof p === 'object').map((p) => {
+    const free = p.available_resources || {};  // NuNet's FreeResources
+    const capacity = p.capacity || {
+      cpu_mhz: free.tot_cpu_hz, memory_mb: free.ram, cores: free.vcpu, gpus: p.gpu_info || [],
+      payment_addr: p.tokenomics_addrs,
+    };
+    return {
+      peer_id: p.peer_id || p.ID || p.id || '?',
+      connected: p.connected,
+      rtt_ms: p.rtt_ms,
+      age_s: p.age_s,
+      available: p.is_available,
+      capacity,
+    };
+  });
 }
 
 export async function deviceOnline() {
-  const s = await get('/device/status');
-  return 'online' in s ? s.online : s.is_available;
+  return onlineOf(await get('/device/status'));
 }
+
+// NuNet's GET answers `online`; dms's older one `is_available`.
+export const onlineOf = (s) => ('online' in s ? s.online : s.is_available);
 
 // The running-jobs gauge comes from the Prometheus text at /metrics (public, no private endpoint).
 export async function runningJobs() {

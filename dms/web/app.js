@@ -128,7 +128,8 @@ function Dashboard({ onUnauthorized }) {
   useEffect(() => {  // the RTT chart's samples: this page pings each known peer every 3 s while on this view
     if (view !== 'net') return undefined;
     const sample = async () => {
-      const peers = await knownPeers().catch(() => []);
+      const [self, known] = await Promise.all([get('/peers/self').catch(() => ({})), knownPeers().catch(() => [])]);
+      const peers = known.filter((p) => p.peer_id !== (self.peer_id || self.ID));
       const rtt = {};
       await Promise.all(peers.slice(0, 8).map(async (p) => {
         try { rtt[p.peer_id] = (await get(`/peers/ping/${encodeURIComponent(p.peer_id)}`)).rtt_ms; } catch { /* unreachable */ }

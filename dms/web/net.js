@@ -41,13 +41,15 @@ export function jobColumns(jobs) {
   return [[...times, Math.max(Date.now() / 1000, times[times.length - 1] + 1)], [...times.map((_, i) => i + 1), times.length]];
 }
 
-export function Network({ self, peers, samples, jobs }) {
+export function Network({ self, peers: all, samples, jobs }) {
+  const selfId = self ? (self.peer_id || self.ID) : null;
+  const peers = all.filter((p) => p.peer_id !== selfId);  // NuNet's dump lists this node too
   const ids = peers.map((p) => p.peer_id).slice(0, COLORS.length);
   const latest = samples.length ? samples[samples.length - 1].rtt : {};
   return html`
     <section class="wide" aria-labelledby="self-title">
       <h2 id="self-title">This node</h2>
-      <dl><dt>Peer id</dt><dd id="self-id">${self ? (self.peer_id || self.ID) : '…'}</dd>
+      <dl><dt>Peer id</dt><dd id="self-id">${selfId || '…'}</dd>
         <dt>Addresses</dt><dd>${self ? (self.addrs || self.Addrs || []).join(' ') : ''}</dd></dl>
     </section>
     <section class="wide" aria-labelledby="peers-title">

@@ -32,6 +32,14 @@ out.data = wallet.depositData('0x' + 'ab'.repeat(32), '0x' + '12'.repeat(20), '0
 try { wallet.depositData('0x12', '0x' + '12'.repeat(20), '0x' + '34'.repeat(20)); } catch (e) { out.bad = e.message; }
 out.price = [String(wallet.priceWei({estimated_price: 5, estimated_price_wei: '123456789012345678901'})),
              String(wallet.priceWei({estimated_price: 7}))];
+out.peers = [
+  api.peerRows({message: 'No Content in DHT'}),
+  api.peerRows([{peer_id: 'Qm1', is_available: true, tokenomics_addrs: 'addr1x', gpu_info: null,
+                 available_resources: {tot_cpu_hz: 2000, ram: 1024, vcpu: 2}}]),
+  api.peerRows({peers: [{peer_id: '12D3', connected: true, rtt_ms: 1.5,
+                         capacity: {cpu_mhz: 7, executors: ['docker']}}]}),
+];
+out.online = [api.onlineOf({online: true}), api.onlineOf({is_available: false})];
 console.log(JSON.stringify(out));
 """
 
@@ -63,3 +71,10 @@ def test_the_pages_helpers() -> None:
     assert out["data"] == "0x" + expected.hex()
     assert "escrow_job_id" in str(out["bad"])
     assert out["price"] == ["123456789012345678901", "7"]
+    empty, nunet, dms = out["peers"]  # type: ignore[misc]
+    assert empty == []
+    assert nunet[0]["peer_id"] == "Qm1" and nunet[0]["available"] is True
+    free = {"cpu_mhz": 2000, "memory_mb": 1024, "cores": 2, "gpus": [], "payment_addr": "addr1x"}
+    assert nunet[0]["capacity"] == free
+    assert dms[0]["capacity"] == {"cpu_mhz": 7, "executors": ["docker"]} and dms[0]["rtt_ms"] == 1.5
+    assert out["online"] == [True, False]
