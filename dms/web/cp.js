@@ -5,6 +5,17 @@ import { Field, Meter, html, short, when } from './ui.js';
 
 const CHANNELS = ['nunet-test', 'nunet-staging', 'nunet-team', 'nunet-edge'];
 
+// Which field an error is about: the daemon's `details` when it names one, else NuNet's message (which names
+// the field in words only: "CPU should be between ...", "invalid cardano wallet address").
+const WORDS = [[/\bcpu\b/i, 'cpu'], [/memory/i, 'memory'], [/wallet|address/i, 'payment_addr'],
+  [/channel/i, 'channel'], [/price/i, 'ntx_price']];
+export function fieldErrors(e) {
+  const fields = e.fields();
+  if (Object.keys(fields).length) return fields;
+  const hits = WORDS.filter(([re]) => re.test(e.message || ''));
+  return hits.length === 1 ? { [hits[0][1]]: e.message } : {};
+}
+
 function useForm(initial) {
   const [values, setValues] = useState(initial);
   const [errors, setErrors] = useState({});
@@ -14,7 +25,7 @@ function useForm(initial) {
     setErrors({}); setMessage(null);
     try { await action(); } catch (e) {
       if (!(e instanceof ApiError)) { setMessage(String(e.message || e)); return; }
-      setErrors(e.fields());
+      setErrors(fieldErrors(e));
       setMessage(e.message);
     }
   }
@@ -114,8 +125,8 @@ export function ComputeProvider({ data, refresh }) {
       <dl>
         <dt>CPU</dt><dd>${machine.cpu} MHz, ${machine.total_cores} cores</dd>
         <dt>Memory</dt><dd>${machine.memory} MB</dd>
-        <dt>Disk</dt><dd>${machine.disk} MB</dd>
-        <dt>GPUs</dt><dd>${machine.gpus.length ? machine.gpus.map((g) => `${g.vendor} ${g.model} (${g.vram_mb} MB)`).join(', ') : 'none'}</dd>
+        <dt>Disk</dt><dd>${machine.disk ? `${machine.disk} MB` : '?'}</dd>
+        <dt>GPUs</dt><dd>${(machine.gpus || []).length ? machine.gpus.map((g) => `${g.vendor} ${g.model} (${g.vram_mb} MB)`).join(', ') : 'none'}</dd>
         <dt>Status</dt><dd id="cp-status">${status.onboarded ? `Onboarded on ${status.channel}` : 'Not onboarded'}</dd>
         ${status.onboarded && html`<dt>Availability</dt><dd class="row">
           <span id="cp-online">${online ? 'Online' : 'Offline'}</span>
@@ -140,8 +151,9 @@ export function ComputeProvider({ data, refresh }) {
       ${transactions.length === 0 ? html`<p class="muted">No payments yet.</p>` : html`<table id="transactions">
         <thead><tr><th>When</th><th>Job</th><th>Kind</th><th>Amount (wei)</th><th>State</th><th>Tx</th></tr></thead>
         <tbody>${transactions.map((t) => html`<tr>
-          <td>${when(t.at)}</td><td>${short(t.job_id)}</td><td>${t.kind}</td><td>${t.amount}</td>
-          <td>${t.state}${t.error ? ` (${t.error})` : ''}</td><td>${short(t.tx_hash)}</td></tr>`)}</tbody>
+          <td>${when(t.at || t.date_time)}</td><td>${short(t.job_id)}</td><td>${t.kind || t.transaction_type}</td>
+          <td>${t.amount ?? ''}</td><td>${t.state || ''}${t.error ? ` (${t.error})` : ''}</td>
+          <td>${short(t.tx_hash)}</td></tr>`)}</tbody>
       </table>`}
     </section>`;
 }
@@ -154,7 +166,7 @@ export async function loadComputeProvider() {
   }
   const [running, tx] = await Promise.all([
     runningJobs().catch(() => null),
-    api('GET', '/transactions').catch(() => []),
+    api('GET', '/transactions?size_done=0').catch(() => []),  // NuNet's route needs size_done (0: all)
   ]);
   return { machine, status, online, running, transactions: listOf(tx, 'transactions') };
 }

@@ -26,5 +26,5 @@ export function Meter({ id, label, value, max, unit }) {
 }
 
 export const short = (id) => (id && id.length > 14 ? `${id.slice(0, 6)}…${id.slice(-6)}` : id || '');
-export const when = (t) => (t ? new Date(t).toLocaleString() : '');
+export const when = (t) => (!t ? '' : Number.isNaN(Date.parse(t)) ? String(t) : new Date(t).toLocaleString());
 export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);

@@ -39,6 +39,15 @@ out.peers = [
   api.peerRows({peers: [{peer_id: '12D3', connected: true, rtt_ms: 1.5,
                          capacity: {cpu_mhz: 7, executors: ['docker']}}]}),
 ];
+const cp = await import(process.argv[1] + '/cp.js');
+const nunetError = (m) => new api.ApiError(400, {message: m});
+out.guess = [
+  cp.fieldErrors(nunetError('CPU should be between 10% and 90% of the available CPU (520 and 4680)')),
+  cp.fieldErrors(nunetError('invalid cardano wallet address')),
+  cp.fieldErrors(nunetError('memory should be between 10% and 90% of the available memory (1 and 2)')),
+  cp.fieldErrors(nunetError('cardano node requires 10000MB of RAM and 6000MHz CPU and memory')),
+  cp.fieldErrors(nunet),
+];
 out.online = [api.onlineOf({online: true}), api.onlineOf({is_available: false})];
 console.log(JSON.stringify(out));
 """
@@ -78,3 +87,7 @@ def test_the_pages_helpers() -> None:
     assert nunet[0]["capacity"] == free
     assert dms[0]["capacity"] == {"cpu_mhz": 7, "executors": ["docker"]} and dms[0]["rtt_ms"] == 1.5
     assert out["online"] == [True, False]
+    cpu, wallet, memory, both, detailed = out["guess"]  # type: ignore[misc]
+    assert list(cpu) == ["cpu"] and list(wallet) == ["payment_addr"] and list(memory) == ["memory"]
+    assert both == {}  # names two fields: shown above the form, not beside a guess
+    assert detailed == {"cpu": "too big"}
