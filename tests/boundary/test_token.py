@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import os
@@ -40,6 +41,15 @@ async def test_every_api_call_needs_the_token(token_node: Daemon) -> None:
             assert r.status == 401
         async with http.get("/auth/status") as r:
             assert await r.json() == {"token_required": True, "authorized": False}
+    # The open paths do not open anything else (raw requests: clients would normalise these paths away).
+    port = int(token_node.url.rsplit(":", 1)[1])
+    for path in ("/web/../api/v1/onboarding/status", "/web/%2e%2e/api/v1/onboarding/status",
+                 "/swagger/../metrics", "//api/v1/onboarding/status", "/auth/status/../../metrics"):  # fmt: skip
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        status_line = (await reader.readline()).decode()
+        writer.close()
+        assert status_line.split()[1] in ("401", "404"), (path, status_line)
 
 
 async def test_the_page_logs_in_with_an_httponly_cookie(token_node: Daemon) -> None:
@@ -156,8 +166,6 @@ def test_on_a_non_loopback_address_only_token_holders_get_in(tmp_path: Path) -> 
 
 
 async def test_the_cli_sends_the_token(token_node: Daemon) -> None:
-    import asyncio
-
     from tests.procs import run_cli
 
     os.environ.pop("NUNET_DMS_TOKEN", None)
