@@ -4,10 +4,23 @@ import { ApiError, post, splitCommand } from './api.js';
 import { Field, TERMINAL, html, short, when } from './ui.js';
 import { payWithWallet, priceWei } from './wallet.js';
 
+// KEY=value lines into the job's env object.
+export function parseEnv(text) {
+  const env = {};
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (!line) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new Error(`line ${i + 1}: expected KEY=value`);
+    env[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return env;
+}
+
 function JobForm({ onQuote }) {
   const [v, setV] = useState({
     image: 'dms-test/busybox:1', command: 'sh -c "echo hello from dms"', cpu_mhz: '500', cores: '0.5',
-    memory_mb: '64', duration_s: '60', max_price: '1000000000000000000',
+    memory_mb: '64', duration_s: '60', max_price: '1000000000000000000', env: '', target: '',
   });
   const [errors, setErrors] = useState({});
   const [message, setMessage] = useState(null);
@@ -17,10 +30,13 @@ function JobForm({ onQuote }) {
     setErrors({}); setMessage(null);
     let command;
     try { command = splitCommand(v.command); } catch (e) { setErrors({ command: e.message }); return; }
+    let env;
+    try { env = parseEnv(v.env); } catch (e) { setErrors({ env: e.message }); return; }
     const body = {
-      image: v.image.trim(), command,
+      image: v.image.trim(), command, env,
       resources: { cpu_mhz: Number(v.cpu_mhz), cores: Number(v.cores), memory_mb: Number(v.memory_mb) },
       max_price: Number(v.max_price), duration_s: Number(v.duration_s),
+      ...(v.target.trim() ? { target_peer: v.target.trim() } : {}),
     };
     try { onQuote(await post('/run/request-service', body), body); } catch (e) {
       if (e instanceof ApiError) setErrors(e.fields());
@@ -41,6 +57,15 @@ function JobForm({ onQuote }) {
       error=${errors.duration_s} />
     <${Field} id="job-price" label="Max price (wei)" type="number" value=${v.max_price} onInput=${set('max_price')}
       error=${errors.max_price} />
+    <div class="field ${errors.env ? 'invalid' : ''}">
+      <label for="job-env">Environment</label>
+      <textarea id="job-env" rows="2" placeholder="KEY=value, one a line" value=${v.env}
+        aria-describedby=${errors.env ? 'job-env-error' : undefined}
+        onInput=${(e) => set('env')(e.currentTarget.value)}></textarea>
+      ${errors.env && html`<span id="job-env-error" class="error" role="alert">${errors.env}</span>`}
+    </div>
+    <${Field} id="job-target" label="Provider (optional)" value=${v.target} onInput=${set('target')}
+      error=${errors.target_peer} hint="a peer id from the Network view; empty: the best match" />
     ${message && html`<p class="error" id="job-error" role="alert">${message}</p>`}
     <button type="submit" id="quote-btn">Get a quote</button>
   </form>`;

@@ -101,8 +101,10 @@ def submit_job_by_keyboard(browser: WebDriver, command: str, duration_s: int = 6
     assert unlabelled_inputs(browser) == []
     image = by_id(browser, "job-image")
     image.click()
-    order = ["job-image", "job-command", "job-cpu", "job-cores", "job-memory", "job-duration", "job-price"]
-    values = {"job-image": "dms-test/busybox:1", "job-command": command, "job-duration": str(duration_s)}
+    order = ["job-image", "job-command", "job-cpu", "job-cores", "job-memory", "job-duration", "job-price",
+             "job-env", "job-target"]  # fmt: skip
+    values = {"job-image": "dms-test/busybox:1", "job-command": command, "job-duration": str(duration_s),
+              "job-env": "GREETING=hello from the env"}  # fmt: skip
     for id_ in order:
         focused = browser.switch_to.active_element
         assert focused.get_attribute("id") == id_, (id_, focused.get_attribute("outerHTML"))
@@ -120,10 +122,10 @@ def submit_job_by_keyboard(browser: WebDriver, command: str, duration_s: int = 6
 def test_a_busybox_job_from_the_form_to_completed(browser: WebDriver, pair: tuple[DmsProcess, DmsProcess]) -> None:
     cp, sp = pair
     browser.get(sp.url + "/#sp")
-    job_id = submit_job_by_keyboard(browser, 'sh -c "echo first-line; echo second-line >&2; echo third-line"')
+    job_id = submit_job_by_keyboard(browser, 'sh -c "echo first-line; echo second-line >&2; echo $GREETING"')
     wait(browser, lambda b: text_of(b, "job-state") == "completed", "the job completes", timeout=60)
     log = text_of(browser, "job-log")
-    for line in ("first-line", "second-line", "third-line"):
+    for line in ("first-line", "second-line", "hello from the env"):
         assert line in log, log
     assert browser.find_element(By.CSS_SELECTOR, "#job-log .stderr").text.strip() == "second-line"
     assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"

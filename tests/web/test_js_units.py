@@ -48,6 +48,9 @@ out.guess = [
   cp.fieldErrors(nunetError('cardano node requires 10000MB of RAM and 6000MHz CPU and memory')),
   cp.fieldErrors(nunet),
 ];
+const sp = await import(process.argv[1] + '/sp.js');
+out.env = [sp.parseEnv('A=1\\n\\n B=x=y \\n'), sp.parseEnv('')];
+try { sp.parseEnv('A=1\\nnope'); } catch (e) { out.envError = e.message; }
 out.online = [api.onlineOf({online: true}), api.onlineOf({is_available: false})];
 console.log(JSON.stringify(out));
 """
@@ -91,3 +94,5 @@ def test_the_pages_helpers() -> None:
     assert list(cpu) == ["cpu"] and list(wallet) == ["payment_addr"] and list(memory) == ["memory"]
     assert both == {}  # names two fields: shown above the form, not beside a guess
     assert detailed == {"cpu": "too big"}
+    assert out["env"] == [{"A": "1", "B": "x=y"}, {}]
+    assert out["envError"] == "line 2: expected KEY=value"
