@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from dms import boundedjson, limits
 from dms.network.settings import KNOWN_CHANNELS
+from dms.origins import DASHBOARD_ORIGINS, canonical_origin, is_loopback
 
 CONFIG_ENV = "DMS_CONFIG"
 CONFIG_NAME = "dms_config.json"
@@ -38,9 +39,35 @@ class Rest(_Section):
     addr: str = "127.0.0.1"
     port: int = Field(9999, ge=0, le=65535, description="0 picks a free port (tests).")
     allowed_origins: list[str] = Field(
-        default_factory=lambda: ["http://localhost", "http://127.0.0.1"],
-        description="Origins a browser page may call from (CORS, websocket).",
+        default_factory=lambda: list(DASHBOARD_ORIGINS),
+        description="Origins besides the daemon's own whose pages may call it (CORS, websocket): scheme://host:port.",
     )
+    hostnames: list[str] = Field(
+        default_factory=list,
+        description="Names the daemon is reached by besides its address and localhost (the Host header check).",
+    )
+    api_token: str | None = Field(
+        None, min_length=16, description="Required on every API call when set; must be set off loopback."
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        return [canonical_origin(o) for o in origins]
+
+    @field_validator("hostnames")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        return [n.strip().rstrip(".").lower() for n in names if n.strip()]
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Rest:
+        if self.api_token is None and not is_loopback(self.addr):
+            raise ValueError(
+                f"rest.addr {self.addr} is not a loopback address: set rest.api_token (at least 16 characters), "
+                "which every REST and websocket call must then carry"
+            )
+        return self
 
 
 class P2P(_Section):

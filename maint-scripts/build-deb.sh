@@ -51,6 +51,9 @@ else
     --exclude=./.demo . | tar -x -C "$src"
 fi
 
+# The dashboard's libraries (git-ignored, generated from web/package-lock.json) go into the copy's package.
+bash "$src/maint-scripts/build-web.sh"
+
 version=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version)
 say "building nunet-dms $version in $src"
 start=$SECONDS

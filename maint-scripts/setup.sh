@@ -19,6 +19,8 @@ APT_PACKAGES=(
   debootstrap
   # jobs' bounded /workspace: losetup (util-linux), mkfs.ext4, debugfs, dumpe2fs (e2fsprogs)
   util-linux e2fsprogs
+  # the dashboard's browser tests (Selenium drives Debian's browser through its own driver; never a download)
+  chromium chromium-driver
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -52,6 +54,9 @@ fi
 
 # anvil (a local Ethereum node) comes from npm; the payment tests and the demo use it.
 .venv/bin/python -m tests.payments.anvil >/dev/null
+
+# the dashboard's libraries from npm, vendored into dms/web/vendor/
+bash maint-scripts/build-web.sh
 
 bash maint-scripts/start-docker.sh
 bash maint-scripts/build-test-images.sh

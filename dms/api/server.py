@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from dms.api import deploy_ws, metrics, nunet, onboarding, peers, run, wallet
+from dms.api.boundary import boundary_middleware, install_boundary
 from dms.api.context import CONTEXT, ApiContext
+from dms.api.dashboard import add_dashboard, security_headers
 from dms.api.errors import MAX_BODY, error_middleware
 from dms.api.openapi import add_docs, build_spec
 
@@ -14,7 +16,8 @@ ENDPOINTS = [*onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS, *wallet.EN
 
 
 def build_web_app(context: ApiContext) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    middlewares = [boundary_middleware, security_headers, error_middleware]  # the boundary first: outermost
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     app[CONTEXT] = context
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, BASE + ep.path, ep.handler)
@@ -22,4 +25,6 @@ def build_web_app(context: ApiContext) -> web.Application:
     deploy_ws.install(app)
     app.router.add_get("/metrics", metrics.metrics)
     add_docs(app, build_spec(ENDPOINTS, BASE, context.version), BASE + "/openapi.json")
+    add_dashboard(app)
+    install_boundary(app, context.settings.rest, BASE)  # last: it puts CORS on every API route
     return app

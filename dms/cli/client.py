@@ -34,10 +34,11 @@ class DmsClient:
     unreachable daemon can be reported in terms the user can act on.
     """
 
-    def __init__(self, base_url: str, timeout: float = 10.0, source: str = "") -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, source: str = "", token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.source = source
+        self.token = token
 
     def get(self, path: str, **query: str) -> Any:
         return self._call("GET", path, query, None)
@@ -54,6 +55,8 @@ class DmsClient:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if data is not None:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)

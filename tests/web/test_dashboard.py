@@ -1,0 +1,202 @@
+"""The dashboard in a real headless Chromium against real daemons: onboarding through the form, a busybox
+job from quote to completed with its log lines, cancelling a long job, the network view, accessibility."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+
+from tests.conftest import PAYOUT
+from tests.procs import DmsProcess, wait_for
+from tests.web.conftest import console, screenshot, wait
+
+
+def by_id(driver: WebDriver, id_: str) -> WebElement:
+    return driver.find_element(By.ID, id_)
+
+
+def text_of(driver: WebDriver, id_: str) -> str:
+    found = driver.find_elements(By.ID, id_)
+    return found[0].text if found else ""
+
+
+def fill(el: WebElement, value: str) -> None:
+    el.send_keys(Keys.CONTROL, "a")
+    el.send_keys(Keys.DELETE)
+    el.send_keys(value)
+
+
+def unlabelled_inputs(driver: WebDriver) -> list[str]:
+    """Every input, select and textarea must have a label (a <label for>, a wrapping label or aria-label)."""
+    return list(
+        driver.execute_script(
+            """return [...document.querySelectorAll('input, select, textarea')]
+                .filter(e => e.type !== 'hidden' && e.labels.length === 0 && !e.getAttribute('aria-label')
+                        && !e.getAttribute('aria-labelledby'))
+                .map(e => e.outerHTML);"""
+        )
+    )
+
+
+def loaded_from_elsewhere(driver: WebDriver, origin: str) -> list[str]:
+    """Resources the page loaded from anywhere but the daemon (a CDN would show here)."""
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name);")
+    return [n for n in names if not n.startswith((origin + "/", origin.replace("http", "ws") + "/"))]
+
+
+def test_onboard_through_the_form(browser: WebDriver, dms_process: Callable[..., DmsProcess]) -> None:
+    d = dms_process().start()
+    machine = d.get("/api/v1/onboarding/provisioned")
+    browser.get(d.url + "/#cp")
+    wait(browser, lambda b: b.find_elements(By.ID, "onboard-form"), "the onboarding form")
+    assert unlabelled_inputs(browser) == []
+    assert loaded_from_elsewhere(browser, d.url) == []
+
+    # A reservation over the machine: the rule's error beside the CPU field, and nothing changes.
+    fill(by_id(browser, "ob-cpu"), str(machine["cpu"] * 10))
+    fill(by_id(browser, "ob-payment"), PAYOUT)
+    by_id(browser, "onboard-btn").click()
+    error = wait(browser, lambda b: b.find_elements(By.ID, "ob-cpu-error"), "the CPU field's error")[0]
+    assert "MHz" in error.text, error.text
+    assert by_id(browser, "ob-cpu").get_attribute("aria-invalid") == "true"
+    assert "ob-cpu-error" in (by_id(browser, "ob-cpu").get_attribute("aria-describedby") or "")
+    screenshot(browser, "onboarding-error")
+    assert d.get("/api/v1/onboarding/status")["onboarded"] is False
+
+    # A bad payout address: its error beside its field.
+    fill(by_id(browser, "ob-cpu"), str(machine["cpu"] // 2))
+    fill(by_id(browser, "ob-payment"), "0x1234")
+    by_id(browser, "onboard-btn").click()
+    wait(browser, lambda b: b.find_elements(By.ID, "ob-payment-error"), "the payout field's error")
+    assert not browser.find_elements(By.ID, "ob-cpu-error")
+    assert d.get("/api/v1/onboarding/status")["onboarded"] is False
+
+    fill(by_id(browser, "ob-payment"), PAYOUT)
+    by_id(browser, "onboard-btn").click()
+    wait(browser, lambda b: text_of(b, "cp-status").startswith("Onboarded"), "onboarded")
+    status = d.get("/api/v1/onboarding/status")
+    assert status["onboarded"] is True and status["reserved"]["cpu"] == machine["cpu"] // 2
+    wait(browser, lambda b: b.find_elements(By.ID, "g-cpu-res"), "the gauges")
+    screenshot(browser, "compute-provider")
+
+    by_id(browser, "online-btn").click()
+    wait(browser, lambda b: text_of(b, "cp-online") == "Offline", "offline")
+    device = d.get("/api/v1/device/status")
+    assert device.get("online", device.get("is_available")) is False
+
+    by_id(browser, "offboard-btn").click()
+    wait(browser, lambda b: text_of(b, "cp-status") == "Not onboarded", "offboarded")
+    assert d.get("/api/v1/onboarding/status")["onboarded"] is False
+    assert "SEVERE" not in console(browser), console(browser)
+
+
+def submit_job_by_keyboard(browser: WebDriver, command: str, duration_s: int = 60, pay: bool = True) -> str:
+    """Fill the job form with the keyboard only (Tab between fields, Enter submits), get the quote, pay (the
+    trust path) unless told not to; the job id."""
+    wait(browser, lambda b: b.find_elements(By.ID, "job-form"), "the job form")
+    assert unlabelled_inputs(browser) == []
+    image = by_id(browser, "job-image")
+    image.click()
+    order = ["job-image", "job-command", "job-cpu", "job-cores", "job-memory", "job-duration", "job-price",
+             "job-env", "job-target"]  # fmt: skip
+    values = {"job-image": "dms-test/busybox:1", "job-command": command, "job-duration": str(duration_s),
+              "job-env": "GREETING=hello from the env"}  # fmt: skip
+    for id_ in order:
+        focused = browser.switch_to.active_element
+        assert focused.get_attribute("id") == id_, (id_, focused.get_attribute("outerHTML"))
+        if id_ in values:
+            fill(focused, values[id_])
+        focused.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "quote-btn"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    job_id = wait(browser, lambda b: text_of(b, "quote-job"), "the quote")
+    if pay:
+        by_id(browser, "pay-btn").send_keys(Keys.ENTER)
+    return str(job_id)
+
+
+def test_a_busybox_job_from_the_form_to_completed(browser: WebDriver, pair: tuple[DmsProcess, DmsProcess]) -> None:
+    cp, sp = pair
+    browser.get(sp.url + "/#sp")
+    job_id = submit_job_by_keyboard(browser, 'sh -c "echo first-line; echo second-line >&2; echo $GREETING"')
+    wait(browser, lambda b: text_of(b, "job-state") == "completed", "the job completes", timeout=60)
+    log = text_of(browser, "job-log")
+    for line in ("first-line", "second-line", "hello from the env"):
+        assert line in log, log
+    assert browser.find_element(By.CSS_SELECTOR, "#job-log .stderr").text.strip() == "second-line"
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
+    row = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] td.state'), "row")[0]
+    wait(browser, lambda b: row.text.startswith("completed"), "the job list shows it completed")
+    screenshot(browser, "service-provider")
+
+    # The network view: the CP in the peer table with its capacity, an RTT chart from the page's pings,
+    # and the jobs chart.
+    by_id(browser, "tab-net").click()
+    cp_id = cp.get("/api/v1/peers/self")["peer_id"]
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f'#peers td[title="{cp_id}"]'), "the CP in the table")
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#rtt-chart canvas"), "the RTT chart")
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#jobs-chart canvas"), "the jobs chart")
+    row_text = browser.find_element(By.CSS_SELECTOR, f'#peers td[title="{cp_id}"]').find_element(By.XPATH, "..").text
+    assert "docker" in row_text, row_text
+    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, f'#peers td[title="{cp_id}"]')
+         .find_element(By.XPATH, "..").find_elements(By.TAG_NAME, "td")[-1].text != "", "an RTT sample")  # fmt: skip
+    assert unlabelled_inputs(browser) == []
+    assert loaded_from_elsewhere(browser, sp.url) == []
+    rtt_points = lambda b: int(b.find_element(By.ID, "rtt-chart").get_attribute("data-points") or 0)  # noqa: E731
+    wait(browser, lambda b: rtt_points(b) >= 3, "three RTT samples on the chart")
+    screenshot(browser, "network")
+
+
+def test_cancel_a_long_job(browser: WebDriver, pair: tuple[DmsProcess, DmsProcess]) -> None:
+    _, sp = pair
+    browser.get(sp.url + "/#sp")
+    job_id = submit_job_by_keyboard(browser, 'sh -c "echo started; sleep 300"', duration_s=600)
+    wait(browser, lambda b: "started" in text_of(b, "job-log"), "the job's first line", timeout=60)
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "running"
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] button.cancel').click()
+    wait(browser, lambda b: text_of(b, "job-state") == "cancelled" or b.find_elements(
+        By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] td.state.cancelled'), "cancelled", timeout=30)  # fmt: skip
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "cancelled"
+    screenshot(browser, "cancelled")
+
+
+def test_with_a_token_the_page_asks_for_it_once(browser: WebDriver, dms_process: Callable[..., DmsProcess]) -> None:
+    token = "a-token-for-the-browser-test"
+    d = dms_process(rest={"api_token": token})
+    d.proc = d.spawn()
+    wait_for(lambda: d.log_path.exists() and "ready on" in d.log(), 30, "the daemon is ready")
+    browser.get(d.url + "/#cp")
+    wait(browser, lambda b: b.find_elements(By.ID, "login-form"), "the login form")
+    assert unlabelled_inputs(browser) == []
+    field = by_id(browser, "login-token")
+    field.send_keys("not-the-right-token")
+    field.send_keys(Keys.ENTER)
+    wait(browser, lambda b: b.find_elements(By.ID, "login-token-error"), "the wrong token's error")
+    fill(by_id(browser, "login-token"), token)
+    by_id(browser, "login-token").send_keys(Keys.ENTER)
+    wait(browser, lambda b: text_of(b, "cp-status") == "Not onboarded", "the dashboard, signed in")
+    wait(browser, lambda b: text_of(b, "conn") == "live: open", "the websocket, through the cookie")
+    # The token sits in an HttpOnly cookie: the page's scripts cannot read it.
+    assert token not in browser.execute_script("return document.cookie;")
+    assert any(c["name"] == "dms_token" and c["httpOnly"] for c in browser.get_cookies())
+
+
+def test_the_page_follows_a_job_across_a_restart_of_its_daemon(
+    browser: WebDriver, pair: tuple[DmsProcess, DmsProcess]
+) -> None:
+    _, sp = pair
+    browser.get(sp.url + "/#sp")
+    job_id = submit_job_by_keyboard(browser, 'sh -c "for i in $(seq 1 10); do echo tick-$i; sleep 1; done"', 120)
+    wait(browser, lambda b: "tick-2" in text_of(b, "job-log"), "the first ticks", timeout=60)
+    sp.kill9()
+    wait(browser, lambda b: text_of(b, "conn") == "live: closed", "the page sees the drop")
+    sp.start()
+    wait(browser, lambda b: text_of(b, "job-state") == "completed", "the job completes after the restart", 90)
+    ticks = [line for line in text_of(browser, "job-log").splitlines() if line.startswith("tick-")]
+    assert ticks == [f"tick-{i}" for i in range(1, 11)], ticks  # each line once, in order
+    assert text_of(browser, "conn") == "live: open"
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"

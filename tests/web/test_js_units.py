@@ -1,0 +1,98 @@
+"""The page's pure helpers, run by Node.js (which setup.sh installs with npm): the command splitter, the log
+frame reader in both shapes, the error reader, and the escrow deposit's call data against eth_abi's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from dms.api.dashboard import WEB_DIR
+
+SCRIPT = """
+const api = await import(process.argv[1] + '/api.js');
+const wallet = await import(process.argv[1] + '/wallet.js');
+const out = {};
+out.split = [
+  api.splitCommand('sh -c "echo a; echo b"'), api.splitCommand("echo 'x y'  z"), api.splitCommand('["a b", "c"]'),
+  api.splitCommand('a "" b'),
+];
+try { api.splitCommand('echo "open'); out.unclosed = null; } catch (e) { out.unclosed = e.message; }
+out.logs = [
+  api.logLines({action: 'log-stream-response', stdout: 'top\\n'}),
+  api.logLines({action: 'log-stream-response', stderr: 'err'}),
+  api.logLines({action: 'log-stream-response', message: {stdout: 'o', stderr: 'e'}}),
+];
+const nunet = new api.ApiError(400, {message: 'm', code: 'c', details: [{field: 'body.CPU', message: 'too big'}]});
+out.fields = nunet.fields();
+out.data = wallet.depositData('0x' + 'ab'.repeat(32), '0x' + '12'.repeat(20), '0x' + '34'.repeat(20));
+try { wallet.depositData('0x12', '0x' + '12'.repeat(20), '0x' + '34'.repeat(20)); } catch (e) { out.bad = e.message; }
+out.price = [String(wallet.priceWei({estimated_price: 5, estimated_price_wei: '123456789012345678901'})),
+             String(wallet.priceWei({estimated_price: 7}))];
+out.peers = [
+  api.peerRows({message: 'No Content in DHT'}),
+  api.peerRows([{peer_id: 'Qm1', is_available: true, tokenomics_addrs: 'addr1x', gpu_info: null,
+                 available_resources: {tot_cpu_hz: 2000, ram: 1024, vcpu: 2}}]),
+  api.peerRows({peers: [{peer_id: '12D3', connected: true, rtt_ms: 1.5,
+                         capacity: {cpu_mhz: 7, executors: ['docker']}}]}),
+];
+const cp = await import(process.argv[1] + '/cp.js');
+const nunetError = (m) => new api.ApiError(400, {message: m});
+out.guess = [
+  cp.fieldErrors(nunetError('CPU should be between 10% and 90% of the available CPU (520 and 4680)')),
+  cp.fieldErrors(nunetError('invalid cardano wallet address')),
+  cp.fieldErrors(nunetError('memory should be between 10% and 90% of the available memory (1 and 2)')),
+  cp.fieldErrors(nunetError('cardano node requires 10000MB of RAM and 6000MHz CPU and memory')),
+  cp.fieldErrors(nunet),
+];
+const sp = await import(process.argv[1] + '/sp.js');
+out.env = [sp.parseEnv('A=1\\n\\n B=x=y \\n'), sp.parseEnv('')];
+try { sp.parseEnv('A=1\\nnope'); } catch (e) { out.envError = e.message; }
+out.online = [api.onlineOf({online: true}), api.onlineOf({is_available: false})];
+console.log(JSON.stringify(out));
+"""
+
+
+def run_node() -> dict[str, object]:
+    node = shutil.which("node") or shutil.which("nodejs")
+    assert node is not None, "Node.js is needed (maint-scripts/setup.sh installs it with npm)"
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", SCRIPT, "file://" + str(WEB_DIR)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_the_pages_helpers() -> None:
+    out = run_node()
+    assert out["split"] == [["sh", "-c", "echo a; echo b"], ["echo", "x y", "z"], ["a b", "c"], ["a", "", "b"]]
+    assert out["unclosed"] == "the command has an unclosed quote"
+    assert out["logs"] == [
+        [{"stream": "stdout", "text": "top\n"}],
+        [{"stream": "stderr", "text": "err"}],
+        [{"stream": "stdout", "text": "o"}, {"stream": "stderr", "text": "e"}],
+    ]
+    assert out["fields"] == {"cpu": "too big"}
+    expected = keccak(text="deposit(bytes32,address,address)")[:4] + encode(
+        ["bytes32", "address", "address"], [bytes.fromhex("ab" * 32), "0x" + "12" * 20, "0x" + "34" * 20]
+    )
+    assert out["data"] == "0x" + expected.hex()
+    assert "escrow_job_id" in str(out["bad"])
+    assert out["price"] == ["123456789012345678901", "7"]
+    empty, nunet, dms = out["peers"]  # type: ignore[misc]
+    assert empty == []
+    assert nunet[0]["peer_id"] == "Qm1" and nunet[0]["available"] is True
+    free = {"cpu_mhz": 2000, "memory_mb": 1024, "cores": 2, "gpus": [], "payment_addr": "addr1x"}
+    assert nunet[0]["capacity"] == free
+    assert dms[0]["capacity"] == {"cpu_mhz": 7, "executors": ["docker"]} and dms[0]["rtt_ms"] == 1.5
+    assert out["online"] == [True, False]
+    cpu, wallet, memory, both, detailed = out["guess"]  # type: ignore[misc]
+    assert list(cpu) == ["cpu"] and list(wallet) == ["payment_addr"] and list(memory) == ["memory"]
+    assert both == {}  # names two fields: shown above the form, not beside a guess
+    assert detailed == {"cpu": "too big"}
+    assert out["env"] == [{"A": "1", "B": "x=y"}, {}]
+    assert out["envError"] == "line 2: expected KEY=value"
