@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from selenium import webdriver
@@ -40,7 +40,9 @@ def browser() -> Iterator[WebDriver]:
 
 
 def console(driver: WebDriver) -> str:
-    return "\n".join(str(e.get("message")) for e in driver.get_log("browser"))
+    assert isinstance(driver, webdriver.Chrome)  # the browser log is Chrome's
+    get_log = cast(Callable[[str], list[dict[str, Any]]], driver.get_log)  # selenium leaves it untyped
+    return "\n".join(str(e.get("message")) for e in get_log("browser"))
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:

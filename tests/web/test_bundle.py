@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import aiohttp
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from dms.api.dashboard import VENDORED, WEB_DIR, missing_files
 from dms.app import Daemon

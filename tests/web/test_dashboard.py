@@ -146,7 +146,10 @@ def test_a_busybox_job_from_the_form_to_completed(browser: WebDriver, pair: tupl
          .find_element(By.XPATH, "..").find_elements(By.TAG_NAME, "td")[-1].text != "", "an RTT sample")  # fmt: skip
     assert unlabelled_inputs(browser) == []
     assert loaded_from_elsewhere(browser, sp.url) == []
-    rtt_points = lambda b: int(b.find_element(By.ID, "rtt-chart").get_attribute("data-points") or 0)  # noqa: E731
+
+    def rtt_points(b: WebDriver) -> int:
+        return int(b.find_element(By.ID, "rtt-chart").get_attribute("data-points") or 0)
+
     wait(browser, lambda b: rtt_points(b) >= 3, "three RTT samples on the chart")
     screenshot(browser, "network")
 

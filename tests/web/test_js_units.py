@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from typing import Any
 
-from eth_abi import encode
-from eth_utils import keccak
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
 
 from dms.api.dashboard import WEB_DIR
 
@@ -56,7 +57,7 @@ console.log(JSON.stringify(out));
 """
 
 
-def run_node() -> dict[str, object]:
+def run_node() -> dict[str, Any]:
     node = shutil.which("node") or shutil.which("nodejs")
     assert node is not None, "Node.js is needed (maint-scripts/setup.sh installs it with npm)"
     done = subprocess.run(
@@ -83,14 +84,14 @@ def test_the_pages_helpers() -> None:
     assert out["data"] == "0x" + expected.hex()
     assert "escrow_job_id" in str(out["bad"])
     assert out["price"] == ["123456789012345678901", "7"]
-    empty, nunet, dms = out["peers"]  # type: ignore[misc]
+    empty, nunet, dms = out["peers"]
     assert empty == []
     assert nunet[0]["peer_id"] == "Qm1" and nunet[0]["available"] is True
     free = {"cpu_mhz": 2000, "memory_mb": 1024, "cores": 2, "gpus": [], "payment_addr": "addr1x"}
     assert nunet[0]["capacity"] == free
     assert dms[0]["capacity"] == {"cpu_mhz": 7, "executors": ["docker"]} and dms[0]["rtt_ms"] == 1.5
     assert out["online"] == [True, False]
-    cpu, wallet, memory, both, detailed = out["guess"]  # type: ignore[misc]
+    cpu, wallet, memory, both, detailed = out["guess"]
     assert list(cpu) == ["cpu"] and list(wallet) == ["payment_addr"] and list(memory) == ["memory"]
     assert both == {}  # names two fields: shown above the form, not beside a guess
     assert detailed == {"cpu": "too big"}
