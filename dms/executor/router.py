@@ -1,0 +1,54 @@
+"""Several executors behind the one Executor contract, each job routed to the kind it asks for.
+
+`ContainerSpec.kind` picks the executor for `run`; `has_image` routes a 64-hex-digit reference (a
+module's sha256, which Docker never accepts as an image name) to the wasm executor, anything else to
+docker. The set works when any of its executors does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from dms.executor.base import ContainerSpec, Executor, ExecutorError, Leftover, LogSink, RunResult, StartHook
+from dms.executor.modules import SHA256
+
+
+class ExecutorSet:
+    def __init__(self, executors: dict[str, Executor]) -> None:
+        self._by_kind = executors
+
+    def _for(self, kind: str) -> Executor:
+        try:
+            return self._by_kind[kind]
+        except KeyError:
+            raise ExecutorError(f"this provider has no {kind} executor") from None
+
+    async def kinds(self) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for ex in self._by_kind.values():
+            found.update(await ex.kinds())
+        return found
+
+    async def available(self) -> str | None:
+        kinds = await self.kinds()
+        if any(problem is None for problem in kinds.values()):
+            return None
+        return "; ".join(f"{k}: {p}" for k, p in kinds.items()) or "no executor is configured"
+
+    async def has_image(self, image: str) -> bool:
+        return await self._for("wasm" if SHA256.match(image) else "docker").has_image(image)
+
+    async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
+        return await self._for(spec.kind).run(spec, on_logs, on_start)
+
+    async def cancel(self, job_id: str) -> None:
+        for ex in self._by_kind.values():
+            with contextlib.suppress(ExecutorError):
+                await ex.cancel(job_id)
+
+    async def reconcile(self) -> list[Leftover]:
+        found: list[Leftover] = []
+        for kind, ex in self._by_kind.items():
+            if (await ex.kinds()).get(kind) is None:
+                found.extend(await ex.reconcile())
+        return found

@@ -1,0 +1,294 @@
+"""WASM executor (wasmtime, WASI preview 1): each job in a worker process, under hard limits.
+
+Limits come from the job's own request: linear memory capped at `memory_mb` (past it `memory.grow`
+returns -1), wall time ended at `timeout_s` by epoch interruption inside the worker, and a hard kill of
+the worker a moment later for a module that does not stop (blocked in a WASI sleep, which no epoch
+deadline interrupts). No network, no host filesystem but the job's own `/inputs` (read-only) and
+`/outputs` (writable) preopens. Workers are pre-started processes and reused after a clean end.
+`ContainerSpec.image` holds the module's sha256; `command` its arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from dms.executor.base import (
+    ContainerSpec,
+    EndReason,
+    ExecutorError,
+    ImageMissing,
+    Leftover,
+    LogSink,
+    RunResult,
+    StartHook,
+)
+from dms.executor.docker import LogBatcher
+from dms.executor.modules import ModuleStore
+from dms.executor.wasm_worker import PAGE, WorkerJob, WorkerResult
+
+log = logging.getLogger(__name__)
+
+KIND = "wasm"
+KILL_GRACE_S = 1.0
+"""How long past its duration a module may take to stop by itself before its worker is killed."""
+WORKER_START_TIMEOUT_S = 30.0
+MEMORY_NEAR = 0.1
+"""A module that fails with its linear memory within this share of its limit (or one page) failed on it."""
+
+
+def memory_verdict(result: WorkerResult, limit_bytes: int) -> str | None:
+    """Pure: the reason to show when a failed module had reached its memory limit, else None.
+
+    wasmtime-py has no hook on a refused `memory.grow`, so the limit is taken as the cause when the module
+    failed with its memory within one page, or 10 %, of the limit (a grow past it returned -1).
+    """
+    if result.ending not in ("exited", "trap") or (result.ending == "exited" and result.exit_code == 0):
+        return None
+    headroom = limit_bytes - result.memory_bytes
+    if headroom >= max(PAGE, int(limit_bytes * MEMORY_NEAR)):
+        return None
+    how = f"exited with code {result.exit_code}" if result.ending == "exited" else f"trapped: {result.detail}"
+    mb = limit_bytes // 2**20
+    return f"the memory limit was reached ({mb} MB of linear memory; memory.grow returned -1), then the module {how}"
+
+
+@dataclass(eq=False)
+class Worker:
+    process: subprocess.Popen[bytes]
+    conn: Connection
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+class WorkerPool:
+    """Pre-started worker processes: `warm` wait idle so a job starts at once; more start on demand.
+
+    A worker is a fresh `python -m dms.executor.wasm_worker` (not a fork of the daemon, whose threads
+    and sockets must not be copied), talking over a socket pair with multiprocessing's framing.
+    """
+
+    def __init__(self, warm: int = 1) -> None:
+        self._warm = warm
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
+        self._filling: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @staticmethod
+    def _spawn() -> Worker:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dms.executor.wasm_worker", str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, close_fds=True,
+            )  # fmt: skip
+            worker = Worker(proc, Connection(ours.detach()))
+        if not worker.conn.poll(WORKER_START_TIMEOUT_S) or worker.conn.recv() != ("ready",):
+            worker.kill()
+            raise ExecutorError("a WASM worker process did not start")
+        return worker
+
+    async def fill(self) -> None:
+        while not self._closed and len(self._idle) < self._warm:
+            worker = await asyncio.to_thread(self._spawn)
+            if self._closed:
+                worker.kill()
+                return
+            self._idle.append(worker)
+
+    def _refill(self) -> None:
+        if self._filling is None or self._filling.done():
+            self._filling = asyncio.create_task(self.fill())
+
+    async def acquire(self) -> Worker:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.alive():
+                break
+            worker.kill()
+        else:
+            worker = await asyncio.to_thread(self._spawn)
+        self._busy.add(worker)
+        self._refill()
+        return worker
+
+    def release(self, worker: Worker, reusable: bool) -> None:
+        self._busy.discard(worker)
+        if reusable and not self._closed and worker.alive() and len(self._idle) < self._warm + 4:
+            self._idle.append(worker)
+        else:
+            worker.kill()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._filling is not None:
+            self._filling.cancel()
+            with contextlib.suppress(BaseException):
+                await self._filling
+        for w in [*self._idle, *self._busy]:
+            w.kill()
+        self._idle.clear()
+        self._busy.clear()
+
+
+def read_messages(conn: Connection, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[tuple[Any, ...]]) -> None:
+    """A thread per running job: the worker's messages onto the event loop, until `done` or the pipe ends."""
+    while True:
+        try:
+            msg = conn.recv()
+        except Exception:  # EOF, a closed socket, a message we cannot read: the worker is lost to us
+            msg = ("dead",)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(queue.put_nowait, msg)
+        if msg[0] in ("done", "dead"):
+            return
+
+
+class WasmExecutor:
+    """Runs WASM jobs. Modules come from `modules`; each job's `/inputs` and `/outputs` live under `work`."""
+
+    def __init__(self, modules: ModuleStore, work: Path, log_batch_s: float = 0.2, warm: int = 1) -> None:
+        self.modules = modules
+        self._work = work
+        self._batch_s = log_batch_s
+        self._pool = WorkerPool(warm)
+        self._running: dict[str, Worker] = {}
+        self._cancelled: set[str] = set()
+
+    async def start(self) -> None:
+        """Pre-start the warm workers (a job then starts without waiting for a process)."""
+        if await self.available() is None:
+            await self._pool.fill()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def available(self) -> str | None:
+        if importlib.util.find_spec("wasmtime") is None:
+            return "wasmtime is not installed"
+        return None
+
+    async def kinds(self) -> dict[str, str | None]:
+        return {KIND: await self.available()}
+
+    async def has_image(self, image: str) -> bool:
+        return self.modules.has(image)
+
+    def outputs(self, job_id: str) -> Path:
+        """The job's `/outputs` folder on this machine (kept after the job ends)."""
+        return self._work / job_id / "outputs"
+
+    def inputs(self, job_id: str) -> Path:
+        return self._work / job_id / "inputs"
+
+    async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
+        if not self.modules.has(spec.image):
+            raise ImageMissing(f"module {spec.image} is not on this provider")
+        if spec.job_id in self._cancelled:
+            self._cancelled.discard(spec.job_id)
+            return RunResult(-1, EndReason.CANCELLED)
+        for d in (self.inputs(spec.job_id), self.outputs(spec.job_id)):
+            d.mkdir(parents=True, exist_ok=True)
+        job = WorkerJob(
+            sha256=spec.image, path=str(self.modules.path(spec.image)), name=spec.image[:12],
+            args=spec.command, env=tuple(spec.env.items()), memory_bytes=spec.memory_mb * 2**20,
+            timeout_s=spec.timeout_s, inputs=str(self.inputs(spec.job_id)), outputs=str(self.outputs(spec.job_id)),
+        )  # fmt: skip
+        worker = await self._pool.acquire()
+        self._running[spec.job_id] = worker
+        reusable = False
+        try:
+            result, reusable = await self._drive(worker, job, spec, on_logs, on_start)
+            return result
+        finally:
+            self._running.pop(spec.job_id, None)
+            self._cancelled.discard(spec.job_id)
+            self._pool.release(worker, reusable)
+
+    async def _drive(
+        self, worker: Worker, job: WorkerJob, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None
+    ) -> tuple[RunResult, bool]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        batch = LogBatcher(on_logs, self._batch_s)
+        try:
+            worker.conn.send(("run", job))
+        except OSError as exc:
+            raise ExecutorError(f"the WASM worker is gone: {exc}") from exc
+        threading.Thread(target=read_messages, args=(worker.conn, loop, queue), daemon=True).start()
+        if on_start is not None:
+            await on_start()
+        ticker = asyncio.create_task(batch.tick())
+        done: WorkerResult | None = None
+        killed = False
+        try:
+            async with asyncio.timeout(spec.timeout_s + KILL_GRACE_S if spec.timeout_s else None):
+                while True:
+                    msg = await queue.get()
+                    if msg[0] in ("out", "err"):
+                        batch.add(msg[0] == "err", msg[1])
+                    elif msg[0] == "done":
+                        done = msg[1]
+                        break
+                    else:
+                        break
+        except TimeoutError:
+            killed = True
+            worker.kill()
+        finally:
+            ticker.cancel()
+            await batch.flush(final=True)
+        return self._verdict(spec, done, killed), done is not None
+
+    def _verdict(self, spec: ContainerSpec, done: WorkerResult | None, killed: bool) -> RunResult:
+        if spec.job_id in self._cancelled:
+            return RunResult(-1 if done is None else done.exit_code, EndReason.CANCELLED)
+        if killed:
+            return RunResult(-1, EndReason.TIMEOUT, "killed at its duration (it did not stop: blocked in a host call)")
+        if done is None:
+            raise ExecutorError("the WASM worker process died")
+        if done.ending == "error":
+            raise ExecutorError(done.detail)
+        if done.ending == "timeout":
+            return RunResult(done.exit_code, EndReason.TIMEOUT, "stopped at its duration")
+        memory = memory_verdict(done, spec.memory_mb * 2**20)
+        if memory is not None:
+            return RunResult(done.exit_code, EndReason.OOM_KILLED, memory)
+        if done.ending == "trap":
+            return RunResult(done.exit_code, EndReason.EXITED, f"trapped: {done.detail}")
+        return RunResult(done.exit_code, EndReason.EXITED)
+
+    async def cancel(self, job_id: str) -> None:
+        self._cancelled.add(job_id)
+        worker = self._running.get(job_id)
+        if worker is not None:
+            worker.kill()
+
+    async def reconcile(self) -> list[Leftover]:
+        """Workers die with the daemon, so nothing runs; remove the work folders of jobs left behind."""
+        if self._work.is_dir():
+            for d in self._work.iterdir():
+                await asyncio.to_thread(shutil.rmtree, d, True)
+        return []

@@ -1,0 +1,164 @@
+"""The worker process of the WASM executor: runs one module at a time, in its own process.
+
+A worker is started before it is needed (`python -m dms.executor.wasm_worker FD PID`), imports only
+wasmtime, and serves jobs over a socket until it closes or the parent kills it. Python threads cannot be
+killed, and a module blocked in a WASI call (a sleep in `poll_oneoff`) is not stopped by an epoch
+deadline, so the parent's hard stop is to kill this process.
+
+Messages, parent -> worker: `("run", WorkerJob)`. Worker -> parent: `("ready",)` once, then per job
+`("out", bytes)` / `("err", bytes)` as the module writes, and `("done", WorkerResult)` at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import wasmtime
+
+PAGE = 65536
+MODULE_CACHE = 16
+"""Compiled modules kept per worker, by sha256 (least recently used dropped first)."""
+PARENT_CHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    sha256: str
+    path: str
+    name: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    memory_bytes: int = 64 * 2**20
+    timeout_s: float | None = None
+    inputs: str | None = None
+    outputs: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    exit_code: int
+    ending: str
+    """"exited", "timeout" (the epoch deadline interrupted it), "trap" or "error" (it never started)."""
+    detail: str = ""
+    memory_bytes: int = 0
+    """The module's linear memory when it ended."""
+
+
+def make_engine() -> wasmtime.Engine:
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    return wasmtime.Engine(config)
+
+
+class Runner:
+    """One engine and its compiled modules; runs jobs one after another."""
+
+    def __init__(self) -> None:
+        self.engine = make_engine()
+        self._modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
+
+    def module(self, job: WorkerJob) -> tuple[wasmtime.Module, bool]:
+        found = self._modules.get(job.sha256)
+        if found is not None:
+            self._modules.move_to_end(job.sha256)
+            return found, False
+        module = wasmtime.Module.from_file(self.engine, job.path)
+        self._modules[job.sha256] = module
+        while len(self._modules) > MODULE_CACHE:
+            self._modules.popitem(last=False)
+        return module, True
+
+    def run(self, job: WorkerJob, conn: Connection) -> WorkerResult:
+        try:
+            module, _ = self.module(job)
+        except (wasmtime.WasmtimeError, OSError) as exc:
+            return WorkerResult(1, "error", f"the module does not compile: {exc}")
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=job.memory_bytes)
+        store.set_epoch_deadline(1)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = [job.name, *job.args]
+        wasi.env = [list(kv) for kv in job.env]
+        wasi.stdout_custom = lambda data: conn.send(("out", bytes(data)))
+        wasi.stderr_custom = lambda data: conn.send(("err", bytes(data)))
+        if job.inputs is not None:
+            wasi.preopen_dir(job.inputs, "/inputs", False)
+        if job.outputs is not None:
+            wasi.preopen_dir(job.outputs, "/outputs", True)
+        store.set_wasi(wasi)
+        linker = wasmtime.Linker(self.engine)
+        linker.define_wasi()
+        timer = threading.Timer(job.timeout_s, self.engine.increment_epoch) if job.timeout_s else None
+        instance: wasmtime.Instance | None = None
+        if timer is not None:
+            timer.start()
+        try:
+            instance = linker.instantiate(store, module)
+            start = instance.exports(store).get("_start")
+            if not isinstance(start, wasmtime.Func):
+                return WorkerResult(1, "error", "the module exports no _start function")
+            start(store)
+            result = WorkerResult(0, "exited")
+        except wasmtime.ExitTrap as exc:
+            result = WorkerResult(exc.code, "exited")
+        except wasmtime.Trap as exc:
+            if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+                result = WorkerResult(-1, "timeout", "stopped at its duration")
+            else:
+                result = WorkerResult(1, "trap", exc.message.splitlines()[0] if exc.message else "trap")
+        except wasmtime.WasmtimeError as exc:
+            result = WorkerResult(1, "error", str(exc).splitlines()[0])
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return WorkerResult(result.exit_code, result.ending, result.detail, memory_bytes(instance, store))
+
+
+def memory_bytes(instance: wasmtime.Instance | None, store: wasmtime.Store) -> int:
+    if instance is None:
+        return 0
+    memory = instance.exports(store).get("memory")
+    return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+
+
+def watch_parent(pid: int) -> None:
+    """End this worker when the daemon is gone (a module blocked in a host call never reads the pipe)."""
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
+
+
+def main(conn: Connection, parent_pid: int) -> None:
+    """The worker's entry point: serve jobs until the parent closes the pipe (or dies)."""
+    threading.Thread(target=watch_parent, args=(parent_pid,), daemon=True).start()
+    runner = Runner()
+    conn.send(("ready",))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "run":
+            try:
+                result = runner.run(msg[1], conn)
+            except Exception as exc:  # a bug here must end the job with a reason, not the worker
+                result = WorkerResult(1, "error", f"the WASM worker failed: {type(exc).__name__}: {exc}")
+            conn.send(("done", result))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from dms.executor import wasm_worker  # the module's own name, so what it pickles unpickles in the daemon
+
+    wasm_worker.main(Connection(int(sys.argv[1])), int(sys.argv[2]))
