@@ -23,7 +23,11 @@ from dms.api.server import build_web_app
 from dms.capacity import advert_for, candidates_from
 from dms.config import Settings
 from dms.errors import DmsError
+from dms.executor.base import Executor
 from dms.executor.docker import DockerExecutor
+from dms.executor.modules import ModuleStore
+from dms.executor.router import ExecutorSet
+from dms.executor.wasm import WasmExecutor
 from dms.jobs.protocol import PROTOCOL
 from dms.jobs.provider import ProviderService, ProviderSettings
 from dms.jobs.requester import RequesterService, RequesterSettings
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 METADATA_NAME = "metadataV2.json"
 IDENTITY_NAME = "p2p_identity.key"
+MODULES_DIR = "modules"
+WASM_WORK_DIR = "wasm-jobs"
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -118,7 +124,7 @@ class CapacityPublisher:
                 await self.onboarding.get(),
                 await self.onboarding.free(),
                 self.onboarding.machine,
-                self.provider.executor_problem is None,
+                self.provider.working_executors,
             )
             try:
                 await self.node.advertise(advert)
@@ -172,12 +178,17 @@ class Daemon:
 
         payments = build_payments(s, data_dir)
         self._stack.push_async_callback(payments.close)
-        executor = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
-        self._stack.push_async_callback(executor.close)
+        docker = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
+        self._stack.push_async_callback(docker.close)
+        modules = ModuleStore(data_dir / MODULES_DIR)
+        wasm = WasmExecutor(modules, data_dir / WASM_WORK_DIR, s.job.log_batch_ms / 1000)
+        self._stack.push_async_callback(wasm.close)
+        await wasm.start()
+        executor: Executor = ExecutorSet({"docker": docker, "wasm": wasm})
         provider = ProviderService(
             onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
             ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
-            publish, payments,
+            publish, payments, modules,
         )  # fmt: skip
         await provider.start()
         self._stack.push_async_callback(provider.stop)
@@ -205,7 +216,7 @@ class Daemon:
         transactions = TransactionLog(store)
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
-            RequesterSettings(s.p2p.heartbeat_s), payments, transactions,
+            RequesterSettings(s.p2p.heartbeat_s), payments, transactions, modules,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)

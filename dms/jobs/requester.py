@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dms.errors import Conflict, NotFound
+from dms.errors import Conflict, DmsError, FieldProblem, InvalidInput, NotFound
+from dms.executor.modules import ModuleStore
 from dms.jobs.feed import EventFeed
+from dms.jobs.modules import send_module
 from dms.jobs.protocol import (
     PROTOCOL,
     Accepted,
@@ -28,6 +30,7 @@ from dms.jobs.protocol import (
     End,
     Event,
     Heartbeat,
+    NeedModule,
     Payment,
     ProtocolError,
     Rejected,
@@ -69,6 +72,7 @@ class RequesterService:
         settings: RequesterSettings,
         payments: PaymentGate,
         transactions: TransactionLog,
+        modules: ModuleStore | None = None,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -78,6 +82,7 @@ class RequesterService:
         self._settings = settings
         self._payments = payments
         self._transactions = transactions
+        self._modules = modules
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, LineStream] = {}
         self._feed = EventFeed(events, "sp")
@@ -101,10 +106,13 @@ class RequesterService:
     async def request_service(self, spec: JobSpec, target_peer: str | None) -> dict[str, Any]:
         """Choose a provider and return the quote; NotFound-like Conflict when nobody fits."""
         r = spec.resources
+        if spec.module is not None and (self._modules is None or not self._modules.has(spec.module)):
+            why = f"module {spec.module} is not in this node's module registry (add it: nunet module add FILE)"
+            raise InvalidInput.of([FieldProblem("module", why)])
         needs = Needs(
             channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
-            gpu_vendor=r.gpu_vendor, target_peer=target_peer,
+            gpu_vendor=r.gpu_vendor, target_peer=target_peer, executor=spec.executor,
         )  # fmt: skip
         placement = place(self._candidates(), needs)
         if not placement.ranked:
@@ -295,6 +303,9 @@ class RequesterService:
             deadline = time.monotonic() + ANSWER_TIMEOUT_S
             while True:
                 msg = decode_to_requester(await stream.receive(max(deadline - time.monotonic(), 0.01)))
+                if isinstance(msg, NeedModule) and msg.job_id == deploy.job_id and self._modules is not None:
+                    await send_module(stream, msg, self._modules)
+                    deadline = time.monotonic() + ANSWER_TIMEOUT_S
                 if isinstance(msg, Accepted | Rejected) and msg.job_id == deploy.job_id:
                     return msg if isinstance(msg, Accepted) else msg.reason
         except TimeoutError:
@@ -303,6 +314,8 @@ class RequesterService:
             return f"stream closed ({exc})"
         except ProtocolError as exc:
             return f"bad answer ({exc})"
+        except DmsError as exc:  # the module asked for is no longer here
+            return f"cannot send the module: {exc}"
 
     async def _reattach(self, row: SPJobRow) -> LineStream | None:
         """A new stream to the job's provider, resuming after the last event seen; None if it is lost."""
