@@ -226,7 +226,7 @@ class Daemon:
 
         context = ApiContext(
             settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
-            transactions=transactions, database_path=str(store.path), version=__version__,
+            transactions=transactions, database_path=str(store.path), version=__version__, modules=modules,
         )  # fmt: skip
         await self._serve(build_web_app(context))
 

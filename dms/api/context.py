@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dms.config import Settings
+from dms.executor.modules import ModuleStore
 from dms.jobs.provider import ProviderService
 from dms.jobs.requester import RequesterService
 from dms.network import P2PNode
@@ -24,6 +25,7 @@ class ApiContext:
     transactions: TransactionLog
     database_path: str
     version: str
+    modules: ModuleStore | None = None
 
 
 CONTEXT = web.AppKey("context", ApiContext)
