@@ -183,7 +183,7 @@ class Daemon:
         modules = ModuleStore(data_dir / MODULES_DIR)
         wasm = WasmExecutor(modules, data_dir / WASM_WORK_DIR, s.job.log_batch_ms / 1000)
         self._stack.push_async_callback(wasm.close)
-        await wasm.start()
+        await wasm.start(wait=False)
         executor: Executor = ExecutorSet({"docker": docker, "wasm": wasm})
         provider = ProviderService(
             onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),

@@ -16,6 +16,7 @@ from dms.executor.modules import SHA256
 class ExecutorSet:
     def __init__(self, executors: dict[str, Executor]) -> None:
         self._by_kind = executors
+        self._last: dict[str, str | None] | None = None
 
     def _for(self, kind: str) -> Executor:
         try:
@@ -27,6 +28,7 @@ class ExecutorSet:
         found: dict[str, str | None] = {}
         for ex in self._by_kind.values():
             found.update(await ex.kinds())
+        self._last = found
         return found
 
     async def available(self) -> str | None:
@@ -47,8 +49,11 @@ class ExecutorSet:
                 await ex.cancel(job_id)
 
     async def reconcile(self) -> list[Leftover]:
+        """Reconcile every executor that works (as last checked: an engine that does not answer is not asked
+        again)."""
+        kinds = self._last if self._last is not None else await self.kinds()
         found: list[Leftover] = []
         for kind, ex in self._by_kind.items():
-            if (await ex.kinds()).get(kind) is None:
+            if kinds.get(kind) is None:
                 found.extend(await ex.reconcile())
         return found

@@ -118,7 +118,7 @@ class WorkerPool:
                 return
             self._idle.append(worker)
 
-    def _refill(self) -> None:
+    def refill(self) -> None:
         if self._filling is None or self._filling.done():
             self._filling = asyncio.create_task(self.fill())
 
@@ -131,7 +131,7 @@ class WorkerPool:
         else:
             worker = await asyncio.to_thread(self._spawn)
         self._busy.add(worker)
-        self._refill()
+        self.refill()
         return worker
 
     def release(self, worker: Worker, reusable: bool) -> None:
@@ -177,10 +177,14 @@ class WasmExecutor:
         self._running: dict[str, Worker] = {}
         self._cancelled: set[str] = set()
 
-    async def start(self) -> None:
-        """Pre-start the warm workers (a job then starts without waiting for a process)."""
+    async def start(self, wait: bool = True) -> None:
+        """Pre-start the warm workers (a job then starts without waiting for a process); in the background
+        unless `wait`."""
         if await self.available() is None:
-            await self._pool.fill()
+            if wait:
+                await self._pool.fill()
+            else:
+                self._pool.refill()
 
     async def close(self) -> None:
         await self._pool.close()

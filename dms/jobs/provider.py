@@ -113,8 +113,9 @@ class ProviderService:
 
     async def start(self) -> None:
         """Check the engine, and settle jobs that were live when the daemon last stopped."""
-        self.executor_problem = await self._executor.available()
         self.executor_problems = await self._executor.kinds()
+        problems = [p for p in self.executor_problems.values() if p is not None]
+        self.executor_problem = None if self.working_executors else "; ".join(problems) or "no executor"
         if self.executor_problem:
             log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
         await self._events.prune(EVENT_RETENTION)
