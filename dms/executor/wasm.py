@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -42,6 +43,8 @@ from dms.executor.wasm_worker import PAGE, WorkerJob, WorkerResult
 log = logging.getLogger(__name__)
 
 KIND = "wasm"
+WORKER_COMMAND = (sys.executable, "-m", "dms.executor.wasm_worker")
+"""Started with two more arguments: the socket's file descriptor and the daemon's pid."""
 KILL_GRACE_S = 1.0
 """How long past its duration a module may take to stop by itself before its worker is killed."""
 WORKER_START_TIMEOUT_S = 30.0
@@ -69,6 +72,8 @@ def memory_verdict(result: WorkerResult, limit_bytes: int) -> str | None:
 class Worker:
     process: subprocess.Popen[bytes]
     conn: Connection
+    engine: str = "cranelift"
+    """"cranelift" (native code) or "pulley" (the interpreter, where memory may not be made executable)."""
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -89,25 +94,39 @@ class WorkerPool:
     and sockets must not be copied), talking over a socket pair with multiprocessing's framing.
     """
 
-    def __init__(self, warm: int = 1) -> None:
+    def __init__(self, warm: int = 1, command: Sequence[str] = WORKER_COMMAND) -> None:
         self._warm = warm
+        self._command = tuple(command)
+        self.engine: str | None = None
+        """The engine the last worker started with."""
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._filling: asyncio.Task[None] | None = None
         self._closed = False
 
-    @staticmethod
-    def _spawn() -> Worker:
+    def _spawn(self) -> Worker:
         ours, theirs = socket.socketpair()
         with ours, theirs:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dms.executor.wasm_worker", str(theirs.fileno()), str(os.getpid())],
+                [*self._command, str(theirs.fileno()), str(os.getpid())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, close_fds=True,
             )  # fmt: skip
             worker = Worker(proc, Connection(ours.detach()))
-        if not worker.conn.poll(WORKER_START_TIMEOUT_S) or worker.conn.recv() != ("ready",):
+        try:
+            ready = worker.conn.recv() if worker.conn.poll(WORKER_START_TIMEOUT_S) else None
+        except (EOFError, OSError):
+            ready = None
+        if not (isinstance(ready, tuple) and len(ready) == 2 and ready[0] == "ready"):
             worker.kill()
             raise ExecutorError("a WASM worker process did not start")
+        worker.engine = str(ready[1])
+        if worker.engine != self.engine:
+            self.engine = worker.engine
+            if worker.engine == "pulley":
+                log.warning(
+                    "WASM modules run on wasmtime's Pulley interpreter: this process may not make memory "
+                    "executable (systemd MemoryDenyWriteExecute=yes?), so no native code"
+                )
         return worker
 
     async def fill(self) -> None:
@@ -169,11 +188,18 @@ def read_messages(conn: Connection, loop: asyncio.AbstractEventLoop, queue: asyn
 class WasmExecutor:
     """Runs WASM jobs. Modules come from `modules`; each job's `/inputs` and `/outputs` live under `work`."""
 
-    def __init__(self, modules: ModuleStore, work: Path, log_batch_s: float = 0.2, warm: int = 1) -> None:
+    def __init__(
+        self,
+        modules: ModuleStore,
+        work: Path,
+        log_batch_s: float = 0.2,
+        warm: int = 1,
+        worker_command: Sequence[str] = WORKER_COMMAND,
+    ) -> None:
         self.modules = modules
         self._work = work
         self._batch_s = log_batch_s
-        self._pool = WorkerPool(warm)
+        self._pool = WorkerPool(warm, worker_command)
         self._running: dict[str, Worker] = {}
         self._cancelled: set[str] = set()
 
@@ -196,6 +222,11 @@ class WasmExecutor:
 
     async def kinds(self) -> dict[str, str | None]:
         return {KIND: await self.available()}
+
+    @property
+    def engine(self) -> str | None:
+        """ "cranelift" or "pulley", as the last worker found; None before any started."""
+        return self._pool.engine
 
     async def has_image(self, image: str) -> bool:
         return self.modules.has(image)

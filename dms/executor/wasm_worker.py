@@ -5,8 +5,9 @@ wasmtime, and serves jobs over a socket until it closes or the parent kills it. 
 killed, and a module blocked in a WASI call (a sleep in `poll_oneoff`) is not stopped by an epoch
 deadline, so the parent's hard stop is to kill this process.
 
-Messages, parent -> worker: `("run", WorkerJob)`. Worker -> parent: `("ready",)` once, then per job
-`("out", bytes)` / `("err", bytes)` as the module writes, and `("done", WorkerResult)` at its end.
+Messages, parent -> worker: `("run", WorkerJob)`. Worker -> parent: `("ready", "cranelift" | "pulley")`
+once, then per job `("out", bytes)` / `("err", bytes)` as the module writes, and `("done", WorkerResult)`
+at its end.
 """
 
 from __future__ import annotations
@@ -49,17 +50,36 @@ class WorkerResult:
     """The module's linear memory when it ended."""
 
 
-def make_engine() -> wasmtime.Engine:
+def make_engine(pulley: bool = False) -> wasmtime.Engine:
     config = wasmtime.Config()
     config.epoch_interruption = True
+    if pulley:
+        config.target = "pulley64"
     return wasmtime.Engine(config)
+
+
+def probe_engine() -> tuple[wasmtime.Engine, str]:
+    """Cranelift (native code) when this process may make memory executable; else the Pulley interpreter.
+
+    A service under systemd's MemoryDenyWriteExecute=yes (the packaged unit) may not: wasmtime then fails
+    with "unable to make memory executable", and Pulley, which needs no executable memory, runs instead.
+    """
+    engine = make_engine()
+    try:
+        wasmtime.Instance(wasmtime.Store(engine), wasmtime.Module(engine, PROBE), [])
+    except wasmtime.WasmtimeError:
+        return make_engine(pulley=True), "pulley"
+    return engine, "cranelift"
+
+
+PROBE = '(module (func (export "f")))'
 
 
 class Runner:
     """One engine and its compiled modules; runs jobs one after another."""
 
-    def __init__(self) -> None:
-        self.engine = make_engine()
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self.engine = engine
         self._modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
 
     def module(self, job: WorkerJob) -> tuple[wasmtime.Module, bool]:
@@ -141,8 +161,9 @@ def watch_parent(pid: int) -> None:
 def main(conn: Connection, parent_pid: int) -> None:
     """The worker's entry point: serve jobs until the parent closes the pipe (or dies)."""
     threading.Thread(target=watch_parent, args=(parent_pid,), daemon=True).start()
-    runner = Runner()
-    conn.send(("ready",))
+    engine, kind = probe_engine()
+    runner = Runner(engine)
+    conn.send(("ready", kind))
     while True:
         try:
             msg = conn.recv()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -158,3 +159,31 @@ async def test_missing_module_and_imports_beyond_wasi(executor: WasmExecutor) ->
     info = inspect_module(m.wasm(m.SOCKETS))
     assert info.problem is not None and "env.connect" in info.problem and "WASI preview 1 only" in info.problem
     assert inspect_module(m.wasm(m.PRINTER)).problem is None
+
+
+# A worker started the way systemd's MemoryDenyWriteExecute=yes (the packaged unit) leaves it: the kernel
+# refuses to make memory executable (prctl PR_SET_MDWE, as systemd itself uses where the kernel has it).
+MDWE_WORKER = (
+    sys.executable,
+    "-c",
+    "import ctypes, runpy, sys; assert ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) == 0; sys.argv[0] = 'w'; "
+    "runpy.run_module('dms.executor.wasm_worker', run_name='__main__')",
+)
+
+
+async def test_without_executable_memory_modules_run_on_the_interpreter(tmp_path: Path) -> None:
+    ex = WasmExecutor(ModuleStore(tmp_path / "m"), tmp_path / "w", log_batch_s=0.05, worker_command=MDWE_WORKER)
+    await ex.start()
+    try:
+        assert ex.engine == "pulley"
+        logs = Logs()
+        result = await ex.run(await spec(ex, m.PRINTER, command=("under", "mdwe")), logs)
+        assert result.exit_code == 0 and logs.stdout.splitlines()[1:3] == ["under", "mdwe"]
+        burner = await ex.run(await spec(ex, m.BURNER, timeout_s=0.5), Logs())
+        assert burner.reason == EndReason.TIMEOUT  # epoch interruption works on the interpreter too
+    finally:
+        await ex.close()
+
+
+async def test_the_engine_is_native_code_where_allowed(executor: WasmExecutor) -> None:
+    assert executor.engine == "cranelift"
