@@ -7,15 +7,19 @@ docker. The set works when any of its executors does.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 
 from dms.executor.base import ContainerSpec, Executor, ExecutorError, Leftover, LogSink, RunResult, StartHook
 from dms.executor.modules import SHA256
+
+log = logging.getLogger(__name__)
 
 
 class ExecutorSet:
     def __init__(self, executors: dict[str, Executor]) -> None:
         self._by_kind = executors
+        self._running: dict[str, str] = {}
+        """job id -> the kind of executor running it."""
         self._last: dict[str, str | None] | None = None
 
     def _for(self, kind: str) -> Executor:
@@ -41,12 +45,25 @@ class ExecutorSet:
         return await self._for("wasm" if SHA256.match(image) else "docker").has_image(image)
 
     async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
-        return await self._for(spec.kind).run(spec, on_logs, on_start)
+        executor = self._for(spec.kind)
+        self._running[spec.job_id] = spec.kind
+        try:
+            return await executor.run(spec, on_logs, on_start)
+        finally:
+            self._running.pop(spec.job_id, None)
 
     async def cancel(self, job_id: str) -> None:
-        for ex in self._by_kind.values():
-            with contextlib.suppress(ExecutorError):
+        """The executor running the job stops it; a job not started yet is marked cancelled with every one
+        (one whose engine does not answer has nothing of it to stop)."""
+        kind = self._running.get(job_id)
+        if kind is not None:
+            await self._by_kind[kind].cancel(job_id)
+            return
+        for name, ex in self._by_kind.items():
+            try:
                 await ex.cancel(job_id)
+            except Exception as exc:  # an absent engine's error in any of its client's forms
+                log.debug("cancel %s on %s: %s", job_id, name, exc)
 
     async def reconcile(self) -> list[Leftover]:
         """Reconcile every executor that works (as last checked: an engine that does not answer is not asked

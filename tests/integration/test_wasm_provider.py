@@ -151,3 +151,20 @@ async def test_a_module_beyond_wasi_is_refused_at_admission(provider: ProviderSe
     refused = await answer(sp)
     assert refused.type == "rejected" and "env.connect" in refused.reason and "WASI preview 1" in refused.reason
     await served
+
+
+async def test_cancel_stops_a_module_blocked_in_a_sleep(provider: ProviderService, tmp_path: Path) -> None:
+    sp_store = ModuleStore(tmp_path / "sp-modules")
+    sha = await sp_store.put_blob(m.wasm(m.SLEEPER))
+    sp, served = open_stream(provider)
+    await sp.send(deploy("w5", **wasm_job(sha)))
+    await send_module(sp, await answer(sp), sp_store)
+    assert (await answer(sp)).type == "accepted"
+    while not ((msg := await answer(sp)).type == "event" and msg.kind == "logs"):
+        pass
+    assert msg.data["stdout"] == "sleeping\n"
+    await sp.send(b'{"type": "cancel", "job_id": "w5"}\n')
+    while (msg := await answer(sp)).type != "event" or msg.kind != "result":
+        pass
+    assert msg.data["state"] == "cancelled"
+    await served
