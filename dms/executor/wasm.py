@@ -261,6 +261,13 @@ class WasmExecutor:
             self._running.pop(spec.job_id, None)
             self._cancelled.discard(spec.job_id)
             self._pool.release(worker, reusable)
+            self._tidy(spec.job_id)
+
+    def _tidy(self, job_id: str) -> None:
+        """Keep a job's folder only when it left something in `/outputs`."""
+        with contextlib.suppress(OSError):
+            if not any(self.outputs(job_id).iterdir()):
+                shutil.rmtree(self._work / job_id, ignore_errors=True)
 
     async def _drive(
         self, worker: Worker, job: WorkerJob, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None

@@ -135,8 +135,9 @@ async def several_at_once(executor: WasmExecutor) -> None:
     reasons = [r for r, _ in results]
     assert reasons == [EndReason.TIMEOUT, EndReason.TIMEOUT, EndReason.TIMEOUT, EndReason.OOM_KILLED, EndReason.EXITED]
     took = [t for _, t in results]
-    assert took[0] < 1.9 and 1.9 < took[1] < 3.0 and took[2] < 4.0, took
-    assert took[4] < 1.0, "a printer beside two CPU burners must not starve"
+    assert 1.0 <= took[0] < took[1] and 2.0 <= took[1] < 4.0, took  # each burner at its own duration
+    assert 2.0 <= took[2] < 5.0, took  # the sleeper killed one second past its duration
+    assert took[4] < took[0], "a printer beside two CPU burners must not wait for them"
 
 
 async def test_cancel_kills_a_running_module(executor: WasmExecutor) -> None:
