@@ -94,6 +94,13 @@ SLEEPER = program(
 """Prints "sleeping", then sleeps an hour in a WASI `poll_oneoff` (no epoch deadline stops it)."""
 
 
+FLOODER = program(
+    """(memory.fill (i32.const 1024) (i32.const 120) (i32.const 8192))
+    (loop $l (call $write (i32.const 1) (i32.const 1024) (i32.const 8192)) (br $l))"""
+)
+"""Writes 8 KiB blocks of "x" to stdout as fast as it can, until stopped."""
+
+
 def _open(dirfd: int, path_at: int, path_len: int, oflags: int, rights: int) -> str:
     return (
         f"(call $path_open (i32.const {dirfd}) (i32.const 0) (i32.const {path_at}) (i32.const {path_len})"

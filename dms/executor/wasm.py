@@ -11,6 +11,7 @@ deadline interrupts). No network, no host filesystem but the job's own `/inputs`
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib.util
 import logging
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 KIND = "wasm"
 WORKER_COMMAND = (sys.executable, "-m", "dms.executor.wasm_worker")
 """Started with two more arguments: the socket's file descriptor and the daemon's pid."""
+QUEUE_BOUND = 16
+"""Worker messages (output batches of up to 64 KiB) waiting for the event loop, per job."""
 KILL_GRACE_S = 1.0
 """How long past its duration a module may take to stop by itself before its worker is killed."""
 WORKER_START_TIMEOUT_S = 30.0
@@ -173,16 +176,30 @@ class WorkerPool:
 
 
 def read_messages(conn: Connection, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[tuple[Any, ...]]) -> None:
-    """A thread per running job: the worker's messages onto the event loop, until `done` or the pipe ends."""
+    """A thread per running job: the worker's messages onto the event loop, until `done` or the pipe ends.
+
+    The queue is bounded and this thread waits for room, so a module that writes faster than the daemon
+    handles its output is slowed down (the socket fills, its writes block) instead of filling memory.
+    """
     while True:
         try:
             msg = conn.recv()
         except Exception:  # EOF, a closed socket, a message we cannot read: the worker is lost to us
             msg = ("dead",)
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(queue.put_nowait, msg)
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(msg), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):  # the loop is closed: nobody waits any more
+            return
         if msg[0] in ("done", "dead"):
             return
+
+
+async def drain_until_end(queue: asyncio.Queue[tuple[Any, ...]]) -> None:
+    """Take a killed worker's last messages off the queue, so its reader thread reaches the end."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            while (await queue.get())[0] not in ("done", "dead"):
+                pass
 
 
 class WasmExecutor:
@@ -202,6 +219,7 @@ class WasmExecutor:
         self._pool = WorkerPool(warm, worker_command)
         self._running: dict[str, Worker] = {}
         self._cancelled: set[str] = set()
+        self._draining: set[asyncio.Task[None]] = set()
 
     async def start(self, wait: bool = True) -> None:
         """Pre-start the warm workers (a job then starts without waiting for a process); in the background
@@ -273,33 +291,37 @@ class WasmExecutor:
         self, worker: Worker, job: WorkerJob, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None
     ) -> tuple[RunResult, bool]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(QUEUE_BOUND)
         batch = LogBatcher(on_logs, self._batch_s)
         try:
             worker.conn.send(("run", job))
         except OSError as exc:
             raise ExecutorError(f"the WASM worker is gone: {exc}") from exc
         threading.Thread(target=read_messages, args=(worker.conn, loop, queue), daemon=True).start()
-        if on_start is not None:
-            await on_start()
         ticker = asyncio.create_task(batch.tick())
         done: WorkerResult | None = None
-        killed = False
+        killed = ended = False
         try:
+            if on_start is not None:
+                await on_start()
             async with asyncio.timeout(spec.timeout_s + KILL_GRACE_S if spec.timeout_s else None):
                 while True:
                     msg = await queue.get()
                     if msg[0] in ("out", "err"):
                         batch.add(msg[0] == "err", msg[1])
-                    elif msg[0] == "done":
+                        continue
+                    ended = True
+                    if msg[0] == "done":
                         done = msg[1]
-                        break
-                    else:
-                        break
+                    break
         except TimeoutError:
             killed = True
-            worker.kill()
         finally:
+            if not ended:  # timed out or cancelled: stop the module, and let the reader thread finish
+                worker.kill()
+                drain = asyncio.create_task(drain_until_end(queue))
+                self._draining.add(drain)
+                drain.add_done_callback(self._draining.discard)
             ticker.cancel()
             await batch.flush(final=True)
         return self._verdict(spec, done, killed), done is not None

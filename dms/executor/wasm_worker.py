@@ -25,6 +25,8 @@ PAGE = 65536
 MODULE_CACHE = 16
 """Compiled modules kept per worker, by sha256 (least recently used dropped first)."""
 PARENT_CHECK_S = 1.0
+OUTPUT_BATCH = 64 * 1024
+OUTPUT_FLUSH_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,45 @@ def probe_engine() -> tuple[wasmtime.Engine, str]:
 PROBE = '(module (func (export "f")))'
 
 
+class Output:
+    """The module's writes, sent to the daemon in batches (at most OUTPUT_BATCH bytes, or after
+    OUTPUT_FLUSH_S): a chatty module costs the daemon one message per batch, not one per write. A daemon
+    that reads slowly blocks the send, and so the module: output never piles up in memory."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._parts: dict[str, bytearray] = {"out": bytearray(), "err": bytearray()}
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._tick, daemon=True)
+        self._flusher.start()
+
+    def write(self, stream: str, data: bytes) -> None:
+        with self._lock:
+            self._parts[stream] += data
+            if len(self._parts[stream]) >= OUTPUT_BATCH:
+                self._send(stream)
+
+    def _send(self, stream: str) -> None:
+        if self._parts[stream]:
+            self._conn.send((stream, bytes(self._parts[stream])))
+            self._parts[stream].clear()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(OUTPUT_FLUSH_S):
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._send("out")
+            self._send("err")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._flusher.join()
+        self.flush()
+
+
 class Runner:
     """One engine and its compiled modules; runs jobs one after another."""
 
@@ -104,8 +145,9 @@ class Runner:
         wasi = wasmtime.WasiConfig()
         wasi.argv = [job.name, *job.args]
         wasi.env = [list(kv) for kv in job.env]
-        wasi.stdout_custom = lambda data: conn.send(("out", bytes(data)))
-        wasi.stderr_custom = lambda data: conn.send(("err", bytes(data)))
+        output = Output(conn)
+        wasi.stdout_custom = lambda data: output.write("out", data)
+        wasi.stderr_custom = lambda data: output.write("err", data)
         if job.inputs is not None:
             wasi.preopen_dir(job.inputs, "/inputs", False)
         if job.outputs is not None:
@@ -136,6 +178,7 @@ class Runner:
         finally:
             if timer is not None:
                 timer.cancel()
+            output.close()
         return WorkerResult(result.exit_code, result.ending, result.detail, memory_bytes(instance, store))
 
 

@@ -188,3 +188,21 @@ async def test_without_executable_memory_modules_run_on_the_interpreter(tmp_path
 
 async def test_the_engine_is_native_code_where_allowed(executor: WasmExecutor) -> None:
     assert executor.engine == "cranelift"
+
+
+async def test_a_flood_of_output_is_batched_and_starves_nobody(executor: WasmExecutor) -> None:
+    flood_logs = Logs()
+
+    async def timed(s: ContainerSpec, logs: Logs) -> float:
+        t0 = time.monotonic()
+        await executor.run(s, logs)
+        return time.monotonic() - t0
+
+    flood = asyncio.create_task(timed(await spec(executor, m.FLOODER, timeout_s=1.5), flood_logs))
+    await asyncio.sleep(0)
+    printer = await timed(await spec(executor, m.PRINTER), Logs())
+    flooded = await flood
+    assert printer < flooded, "a job beside a flood of output must not wait for it"
+    out = flood_logs.stdout
+    assert len(out) > 1_000_000 and set(out) == {"x"}, len(out)
+    assert len(flood_logs.chunks) < len(out) / 8192 / 4, "writes are sent in batches, not one by one"
