@@ -69,6 +69,10 @@ def test_wasm_job_from_sp_to_a_docker_less_cp(dms_process: Callable[..., DmsProc
     ran = run_cli("run", "--wasm", "printer", "-m", "16", "-c", "100", "--", "from", "cli", dms=sp.url, timeout=90)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "from" in ran.stdout and "cli" in ran.stdout
+    missing = run_cli("run", "--wasm", "nosuch", "--", "x", dms=sp.url)
+    assert missing.returncode == 1 and "no module named nosuch" in missing.stderr
+    removed = run_cli("module", "rm", "grower", dms=sp.url)
+    assert removed.returncode == 0 and "grower" not in run_cli("module", "ls", dms=sp.url).stdout
 
 
 def log_text(frames: list[dict[str, Any]], stream: str) -> str:
