@@ -134,7 +134,11 @@ class WorkerPool:
 
     async def fill(self) -> None:
         while not self._closed and len(self._idle) < self._warm:
-            worker = await asyncio.to_thread(self._spawn)
+            try:
+                worker = await asyncio.to_thread(self._spawn)
+            except ExecutorError as exc:  # a job will try again, and say why if it fails too
+                log.warning("cannot pre-start a WASM worker: %s", exc)
+                return
             if self._closed:
                 worker.kill()
                 return
