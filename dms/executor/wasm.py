@@ -125,7 +125,7 @@ class WorkerPool:
         worker.engine = str(ready[1])
         if worker.engine != self.engine:
             self.engine = worker.engine
-            if worker.engine == "pulley":
+            if worker.engine.startswith("pulley"):
                 log.warning(
                     "WASM modules run on wasmtime's Pulley interpreter: this process may not make memory "
                     "executable (systemd MemoryDenyWriteExecute=yes?), so no native code"

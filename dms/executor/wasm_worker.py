@@ -52,9 +52,10 @@ class WorkerResult:
     """The module's linear memory when it ended."""
 
 
-def make_engine(pulley: bool = False) -> wasmtime.Engine:
+def make_engine(pulley: bool = False, cow: bool = True) -> wasmtime.Engine:
     config = wasmtime.Config()
     config.epoch_interruption = True
+    config.memory_init_cow = cow
     if pulley:
         config.target = "pulley64"
     return wasmtime.Engine(config)
@@ -65,16 +66,24 @@ def probe_engine() -> tuple[wasmtime.Engine, str]:
 
     A service under systemd's MemoryDenyWriteExecute=yes (the packaged unit) may not: wasmtime then fails
     with "unable to make memory executable", and Pulley, which needs no executable memory, runs instead.
+    Each is also tried without copy-on-write memory images (memfd), for a sandbox that refuses those.
     """
-    engine = make_engine()
-    try:
-        wasmtime.Instance(wasmtime.Store(engine), wasmtime.Module(engine, PROBE), [])
-    except wasmtime.WasmtimeError:
-        return make_engine(pulley=True), "pulley"
-    return engine, "cranelift"
+    for pulley, cow in ((False, True), (False, False), (True, True), (True, False)):
+        engine = make_engine(pulley, cow)
+        try:
+            store = wasmtime.Store(engine)
+            store.set_epoch_deadline(1)
+            instance = wasmtime.Instance(store, wasmtime.Module(engine, PROBE), [])
+            probe = instance.exports(store)["f"]
+            assert isinstance(probe, wasmtime.Func) and probe(store) == 120
+        except (wasmtime.WasmtimeError, wasmtime.Trap):
+            continue
+        return engine, ("pulley" if pulley else "cranelift") + ("" if cow else " (no copy-on-write images)")
+    raise RuntimeError("wasmtime cannot run even its smallest module here")
 
 
-PROBE = '(module (func (export "f")))'
+PROBE = """(module (memory 1) (data (i32.const 0) "x")
+  (func (export "f") (result i32) (i32.load8_u (i32.const 0))))"""
 
 
 class Output:

@@ -176,7 +176,7 @@ async def test_without_executable_memory_modules_run_on_the_interpreter(tmp_path
     ex = WasmExecutor(ModuleStore(tmp_path / "m"), tmp_path / "w", log_batch_s=0.05, worker_command=MDWE_WORKER)
     await ex.start()
     try:
-        assert ex.engine == "pulley"
+        assert ex.engine is not None and ex.engine.startswith("pulley")
         logs = Logs()
         result = await ex.run(await spec(ex, m.PRINTER, command=("under", "mdwe")), logs)
         assert result.exit_code == 0 and logs.stdout.splitlines()[1:3] == ["under", "mdwe"]
@@ -187,7 +187,7 @@ async def test_without_executable_memory_modules_run_on_the_interpreter(tmp_path
 
 
 async def test_the_engine_is_native_code_where_allowed(executor: WasmExecutor) -> None:
-    assert executor.engine == "cranelift"
+    assert executor.engine is not None and executor.engine.startswith("cranelift")
 
 
 async def test_a_flood_of_output_is_batched_and_starves_nobody(executor: WasmExecutor) -> None:
