@@ -216,8 +216,10 @@ class WasmExecutor:
         log_batch_s: float = 0.2,
         warm: int = 1,
         worker_command: Sequence[str] = WORKER_COMMAND,
+        kill_grace_s: float = KILL_GRACE_S,
     ) -> None:
         self.modules = modules
+        self._kill_grace_s = kill_grace_s
         self._work = work
         self._batch_s = log_batch_s
         self._pool = WorkerPool(warm, worker_command)
@@ -308,7 +310,7 @@ class WasmExecutor:
         try:
             if on_start is not None:
                 await on_start()
-            async with asyncio.timeout(spec.timeout_s + KILL_GRACE_S if spec.timeout_s else None):
+            async with asyncio.timeout(spec.timeout_s + self._kill_grace_s if spec.timeout_s else None):
                 while True:
                     msg = await queue.get()
                     if msg[0] in ("out", "err"):
