@@ -47,6 +47,8 @@ class ContainerSpec:
     gpus: GpuAssignment | None = None
     kind: str = "docker"
     """The executor that runs it: "docker" or "wasm"."""
+    fuel: int | None = None
+    """wasm: an instruction budget (wasmtime fuel), or None."""
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,7 @@ class WasmExecutor:
             sha256=spec.image, path=str(self.modules.path(spec.image)), name=spec.image[:12],
             args=spec.command, env=tuple(spec.env.items()), memory_bytes=spec.memory_mb * 2**20,
             timeout_s=spec.timeout_s, inputs=str(self.inputs(spec.job_id)), outputs=str(self.outputs(spec.job_id)),
+            fuel=spec.fuel,
         )  # fmt: skip
         worker = await self._pool.acquire()
         self._running[spec.job_id] = worker
@@ -341,8 +342,8 @@ class WasmExecutor:
             raise ExecutorError("the WASM worker process died")
         if done.ending == "error":
             raise ExecutorError(done.detail)
-        if done.ending == "timeout":
-            return RunResult(done.exit_code, EndReason.TIMEOUT, "stopped at its duration")
+        if done.ending in ("timeout", "fuel"):
+            return RunResult(done.exit_code, EndReason.TIMEOUT, done.detail)
         memory = memory_verdict(done, spec.memory_mb * 2**20)
         if memory is not None:
             return RunResult(done.exit_code, EndReason.OOM_KILLED, memory)

@@ -40,28 +40,32 @@ class WorkerJob:
     timeout_s: float | None = None
     inputs: str | None = None
     outputs: str | None = None
+    fuel: int | None = None
+    """An instruction budget (wasmtime fuel), or None for none."""
 
 
 @dataclass(frozen=True)
 class WorkerResult:
     exit_code: int
     ending: str
-    """"exited", "timeout" (the epoch deadline interrupted it), "trap" or "error" (it never started)."""
+    """"exited", "timeout" (the epoch deadline interrupted it), "fuel" (its instruction budget ran out),
+    "trap", or "error" (it never started)."""
     detail: str = ""
     memory_bytes: int = 0
     """The module's linear memory when it ended."""
 
 
-def make_engine(pulley: bool = False, cow: bool = True) -> wasmtime.Engine:
+def make_engine(pulley: bool = False, cow: bool = True, fuel: bool = False) -> wasmtime.Engine:
     config = wasmtime.Config()
     config.epoch_interruption = True
     config.memory_init_cow = cow
+    config.consume_fuel = fuel
     if pulley:
         config.target = "pulley64"
     return wasmtime.Engine(config)
 
 
-def probe_engine() -> tuple[wasmtime.Engine, str]:
+def probe_engine() -> tuple[tuple[bool, bool], str]:
     """Cranelift (native code) when this process may make memory executable; else the Pulley interpreter.
 
     A service under systemd's MemoryDenyWriteExecute=yes (the packaged unit) may not: wasmtime then fails
@@ -78,7 +82,7 @@ def probe_engine() -> tuple[wasmtime.Engine, str]:
             assert isinstance(probe, wasmtime.Func) and probe(store) == 120
         except (wasmtime.WasmtimeError, wasmtime.Trap):
             continue
-        return engine, ("pulley" if pulley else "cranelift") + ("" if cow else " (no copy-on-write images)")
+        return (pulley, cow), ("pulley" if pulley else "cranelift") + ("" if cow else " (no copy-on-write images)")
     raise RuntimeError("wasmtime cannot run even its smallest module here")
 
 
@@ -126,19 +130,27 @@ class Output:
 
 
 class Runner:
-    """One engine and its compiled modules; runs jobs one after another."""
+    """Its engines (one metering fuel, made when a job first asks for an instruction budget) and their
+    compiled modules; runs jobs one after another."""
 
-    def __init__(self, engine: wasmtime.Engine) -> None:
-        self.engine = engine
-        self._modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
+    def __init__(self, pulley: bool, cow: bool) -> None:
+        self._settings = (pulley, cow)
+        self._engines = {False: make_engine(pulley, cow)}
+        self._modules: OrderedDict[tuple[str, bool], wasmtime.Module] = OrderedDict()
+
+    def engine(self, fuel: bool) -> wasmtime.Engine:
+        if fuel not in self._engines:
+            self._engines[fuel] = make_engine(*self._settings, fuel=fuel)
+        return self._engines[fuel]
 
     def module(self, job: WorkerJob) -> tuple[wasmtime.Module, bool]:
-        found = self._modules.get(job.sha256)
+        key = (job.sha256, job.fuel is not None)
+        found = self._modules.get(key)
         if found is not None:
-            self._modules.move_to_end(job.sha256)
+            self._modules.move_to_end(key)
             return found, False
-        module = wasmtime.Module.from_file(self.engine, job.path)
-        self._modules[job.sha256] = module
+        module = wasmtime.Module.from_file(self.engine(job.fuel is not None), job.path)
+        self._modules[key] = module
         while len(self._modules) > MODULE_CACHE:
             self._modules.popitem(last=False)
         return module, True
@@ -148,8 +160,11 @@ class Runner:
             module, _ = self.module(job)
         except (wasmtime.WasmtimeError, OSError) as exc:
             return WorkerResult(1, "error", f"the module does not compile: {exc}")
-        store = wasmtime.Store(self.engine)
+        engine = self.engine(job.fuel is not None)
+        store = wasmtime.Store(engine)
         store.set_limits(memory_size=job.memory_bytes)
+        if job.fuel is not None:
+            store.set_fuel(job.fuel)
         store.set_epoch_deadline(1)
         wasi = wasmtime.WasiConfig()
         wasi.argv = [job.name, *job.args]
@@ -162,9 +177,9 @@ class Runner:
         if job.outputs is not None:
             wasi.preopen_dir(job.outputs, "/outputs", True)
         store.set_wasi(wasi)
-        linker = wasmtime.Linker(self.engine)
+        linker = wasmtime.Linker(engine)
         linker.define_wasi()
-        timer = threading.Timer(job.timeout_s, self.engine.increment_epoch) if job.timeout_s else None
+        timer = threading.Timer(job.timeout_s, engine.increment_epoch) if job.timeout_s else None
         instance: wasmtime.Instance | None = None
         if timer is not None:
             timer.start()
@@ -180,6 +195,8 @@ class Runner:
         except wasmtime.Trap as exc:
             if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
                 result = WorkerResult(-1, "timeout", "stopped at its duration")
+            elif exc.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
+                result = WorkerResult(-1, "fuel", f"stopped at its instruction budget ({job.fuel} fuel)")
             else:
                 result = WorkerResult(1, "trap", exc.message.splitlines()[0] if exc.message else "trap")
         except wasmtime.WasmtimeError as exc:
@@ -213,8 +230,8 @@ def watch_parent(pid: int) -> None:
 def main(conn: Connection, parent_pid: int) -> None:
     """The worker's entry point: serve jobs until the parent closes the pipe (or dies)."""
     threading.Thread(target=watch_parent, args=(parent_pid,), daemon=True).start()
-    engine, kind = probe_engine()
-    runner = Runner(engine)
+    settings, kind = probe_engine()
+    runner = Runner(*settings)
     conn.send(("ready", kind))
     while True:
         try:

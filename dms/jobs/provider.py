@@ -247,7 +247,7 @@ class ProviderService:
                 ContainerSpec(
                     job_id=job_id, image=spec.runs, command=tuple(spec.argv), env=dict(spec.env),
                     cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
-                    network=network, gpus=gpus, kind=spec.executor,
+                    network=network, gpus=gpus, kind=spec.executor, fuel=spec.fuel,
                 ),
                 logs,
                 started,

@@ -39,6 +39,9 @@ class JobSpec(Strict):
         None, pattern=MODULE_REF, description="wasm jobs: the module's sha256 (in the SP's module registry)."
     )
     args: list[Arg] = Field(default_factory=list, max_length=256, description="wasm jobs: the module's arguments.")
+    fuel: int | None = Field(
+        None, gt=0, le=2**62, description="wasm jobs: an instruction budget (wasmtime fuel); the job stops past it."
+    )
     command: list[Arg] = Field(default_factory=list, max_length=256)
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict, max_length=256)
     resources: JobResources
@@ -50,8 +53,8 @@ class JobSpec(Strict):
         if self.executor == "docker":
             if self.image is None:
                 raise ValueError("a docker job needs an image")
-            if self.module is not None or self.args:
-                raise ValueError("module and args are for wasm jobs (set executor to wasm)")
+            if self.module is not None or self.args or self.fuel is not None:
+                raise ValueError("module, args and fuel are for wasm jobs (set executor to wasm)")
         else:
             if self.module is None:
                 raise ValueError("a wasm job needs a module (its sha256)")

@@ -80,6 +80,15 @@ async def test_cpu_burner_is_stopped_at_its_duration(tmp_path: Path) -> None:
     assert logs.stdout == "burning\n"
 
 
+async def test_an_instruction_budget_stops_a_burner_long_before_its_duration(executor: WasmExecutor) -> None:
+    t0 = time.monotonic()
+    result = await executor.run(await spec(executor, m.BURNER, timeout_s=30.0, fuel=5_000_000), Logs())
+    assert result.reason == EndReason.TIMEOUT and result.detail == "stopped at its instruction budget (5000000 fuel)"
+    assert time.monotonic() - t0 < 10
+    again = await executor.run(await spec(executor, m.PRINTER, fuel=1_000_000), logs := Logs())
+    assert again.exit_code == 0 and logs.stderr == "done\n"  # a budget that suffices
+
+
 async def test_module_blocked_in_a_wasi_sleep_is_killed(executor: WasmExecutor) -> None:
     logs = Logs()
     t0 = time.monotonic()

@@ -37,7 +37,9 @@ def test_spec_defaults_to_docker_and_a_wasm_job_names_its_module() -> None:
     ("fields", "expected"),
     [
         ({}, "a docker job needs an image"),
-        ({"image": "busybox:1", "module": SHA}, "module and args are for wasm jobs"),
+        ({"image": "busybox:1", "module": SHA}, "module, args and fuel are for wasm jobs"),
+        ({"image": "busybox:1", "fuel": 1000}, "module, args and fuel are for wasm jobs"),
+        ({"executor": "wasm", "module": SHA, "fuel": 0}, "fuel"),
         ({"executor": "wasm"}, "a wasm job needs a module"),
         ({"executor": "wasm", "module": SHA, "image": "busybox:1"}, "not image and command"),
         ({"executor": "wasm", "module": "not-a-hash"}, "module"),
