@@ -54,6 +54,9 @@ def run(
     wasm: Annotated[
         str | None, typer.Option("--wasm", metavar="MODULE", help="Run this WASM module (name or sha256) instead.")
     ] = None,
+    fuel: Annotated[
+        int | None, typer.Option("--fuel", metavar="N", help="With --wasm: an instruction budget (wasmtime fuel).")
+    ] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
     pay_key: Annotated[
         str | None,
@@ -69,6 +72,8 @@ def run(
     job: dict[str, Any] = {"image": image, "command": command or []}
     if wasm is not None:
         job = {"executor": "wasm", "module": client.get(f"/modules/{wasm}")["sha256"], "args": command or []}
+        if fuel is not None:
+            job["fuel"] = fuel
     body: dict[str, Any] = {
         **job,
         "env": parse_env(env or []),

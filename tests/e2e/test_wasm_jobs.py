@@ -66,7 +66,22 @@ def test_wasm_job_from_sp_to_a_docker_less_cp(dms_process: Callable[..., DmsProc
     assert code == 409 and f"{me['peer_id']}: offers no docker executor" in err["message"]
 
     # `nunet run --wasm NAME -- ARGS` exits with the module's code and prints its output.
-    ran = run_cli("run", "--wasm", "printer", "-m", "16", "-c", "100", "--", "from", "cli", dms=sp.url, timeout=90)
+    ran = run_cli(
+        "run",
+        "--wasm",
+        "printer",
+        "--fuel",
+        "10000000",
+        "-m",
+        "16",
+        "-c",
+        "100",
+        "--",
+        "from",
+        "cli",
+        dms=sp.url,
+        timeout=90,
+    )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "from" in ran.stdout and "cli" in ran.stdout
     missing = run_cli("run", "--wasm", "nosuch", "--", "x", dms=sp.url)
