@@ -23,8 +23,12 @@ from dms.api.server import build_web_app
 from dms.capacity import advert_for, candidates_from
 from dms.config import Settings
 from dms.errors import DmsError
+from dms.executor.base import Executor
 from dms.executor.docker import DockerExecutor
 from dms.jobs.logbudget import LogLimits
+from dms.executor.modules import ModuleStore
+from dms.executor.router import ExecutorSet
+from dms.executor.wasm import WasmExecutor
 from dms.jobs.protocol import PROTOCOL
 from dms.jobs.provider import ProviderService, ProviderSettings
 from dms.jobs.requester import RequesterService, RequesterSettings
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 METADATA_NAME = "metadataV2.json"
 IDENTITY_NAME = "p2p_identity.key"
 JOB_DISKS_NAME = "job-disks"  # running jobs' /workspace images (sparse files)
+MODULES_DIR = "modules"
+WASM_WORK_DIR = "wasm-jobs"
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -120,7 +126,7 @@ class CapacityPublisher:
                 await self.onboarding.get(),
                 await self.onboarding.free(),
                 self.onboarding.machine,
-                self.provider.executor_problem is None,
+                self.provider.working_executors,
             )
             try:
                 await self.node.advertise(advert)
@@ -187,6 +193,17 @@ class Daemon:
             ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s,
                              LogLimits(budget=s.job.log_budget_kb * 1024, rate=s.job.log_rate_kb_s * 1024)),
             publish, payments,
+        docker = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
+        self._stack.push_async_callback(docker.close)
+        modules = ModuleStore(data_dir / MODULES_DIR)
+        wasm = WasmExecutor(modules, data_dir / WASM_WORK_DIR, s.job.log_batch_ms / 1000)
+        self._stack.push_async_callback(wasm.close)
+        await wasm.start(wait=False)
+        executor: Executor = ExecutorSet({"docker": docker, "wasm": wasm})
+        provider = ProviderService(
+            onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
+            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
+            publish, payments, modules,
         )  # fmt: skip
         await provider.start()
         self._stack.push_async_callback(provider.stop)
@@ -214,7 +231,7 @@ class Daemon:
         transactions = TransactionLog(store)
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
-            RequesterSettings(s.p2p.heartbeat_s, quote_ttl_s=s.job.quote_ttl_s), payments, transactions,
+            RequesterSettings(s.p2p.heartbeat_s, quote_ttl_s=s.job.quote_ttl_s), payments, transactions, modules,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)
@@ -224,7 +241,7 @@ class Daemon:
 
         context = ApiContext(
             settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
-            transactions=transactions, database_path=str(store.path), version=__version__,
+            transactions=transactions, database_path=str(store.path), version=__version__, modules=modules,
         )  # fmt: skip
         await self._serve(build_web_app(context))
 

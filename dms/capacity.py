@@ -12,11 +12,12 @@ from dms.network.model import Advert, GpuOffer, PeerRecordView
 from dms.onboarding.record import Onboarding
 from dms.onboarding.rules import Provisioned, Resources
 
-EXECUTORS = ("docker",)
 
-
-def advert_for(rec: Onboarding | None, free: Resources, machine: Provisioned, executor_ok: bool) -> Advert | None:
-    """What to publish now: nothing unless onboarded and available; no executor when the engine is down."""
+def advert_for(
+    rec: Onboarding | None, free: Resources, machine: Provisioned, executors: tuple[str, ...]
+) -> Advert | None:
+    """What to publish now: nothing unless onboarded and available; only the executors that work now
+    ("docker" when its engine answers, "wasm"), so a node without Docker advertises wasm only."""
     if rec is None or not rec.is_available:
         return None
     return Advert(
@@ -27,7 +28,7 @@ def advert_for(rec: Onboarding | None, free: Resources, machine: Provisioned, ex
         disk_mb=max(free.disk_mb, 0),
         ntx_price=rec.ntx_price,
         payment_addr=rec.payment_addr,
-        executors=EXECUTORS if executor_ok else (),
+        executors=executors,
         gpus=tuple(GpuOffer(g.vendor, g.model, g.vram_mb) for g in machine.gpus if g.index in free.gpus),
     )
 

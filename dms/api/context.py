@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from dms.config import Settings
+from dms.executor.modules import ModuleStore
 from dms.jobs.provider import ProviderService
 from dms.jobs.requester import RequesterService
 from dms.network import P2PNode
@@ -43,6 +44,7 @@ class ApiContext:
     version: str
     default_peer: DefaultPeer = field(default_factory=DefaultPeer)
     nunet_quote: NuNetQuote = field(default_factory=NuNetQuote)
+    modules: ModuleStore | None = None
 
 
 CONTEXT = web.AppKey("context", ApiContext)

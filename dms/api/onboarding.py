@@ -116,11 +116,14 @@ class OnboardingOut(BaseModel):
 class ExecutorOut(BaseModel):
     available: bool
     reason: str | None = None
+    kinds: dict[str, str | None] = {}
+    """Each executor ("docker", "wasm"): null when it works, else why not."""
 
 
 def executor_out(request: web.Request) -> ExecutorOut:
-    problem = ctx(request).provider.executor_problem
-    return ExecutorOut(available=problem is None, reason=problem)
+    provider = ctx(request).provider
+    problem = provider.executor_problem
+    return ExecutorOut(available=problem is None, reason=problem, kinds=provider.executor_problems)
 
 
 class StatusOut(OnboardingOut):

@@ -42,7 +42,9 @@ class QuoteOut(BaseModel):
 class JobOut(BaseModel):
     job_id: str
     state: str
-    image: str
+    executor: str = "docker"
+    image: str | None
+    module: str | None = None
     command: list[str]
     resources: JobResources
     compute_provider: str | None
@@ -56,7 +58,8 @@ class JobOut(BaseModel):
     def of(cls, row: SPJobRow) -> JobOut:
         spec = JobSpec.model_validate(row.spec)
         return cls(
-            job_id=row.job_id, state=row.state, image=spec.image, command=spec.command, resources=spec.resources,
+            job_id=row.job_id, state=row.state, executor=spec.executor, image=spec.image, module=spec.module,
+            command=spec.argv, resources=spec.resources,
             compute_provider=row.cp_peer_id or row.quote["compute_provider"]["peer_id"],
             estimated_price=row.quote["estimated_price"], exit_code=row.exit_code, reason=row.reason,
             created_at=row.created_at, updated_at=row.updated_at,

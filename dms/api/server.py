@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dms.api import deploy_ws, metrics, nunet, onboarding, peers, run, wallet
+from dms.api import deploy_ws, metrics, modules, nunet, onboarding, peers, run, wallet
 from dms.api.boundary import boundary_middleware, install_boundary
 from dms.api.context import CONTEXT, ApiContext
 from dms.api.dashboard import add_dashboard, security_headers
@@ -12,7 +12,9 @@ from dms.api.errors import MAX_BODY, error_middleware
 from dms.api.openapi import add_docs, build_spec
 
 BASE = "/api/v1"
-ENDPOINTS = [*onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS, *wallet.ENDPOINTS, *nunet.ENDPOINTS]
+ENDPOINTS = [
+    *onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS, *wallet.ENDPOINTS, *nunet.ENDPOINTS, *modules.ENDPOINTS
+]
 
 
 def build_web_app(context: ApiContext) -> web.Application:

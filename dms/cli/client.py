@@ -49,7 +49,18 @@ class DmsClient:
     def delete(self, path: str, **query: str) -> Any:
         return self._call("DELETE", path, query, None)
 
-    def _call(self, method: str, path: str, query: dict[str, str], body: dict[str, Any] | None) -> Any:
+    def upload(self, path: str, data: bytes, content_type: str, **query: str) -> Any:
+        """POST `data` as the raw body (a module, say) rather than JSON."""
+        return self._call("POST", path, query, None, (data, content_type))
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        body: dict[str, Any] | None,
+        raw: tuple[bytes, str] | None = None,
+    ) -> Any:
         url = self.base_url + API + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -59,6 +70,8 @@ class DmsClient:
             headers["Authorization"] = f"Bearer {self.token}"
         if data is not None:
             headers["Content-Type"] = "application/json"
+        if raw is not None:
+            data, headers["Content-Type"] = raw
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

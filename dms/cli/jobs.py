@@ -59,6 +59,12 @@ def run(
     max_price: Annotated[int, typer.Option("--max-price", metavar="WEI", help="The most it may cost.")] = 10**18,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment.")] = None,
     target_peer: Annotated[str | None, typer.Option("--peer", help="Run on this provider only.")] = None,
+    wasm: Annotated[
+        str | None, typer.Option("--wasm", metavar="MODULE", help="Run this WASM module (name or sha256) instead.")
+    ] = None,
+    fuel: Annotated[
+        int | None, typer.Option("--fuel", metavar="N", help="With --wasm: an instruction budget (wasmtime fuel).")
+    ] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
     pay_key: Annotated[
         str | None,
@@ -68,11 +74,16 @@ def run(
         str | None, typer.Option("--rpc-url", envvar="NUNET_RPC_URL", help="The chain's JSON-RPC URL (escrow).")
     ] = None,
 ) -> None:
-    """Run a container job on the best provider and follow it to the end; exit with its exit code."""
+    """Run a container (or, with --wasm, a WASM module) on the best provider and follow it to the end;
+    exit with its exit code."""
     client = _client(ctx)
+    job: dict[str, Any] = {"image": image, "command": command or []}
+    if wasm is not None:
+        job = {"executor": "wasm", "module": client.get(f"/modules/{wasm}")["sha256"], "args": command or []}
+        if fuel is not None:
+            job["fuel"] = fuel
     body: dict[str, Any] = {
-        "image": image,
-        "command": command or [],
+        **job,
         "env": parse_env(env or []),
         "resources": {"cpu_mhz": cpu, "cores": cores, "memory_mb": memory, "gpus": gpus, "vram_mb": vram},
         "max_price": max_price,
@@ -192,7 +203,7 @@ def jobs(ctx: typer.Context) -> None:
     table = rich_table.Table("Job", "State", "Image", "Provider", "Exit", "Reason")
     for j in rows:
         table.add_row(
-            j["job_id"], j["state"], j["image"], (j.get("compute_provider") or "")[-12:],
+            j["job_id"], j["state"], j["image"] or f"wasm {j['module'][:12]}", (j.get("compute_provider") or "")[-12:],
             "" if j.get("exit_code") is None else str(j["exit_code"]), rich_text.Text(j.get("reason") or ""),
         )  # fmt: skip
     render.out.print(table)
@@ -203,7 +214,8 @@ def job(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job 
     j = _client(ctx).get(f"/run/jobs/{job_id}")
     r = j["resources"]
     rows = [
-        ("Job", j["job_id"]), ("State", j["state"]), ("Image", j["image"]), ("Command", " ".join(j["command"])),
+        ("Job", j["job_id"]), ("State", j["state"]), ("Image", j["image"] or f"wasm {j['module']}"),
+        ("Command", " ".join(j["command"])),
         ("Resources", f"{r['cpu_mhz']} MHz, {r['cores']} cores, {r['memory_mb']} MB"),
         ("Provider", j.get("compute_provider") or ""), ("Price", f"{j['estimated_price']} wei"),
         ("Exit code", "" if j.get("exit_code") is None else str(j["exit_code"])), ("Reason", j.get("reason") or ""),

@@ -35,6 +35,7 @@ class GpuAssignment:
 class ContainerSpec:
     job_id: str
     image: str
+    """The image; for a `wasm` job the module's sha256 (a name Docker never accepts for an image)."""
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     cores: float = 1.0
@@ -46,6 +47,10 @@ class ContainerSpec:
     timeout_s: float | None = None
     network: bool = False
     gpus: GpuAssignment | None = None
+    kind: str = "docker"
+    """The executor that runs it: "docker" or "wasm"."""
+    fuel: int | None = None
+    """wasm: an instruction budget (wasmtime fuel), or None."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class EndReason(StrEnum):
 class RunResult:
     exit_code: int
     reason: EndReason
+    detail: str | None = None
+    """Why it ended, in words, when the executor knows more than the reason (a trap, the memory limit)."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,11 @@ class Executor(Protocol):
     async def available(self) -> str | None:
         """None when the engine answers; otherwise why it does not."""
 
+    async def kinds(self) -> dict[str, str | None]:
+        """Each kind of job this runs ("docker", "wasm"), with None when it works, or why it does not."""
+
     async def has_image(self, image: str) -> bool:
-        """Whether `image` is present locally. Raises ExecutorUnavailable."""
+        """Whether `image` (a wasm job's module sha256) is present locally. Raises ExecutorUnavailable."""
 
     async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
         """Create, start and wait for the container; stream its logs in batches; always remove it.

@@ -190,6 +190,9 @@ class DockerExecutor:
             return f"the Docker engine does not answer: {exc or type(exc).__name__}"
         return None
 
+    async def kinds(self) -> dict[str, str | None]:
+        return {"docker": await self.available()}
+
     async def has_image(self, image: str) -> bool:
         try:
             await self._client().images.inspect(image)

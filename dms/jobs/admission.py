@@ -57,6 +57,11 @@ class NodeView:
     """Detected GPUs (their indexes are what `free.gpus` lists)."""
     image_allowlist: tuple[str, ...]
     image_present: bool
+    """The job's image (a wasm job: its module) is on this machine."""
+    working_executors: tuple[str, ...] = ("docker",)
+    """The kinds of job this node runs now; `executor_problem` is about the kind the job asks for."""
+    module_problem: str | None = None
+    """Why the wasm job's module cannot run here (imports beyond WASI preview 1, ...)."""
 
 
 def pick_gpus(free: Sequence[Gpu], count: int, vram_mb: int, vendor: str | None) -> tuple[Gpu, ...] | None:
@@ -77,13 +82,22 @@ def refusal(node: NodeView, spec: JobSpec, ask: SandboxAsk, allow_network: bool)
     if not node.available:
         return "the provider is not accepting jobs"
     if node.executor_problem:
+        others = [k for k in node.working_executors if k != spec.executor]
+        if others:
+            only = ", ".join(others)
+            return f"this provider runs {only} jobs only: no working {spec.executor} executor ({node.executor_problem})"
         return f"the provider has no working executor: {node.executor_problem}"
     sandbox = sandbox_refusals(ask, allow_network)
     if sandbox:
         return "; ".join(sandbox)
-    if node.image_allowlist and spec.image not in node.image_allowlist:
+    if spec.executor == "wasm":
+        if not node.image_present:
+            return f"module {spec.module} is not on the provider (it did not arrive with the job)"
+        if node.module_problem:
+            return node.module_problem
+    elif node.image_allowlist and spec.image not in node.image_allowlist:
         return f"image {spec.image} is not on this provider's allow-list"
-    if not node.image_present:
+    elif not node.image_present:
         return f"image {spec.image} is not present on the provider and no registry is reachable"
     r = spec.resources
     if r.cores > node.machine_cores:

@@ -21,11 +21,15 @@ from dms.jobs.protocol import (
     Deploy,
     End,
     Event,
+    NeedModule,
     ProtocolError,
     Rejected,
     decode_to_requester,
     encode,
 )
+from dms.errors import DmsError
+from dms.executor.modules import ModuleStore
+from dms.jobs.modules import send_module
 from dms.jobs.transport import Dialer, LineStream, NetworkError, StreamClosed
 
 log = logging.getLogger(__name__)
@@ -47,8 +51,9 @@ class Lost:
     reason: str
 
 
-async def offer(dialer: Dialer, peer: str, deploy: Deploy) -> LineStream | str:
-    """The open stream once `peer` accepted the job; its refusal (or why it could not answer) as a sentence."""
+async def offer(dialer: Dialer, peer: str, deploy: Deploy, modules: ModuleStore | None = None) -> LineStream | str:
+    """The open stream once `peer` accepted the job; its refusal (or why it could not answer) as a sentence.
+    A wasm job's provider may first ask for the module (`need_module`): it is sent from `modules`."""
     try:
         stream = await dialer.open(peer, PROTOCOL)
     except NetworkError as exc:
@@ -58,6 +63,9 @@ async def offer(dialer: Dialer, peer: str, deploy: Deploy) -> LineStream | str:
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
         while True:
             msg = decode_to_requester(await stream.receive(max(deadline - time.monotonic(), 0.01)))
+            if isinstance(msg, NeedModule) and msg.job_id == deploy.job_id and modules is not None:
+                await send_module(stream, msg, modules)
+                deadline = time.monotonic() + ANSWER_TIMEOUT_S
             if isinstance(msg, Accepted) and msg.job_id == deploy.job_id:
                 return stream
             if isinstance(msg, Rejected) and msg.job_id == deploy.job_id:
@@ -69,6 +77,8 @@ async def offer(dialer: Dialer, peer: str, deploy: Deploy) -> LineStream | str:
         answer = f"stream closed ({exc})"
     except ProtocolError as exc:
         answer = f"bad answer ({exc})"
+    except DmsError as exc:  # the module asked for is no longer here
+        answer = f"cannot send the module: {exc}"
     except BaseException:
         await stream.close()
         raise

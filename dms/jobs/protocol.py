@@ -2,8 +2,10 @@
 
 SP -> CP, first line: `deploy` (a new job) or `attach` (re-attach after a drop, from a sequence number);
 later lines: `cancel`. CP -> SP: `accepted` or `rejected`, then numbered `event`s (status, logs, result),
-`heartbeat`s while quiet, and `end` after the result. Every incoming line is checked here, strictly, before
-anything acts on it.
+`heartbeat`s while quiet, and `end` after the result. A `wasm` job's module travels in the stream when the
+CP lacks it: the CP answers the `deploy` with `need_module`, the SP sends `module_chunk`s (base64, each
+well under the line limit, the last marked), and the CP checks the sha256 before admission. Every
+incoming line is checked here, strictly, before anything acts on it.
 """
 
 from __future__ import annotations
@@ -59,6 +61,23 @@ class Cancel(Strict):
     job_id: JobId
 
 
+MODULE_CHUNK = 128 * 1024
+"""Raw bytes per `module_chunk` (about 171 KiB once base64-encoded, under MAX_LINE)."""
+
+
+class ModuleChunk(Strict):
+    type: Literal["module_chunk"]
+    job_id: JobId
+    data: str = Field(max_length=(MODULE_CHUNK * 4) // 3 + 4, description="base64")
+    last: bool
+
+
+class NeedModule(Strict):
+    type: Literal["need_module"]
+    job_id: JobId
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Accepted(Strict):
     type: Literal["accepted"]
     job_id: JobId
@@ -89,10 +108,10 @@ class End(Strict):
     job_id: JobId
 
 
-ToProvider = Annotated[Deploy | Attach | Cancel, Field(discriminator="type")]
-ToRequester = Annotated[Accepted | Rejected | Event | Heartbeat | End, Field(discriminator="type")]
-_to_provider: TypeAdapter[Deploy | Attach | Cancel] = TypeAdapter(ToProvider)
-_to_requester: TypeAdapter[Accepted | Rejected | Event | Heartbeat | End] = TypeAdapter(ToRequester)
+ToProvider = Annotated[Deploy | Attach | Cancel | ModuleChunk, Field(discriminator="type")]
+ToRequester = Annotated[Accepted | Rejected | Event | Heartbeat | End | NeedModule, Field(discriminator="type")]
+_to_provider: TypeAdapter[Deploy | Attach | Cancel | ModuleChunk] = TypeAdapter(ToProvider)
+_to_requester: TypeAdapter[Accepted | Rejected | Event | Heartbeat | End | NeedModule] = TypeAdapter(ToRequester)
 
 
 def encode(msg: Strict) -> bytes:
@@ -112,14 +131,14 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()[:5])
 
 
-def decode_to_provider(line: bytes) -> Deploy | Attach | Cancel:
+def decode_to_provider(line: bytes) -> Deploy | Attach | Cancel | ModuleChunk:
     try:
         return _to_provider.validate_python(_load(line))
     except ValidationError as exc:
         raise ProtocolError(_describe(exc)) from exc
 
 
-def decode_to_requester(line: bytes) -> Accepted | Rejected | Event | Heartbeat | End:
+def decode_to_requester(line: bytes) -> Accepted | Rejected | Event | Heartbeat | End | NeedModule:
     try:
         return _to_requester.validate_python(_load(line))
     except ValidationError as exc:

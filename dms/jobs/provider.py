@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from dms.errors import DmsError
 from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
+from dms.executor.modules import ModuleStore
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
+from dms.jobs.modules import receive_module
 from dms.jobs.protocol import (
     Accepted,
     Attach,
@@ -30,6 +33,7 @@ from dms.jobs.protocol import (
     End,
     Event,
     Heartbeat,
+    ModuleChunk,
     ProtocolError,
     Rejected,
     decode_to_provider,
@@ -70,13 +74,13 @@ def outcome(result: RunResult, memory_mb: int, disk_mb: int = 0) -> tuple[CPStat
     if result.reason == EndReason.CANCELLED:
         return CPState.CANCELLED, "cancelled"
     if result.reason == EndReason.TIMEOUT:
-        return CPState.FAILED, "timeout"
+        return CPState.FAILED, f"timeout: {result.detail}" if result.detail else "timeout"
     if result.reason == EndReason.OOM_KILLED:
-        return CPState.FAILED, f"killed: out of memory (limit {memory_mb} MB)"
+        return CPState.FAILED, result.detail or f"killed: out of memory (limit {memory_mb} MB)"
     if result.reason == EndReason.DISK_LIMIT:
         return CPState.FAILED, f"disk limit: the job filled its {disk_mb} MB /workspace (exit code {result.exit_code})"
     if result.exit_code != 0:
-        return CPState.FAILED, f"exited with code {result.exit_code}"
+        return CPState.FAILED, f"exited with code {result.exit_code}" + (f" ({result.detail})" if result.detail else "")
     return CPState.COMPLETED, None
 
 
@@ -91,6 +95,7 @@ class ProviderService:
         settings: ProviderSettings,
         on_capacity_change: Callable[[], Awaitable[None]],
         payments: PaymentGate,
+        modules: ModuleStore | None = None,
     ) -> None:
         self._onboarding = onboarding
         self._allocations = allocations
@@ -100,16 +105,22 @@ class ProviderService:
         self._settings = settings
         self._on_capacity_change = on_capacity_change
         self._payments = payments
+        self._modules = modules
+        self._module_problems: dict[str, str | None] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
         self.executor_problem: str | None = None
+        """None when some executor works (see `executor_problems` for each kind)."""
+        self.executor_problems: dict[str, str | None] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Check the engine, and settle jobs that were live when the daemon last stopped."""
-        self.executor_problem = await self._executor.available()
+        self.executor_problems = await self._executor.kinds()
+        problems = [p for p in self.executor_problems.values() if p is not None]
+        self.executor_problem = None if self.working_executors else "; ".join(problems) or "no executor"
         if self.executor_problem:
             log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
         await self._events.prune(EVENT_RETENTION)
@@ -133,19 +144,24 @@ class ProviderService:
         return await self._jobs.get(job_id)
 
     @property
+    def working_executors(self) -> tuple[str, ...]:
+        """The kinds of job this node can run now ("docker", "wasm"), as advertised."""
+        return tuple(k for k, problem in self.executor_problems.items() if problem is None)
+
+    @property
     def running(self) -> int:
         """Jobs admitted here and not ended yet."""
         return len(self._tasks)
 
     # --- admission ------------------------------------------------------------------------------
 
-    async def _view(self, image: str) -> NodeView:
+    async def _view(self, spec: JobSpec) -> NodeView:
         rec = await self._onboarding.get()
-        problem = self.executor_problem
+        problem = self.executor_problems.get(spec.executor, f"this provider has no {spec.executor} executor")
         present = False
         if problem is None:
             try:
-                present = await self._executor.has_image(image)
+                present = await self._executor.has_image(spec.runs)
             except ExecutorError as exc:
                 problem = str(exc)
         return NodeView(
@@ -157,7 +173,20 @@ class ProviderService:
             gpus=self._onboarding.machine.gpus,
             image_allowlist=self._settings.image_allowlist,
             image_present=present,
+            working_executors=self.working_executors,
+            module_problem=await self._module_problem(spec) if present else None,
         )
+
+    async def _module_problem(self, spec: JobSpec) -> str | None:
+        """Why the wasm job's module cannot run here; remembered per module."""
+        if spec.module is None or self._modules is None:
+            return None
+        if spec.module not in self._module_problems:
+            try:
+                self._module_problems[spec.module] = (await self._modules.info(spec.module)).problem
+            except DmsError as exc:
+                self._module_problems[spec.module] = str(exc)
+        return self._module_problems[spec.module]
 
     async def offer(self, req: Deploy, sp_peer: str) -> str | None:
         """Admit and start the job; the refusal reason when it is not admitted (nothing is started then)."""
@@ -183,7 +212,7 @@ class ProviderService:
         async with self._onboarding.ledger():  # check and reserve as one step, against resizes and offboarding
             if await self._jobs.get(req.job_id) is not None:
                 return f"job id {req.job_id} is already known to this provider"
-            node = await self._view(spec.image)
+            node = await self._view(spec)
             reason = refusal(node, spec, ask, self._settings.allow_network)
             if reason is not None:
                 log.info("refused job %s from %s: %s", req.job_id, sp_peer, reason)
@@ -229,9 +258,9 @@ class ProviderService:
             r = spec.resources
             result = await self._executor.run(
                 ContainerSpec(
-                    job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
+                    job_id=job_id, image=spec.runs, command=tuple(spec.argv), env=dict(spec.env),
                     cores=r.cores, memory_mb=r.memory_mb, disk_mb=r.disk_mb, timeout_s=spec.duration_s,
-                    network=network, gpus=gpus,
+                    network=network, gpus=gpus, kind=spec.executor, fuel=spec.fuel,
                 ),
                 logs,
                 started,
@@ -323,8 +352,12 @@ class ProviderService:
             if isinstance(first, Cancel):
                 await self.cancel(first.job_id, peer)
                 return
+            if isinstance(first, ModuleChunk):
+                log.warning("bad deployment request from %s: a module chunk before any deploy", peer)
+                return
             if isinstance(first, Deploy):
-                reason = await self.offer(first, peer)
+                reason = await self._receive_module(stream, first)
+                reason = reason or await self.offer(first, peer)
                 after = 0
             else:
                 reason = await self._check_attach(first, peer)
@@ -338,6 +371,12 @@ class ProviderService:
             pass
         finally:
             await stream.close()
+
+    async def _receive_module(self, stream: LineStream, req: Deploy) -> str | None:
+        """A wasm job's module, when we lack it, arrives in the stream before admission."""
+        if self._modules is None or self.executor_problems.get(req.spec.executor) is not None:
+            return None  # admission refuses it with the reason
+        return await receive_module(stream, req, self._modules)
 
     async def _check_attach(self, req: Attach, peer: str) -> str | None:
         row = await self._jobs.get(req.job_id)

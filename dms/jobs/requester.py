@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dms import limits
-from dms.errors import Conflict, InvalidInput, NotFound
+from dms.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from dms.executor.modules import ModuleStore
 from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
@@ -87,15 +88,19 @@ class RequesterService:
         settings: RequesterSettings,
         payments: PaymentGate,
         transactions: TransactionLog,
+        modules: ModuleStore | None = None,
     ) -> None:
         self._jobs = jobs
         self._candidates = candidates
         self._channel = channel
         self._settings = settings
         self._payments = payments
+        self._modules = modules
         self._feed = EventFeed(events, "sp")
         self._settler = SettlementWorker(transactions, payments)
-        self._deps = Deps(jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick)
+        self._deps = Deps(
+            jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules
+        )
         self._owners: dict[str, SPJob] = {}
         self._placed: dict[str, Placed] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -146,10 +151,14 @@ class RequesterService:
     async def request_service(self, spec: JobSpec, target_peer: str | None) -> dict[str, Any]:
         """Choose a provider and return the quote; NotFound-like Conflict when nobody fits."""
         r = spec.resources
+        if spec.module is not None and (self._modules is None or not self._modules.has(spec.module)):
+            why = f"module {spec.module} is not in this node's module registry (add it: nunet module add FILE)"
+            raise InvalidInput.of([FieldProblem("module", why)])
         needs = Needs(
             channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
             gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
+            executor=spec.executor,
         )  # fmt: skip
         wire_problem(spec)
         try:

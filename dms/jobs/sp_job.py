@@ -22,6 +22,7 @@ from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
+from dms.executor.modules import ModuleStore
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import Dialer, LineStream, NetworkError
@@ -64,6 +65,8 @@ class Deps:
     heartbeat_s: float
     settlements_due: Callable[[], None]
     """Wakes the settlement worker once a settlement is owed."""
+    modules: ModuleStore | None = None
+    """Where a wasm job's module comes from when its provider asks for it."""
 
 
 @dataclass
@@ -391,7 +394,7 @@ class SPJob:
         for peer, price in row.quote["candidates"]:
             payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"))
             deploy = Deploy(type="deploy", job_id=self.job_id, spec=spec, payment=payment)
-            answer = await offer(self._d.dialer, peer, deploy)
+            answer = await offer(self._d.dialer, peer, deploy, self._d.modules)
             if not isinstance(answer, str):
                 self.submit(Offered(answer, peer, ()))
                 return

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from dms import limits
 
 ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IMAGE_REF = r"^[a-z0-9][a-z0-9._/:@-]*$"
+MODULE_REF = r"^[0-9a-f]{64}$"
 MAX_DURATION_S = 7 * 24 * 3600
 
 EnvKey = Annotated[str, StringConstraints(pattern=ENV_KEY, max_length=128)]
@@ -37,9 +38,45 @@ class JobResources(Strict):
 
 
 class JobSpec(Strict):
-    image: str = Field(min_length=1, max_length=256, pattern=IMAGE_REF)
+    executor: Literal["docker", "wasm"] = Field("docker", description="How the job runs: a container or a WASM module.")
+    image: str | None = Field(None, min_length=1, max_length=256, pattern=IMAGE_REF, description="docker jobs.")
+    module: str | None = Field(
+        None, pattern=MODULE_REF, description="wasm jobs: the module's sha256 (in the SP's module registry)."
+    )
+    args: list[Arg] = Field(default_factory=list, max_length=256, description="wasm jobs: the module's arguments.")
+    fuel: int | None = Field(
+        None, gt=0, le=2**62, description="wasm jobs: an instruction budget (wasmtime fuel); the job stops past it."
+    )
     command: list[Arg] = Field(default_factory=list, max_length=256)
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict, max_length=256)
     resources: JobResources
     max_price: int = Field(ge=0, le=limits.MAX_WEI, description="The most the job may cost, wei.")
     duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")
+
+    @model_validator(mode="after")
+    def _fits_executor(self) -> JobSpec:
+        if self.executor == "docker":
+            if self.image is None:
+                raise ValueError("a docker job needs an image")
+            if self.module is not None or self.args or self.fuel is not None:
+                raise ValueError("module, args and fuel are for wasm jobs (set executor to wasm)")
+        else:
+            if self.module is None:
+                raise ValueError("a wasm job needs a module (its sha256)")
+            if self.image is not None or self.command:
+                raise ValueError("a wasm job takes module and args, not image and command")
+            if self.resources.gpus:
+                raise ValueError("a wasm job cannot use GPUs")
+        return self
+
+    @property
+    def runs(self) -> str:
+        """What the executor runs: the image, or the module's sha256."""
+        ref = self.image if self.executor == "docker" else self.module
+        assert ref is not None  # checked above
+        return ref
+
+    @property
+    def argv(self) -> list[str]:
+        """The command of a container, or the arguments of a module."""
+        return self.command if self.executor == "docker" else self.args

@@ -83,7 +83,7 @@ def test_discovery_and_capacity_updates(pair: tuple[DmsProcess, DmsProcess]) -> 
     status = cp.get("/api/v1/onboarding/status")
     assert seen["capacity"]["cpu_mhz"] == status["free"]["cpu"]
     assert seen["capacity"]["memory_mb"] == status["free"]["memory"]
-    assert seen["capacity"]["executors"] == ["docker"] and seen["capacity"]["ntx_price"] == 7
+    assert seen["capacity"]["executors"] == ["docker", "wasm"] and seen["capacity"]["ntx_price"] == 7
     assert cp_id in {p["peer_id"] for p in sp.get("/api/v1/peers")}
     assert sp.get(f"/api/v1/peers/ping/{cp_id}")["rtt_ms"] > 0
 
