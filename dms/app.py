@@ -25,10 +25,10 @@ from dms.config import Settings
 from dms.errors import DmsError
 from dms.executor.base import Executor
 from dms.executor.docker import DockerExecutor
-from dms.jobs.logbudget import LogLimits
 from dms.executor.modules import ModuleStore
 from dms.executor.router import ExecutorSet
 from dms.executor.wasm import WasmExecutor
+from dms.jobs.logbudget import LogLimits
 from dms.jobs.protocol import PROTOCOL
 from dms.jobs.provider import ProviderService, ProviderSettings
 from dms.jobs.requester import RequesterService, RequesterSettings
@@ -184,16 +184,9 @@ class Daemon:
 
         payments = build_payments(s, data_dir)
         self._stack.push_async_callback(payments.close)
-        executor = DockerExecutor(
+        docker = DockerExecutor(
             instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000, disk_dir=data_dir / JOB_DISKS_NAME
         )
-        self._stack.push_async_callback(executor.close)
-        provider = ProviderService(
-            onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
-            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s,
-                             LogLimits(budget=s.job.log_budget_kb * 1024, rate=s.job.log_rate_kb_s * 1024)),
-            publish, payments,
-        docker = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
         self._stack.push_async_callback(docker.close)
         modules = ModuleStore(data_dir / MODULES_DIR)
         wasm = WasmExecutor(modules, data_dir / WASM_WORK_DIR, s.job.log_batch_ms / 1000)
@@ -202,7 +195,8 @@ class Daemon:
         executor: Executor = ExecutorSet({"docker": docker, "wasm": wasm})
         provider = ProviderService(
             onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
-            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
+            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s,
+                             LogLimits(budget=s.job.log_budget_kb * 1024, rate=s.job.log_rate_kb_s * 1024)),
             publish, payments, modules,
         )  # fmt: skip
         await provider.start()

@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dms.errors import DmsError
+from dms.executor.modules import ModuleStore
+from dms.jobs.modules import send_module
 from dms.jobs.protocol import (
     PROTOCOL,
     Accepted,
@@ -27,9 +30,6 @@ from dms.jobs.protocol import (
     decode_to_requester,
     encode,
 )
-from dms.errors import DmsError
-from dms.executor.modules import ModuleStore
-from dms.jobs.modules import send_module
 from dms.jobs.transport import Dialer, LineStream, NetworkError, StreamClosed
 
 log = logging.getLogger(__name__)

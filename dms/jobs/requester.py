@@ -152,8 +152,8 @@ class RequesterService:
         """Choose a provider and return the quote; NotFound-like Conflict when nobody fits."""
         r = spec.resources
         if spec.module is not None and (self._modules is None or not self._modules.has(spec.module)):
-            why = f"module {spec.module} is not in this node's module registry (add it: nunet module add FILE)"
-            raise InvalidInput.of([FieldProblem("module", why)])
+            missing = f"module {spec.module} is not in this node's module registry (add it: nunet module add FILE)"
+            raise InvalidInput.of([FieldProblem("module", missing)])
         needs = Needs(
             channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,

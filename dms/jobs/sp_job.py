@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dms.errors import Conflict
+from dms.executor.modules import ModuleStore
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
-from dms.executor.modules import ModuleStore
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import Dialer, LineStream, NetworkError

@@ -30,7 +30,7 @@ from dms.store.models import CPJobRow
 from dms.store.onboarding import OnboardingStore
 from tests import wasm_modules as m
 from tests.conftest import PAYOUT
-from tests.integration.test_job_services import QueueStream
+from tests.integration.jobpair import QueueStream
 from tests.procs import free_port
 
 SP = "sp-peer"
