@@ -111,7 +111,9 @@ class LogBatcher:
     async def tick(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.flush()
+            # Shielded: stopping the ticker must not cut a batch off half-way through its sink (it was
+            # taken out of the buffer already, so it would be lost); the final flush waits for it.
+            await asyncio.shield(self.flush())
 
     async def flush(self, final: bool = False) -> None:
         async with self._lock:

@@ -321,7 +321,11 @@ class ProviderService:
                 await self.cancel(first.job_id, peer)
                 return
             if isinstance(first, Deploy):
-                reason = await self.offer(first, peer)
+                known = await self._jobs.get(first.job_id)
+                if known is not None and known.sp_peer_id == peer:
+                    reason = None  # its requester crashed before it stored our answer: re-attach from the start
+                else:
+                    reason = await self.offer(first, peer)
                 after = 0
             else:
                 reason = await self._check_attach(first, peer)
