@@ -57,6 +57,9 @@ class ContainerSpec:
 class LogChunk:
     stdout: str = ""
     stderr: str = ""
+    until_ns: int = 0
+    """The engine's timestamp (ns since the epoch) of the last output in this chunk, where an adopted job's
+    log resumes after a restart (Docker); 0 when the engine keeps none."""
 
 
 class EndReason(StrEnum):

@@ -15,6 +15,7 @@ import contextlib
 import json
 import struct
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,20 @@ def engine_error(exc: aiodocker.DockerError, doing: str) -> ExecutorError:
     return ExecutorError(f"{doing}: {exc.message}")
 
 
+def split_timestamp(entry: bytes) -> tuple[int, bytes]:
+    """(ns since the epoch, the output) of one log entry read with `timestamps=1` (RFC 3339, nanoseconds,
+    then a space); (0, entry) when it has no timestamp."""
+    head, sep, rest = entry.partition(b" ")
+    if not sep or not head.endswith(b"Z") or b"T" not in head:
+        return 0, entry
+    try:
+        seconds, _, fraction = head[:-1].decode().partition(".")
+        whole = int(datetime.fromisoformat(seconds).replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        return 0, entry
+    return whole * 10**9 + int((fraction + "000000000")[:9] or 0), rest
+
+
 MAX_BATCH = 256 * 1024
 """Bytes of output a batch holds at most before it is handed on."""
 
@@ -121,11 +136,13 @@ class LogBatcher:
         )
         self._parts: tuple[list[str], list[str]] = ([], [])
         self._size = 0
+        self._until = 0
         self._lock = asyncio.Lock()
 
-    def add(self, is_stderr: bool, data: bytes) -> None:
+    def add(self, is_stderr: bool, data: bytes, at_ns: int = 0) -> None:
         self._parts[is_stderr].append(self._decoders[is_stderr].decode(data))
         self._size += len(data)
+        self._until = max(self._until, at_ns)
 
     @property
     def full(self) -> bool:
@@ -135,7 +152,9 @@ class LogBatcher:
     async def tick(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.flush()
+            # Shielded: stopping the ticker must not cut a batch off half-way through its sink (it was
+            # taken out of the buffer already, so it would be lost); the final flush waits for it.
+            await asyncio.shield(self.flush())
 
     async def flush(self, final: bool = False) -> None:
         async with self._lock:
@@ -147,7 +166,7 @@ class LogBatcher:
                 p.clear()
             self._size = 0
             if out or err:
-                await self._sink(LogChunk(out, err))
+                await self._sink(LogChunk(out, err, self._until))
 
 
 class DockerExecutor:
@@ -163,6 +182,7 @@ class DockerExecutor:
         self._batch_s = log_batch_s
         self._docker: aiodocker.Docker | None = None
         self._cancelled: set[str] = set()
+        self._adopted: set[str] = set()
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -260,10 +280,40 @@ class DockerExecutor:
             raise ExecutorError(f"the container did not start: {exc.message}") from exc
         if on_start is not None:
             await on_start()
-        logs = asyncio.create_task(self._pump_logs(container, on_logs))
+        return await self._follow(container, spec.job_id, spec.timeout_s, on_logs, 0)
+
+    async def adopt(self, job_id: str) -> bool:
+        """After a restart: whether this job's container is still running here. If so it is kept out of
+        `reconcile` and is this executor's again: `follow` it to its end."""
+        for c in await self._ours(job_id):
+            if (await c.show()).get("State", {}).get("Running"):
+                self._adopted.add(job_id)
+                return True
+        return False
+
+    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
+        """Follow an adopted job's container from its log entry after `after_ns` to its end, as `run` does
+        (then remove it). Raises ExecutorError when it is gone."""
+        containers = await self._ours(job_id)
+        if not containers:
+            self._adopted.discard(job_id)
+            raise ExecutorError(f"the container of job {job_id} is gone")
+        try:
+            return await self._follow(containers[0], job_id, timeout_s, on_logs, after_ns)
+        finally:
+            self._adopted.discard(job_id)
+            self._cancelled.discard(job_id)
+            with contextlib.suppress(aiodocker.DockerError):
+                await containers[0].delete(force=True)
+
+    async def _follow(
+        self, container: aiodocker.docker.DockerContainer, job_id: str, timeout_s: float | None, on_logs: LogSink,
+        after_ns: int,
+    ) -> RunResult:  # fmt: skip
+        logs = asyncio.create_task(self._pump_logs(container, on_logs, after_ns))
         timed_out = False
         try:
-            status = await asyncio.wait_for(container.wait(), spec.timeout_s)
+            status = await asyncio.wait_for(container.wait(), timeout_s)
         except TimeoutError:
             timed_out = True
             with contextlib.suppress(aiodocker.DockerError):
@@ -277,7 +327,7 @@ class DockerExecutor:
         code = int(status.get("StatusCode", -1))
         if timed_out:
             return RunResult(code, EndReason.TIMEOUT)
-        if spec.job_id in self._cancelled and code != 0:  # exit 0: it ran to its end before the cancel hit
+        if job_id in self._cancelled and code != 0:  # exit 0: it ran to its end before the cancel hit
             return RunResult(code, EndReason.CANCELLED)
         state = (await container.show()).get("State", {})
         # Docker on cgroup v1 does not always flag OOMKilled; a SIGKILL we did not send comes from the
@@ -285,11 +335,16 @@ class DockerExecutor:
         oom = bool(state.get("OOMKilled")) or code == SIGKILL_EXIT
         return RunResult(code, EndReason.OOM_KILLED if oom else EndReason.EXITED)
 
-    async def _pump_logs(self, container: aiodocker.docker.DockerContainer, on_logs: LogSink) -> None:
-        """Follow the multiplexed log stream until the container stops; hand it on in batches."""
+    async def _pump_logs(
+        self, container: aiodocker.docker.DockerContainer, on_logs: LogSink, after_ns: int = 0
+    ) -> None:
+        """Follow the multiplexed log stream until the container stops; hand it on in batches. Each entry
+        carries the engine's timestamp; with `after_ns`, entries up to that time were handed on already."""
         batch = LogBatcher(on_logs, self._batch_s)
         ticker = asyncio.create_task(batch.tick())
-        params = {"stdout": "1", "stderr": "1", "follow": "1"}
+        params = {"stdout": "1", "stderr": "1", "follow": "1", "timestamps": "1"}
+        if after_ns:
+            params["since"] = str(after_ns // 10**9)  # whole seconds: the entries up to after_ns are skipped below
         try:
             async with self._client()._query(f"containers/{container.id}/logs", params=params, timeout=None) as resp:
                 while True:
@@ -298,7 +353,10 @@ class DockerExecutor:
                         data = await resp.content.readexactly(length)
                     except asyncio.IncompleteReadError:
                         break
-                    batch.add(kind == STDERR, data)
+                    at_ns, data = split_timestamp(data)
+                    if at_ns and at_ns <= after_ns:
+                        continue
+                    batch.add(kind == STDERR, data, at_ns)
                     if batch.full:  # a flood: wait for the sink rather than buffer without bound
                         await batch.flush()
         finally:
@@ -315,6 +373,8 @@ class DockerExecutor:
         found = []
         for c in await self._ours():
             info = await c.show()
+            if info["Config"]["Labels"].get(LABEL_JOB) in self._adopted:
+                continue
             state = info.get("State", {})
             running = bool(state.get("Running"))
             found.append(

@@ -1,5 +1,7 @@
 """A job's output within a budget: the head goes out live (at a bounded rate), the tail is kept, the middle
-is dropped with a marker saying how much. Pure: the caller passes the clock and emits what comes back.
+is dropped with one marker saying how much. The head ends when half the budget is sent, or when output
+comes faster than the rate long enough to overflow the tail's room. Pure: the caller passes the clock and
+emits what comes back.
 
 Every piece that comes back is at most `piece` characters, so a message always fits the wire's frame
 (16 Ki characters are at most 96 KiB of JSON even when every character needs escaping); a long line is
@@ -65,8 +67,11 @@ class LogBudget:
         return out
 
     def _trim(self) -> None:
-        """Keep at most the tail's room waiting; drop the oldest beyond it."""
+        """Keep at most the tail's room waiting; drop the oldest beyond it. The first drop ends the head:
+        from then on the job's output is its tail, sent at its end after one marker."""
         excess = self._pending_len - self._tail_room
+        if excess > 0:
+            self._head_left = 0
         while excess > 0:
             stream, text = self._pending[0]
             if len(text) <= excess:

@@ -14,13 +14,14 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dms.errors import DmsError
 from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
 from dms.executor.modules import ModuleStore
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
+from dms.jobs.adopt import Adopting, resume_point
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
@@ -125,8 +126,17 @@ class ProviderService:
             log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
         await self._events.prune(EVENT_RETENTION)
         live = await self._jobs.list({s.value for s in CPState if not s.is_terminal()}, limit=None)
+        adopted = set()
+        if not self.executor_problem and isinstance(self._executor, Adopting):
+            for row in live:
+                if row.state in (CPState.STARTING, CPState.RUNNING) and await self._executor.adopt(row.job_id):
+                    adopted.add(row.job_id)
         leftovers = {} if self.executor_problem else {x.job_id: x for x in await self._executor.reconcile()}
         for row in live:
+            if row.job_id in adopted:
+                self._tasks[row.job_id] = asyncio.create_task(self._resume(row))
+                log.info("adopted job %s after restart: its container still runs", row.job_id)
+                continue
             left = leftovers.get(row.job_id)
             if left is not None and not left.running and left.exit_code is not None:
                 code = left.exit_code
@@ -250,11 +260,6 @@ class ProviderService:
                 nonlocal state
                 state = await self._move(job_id, state, CPState.RUNNING)
 
-            async def logs(chunk: LogChunk) -> None:
-                now = time.monotonic()
-                await self._emit_logs(job_id, budget.add("stdout", chunk.stdout, now) if chunk.stdout else [])
-                await self._emit_logs(job_id, budget.add("stderr", chunk.stderr, now) if chunk.stderr else [])
-
             r = spec.resources
             result = await self._executor.run(
                 ContainerSpec(
@@ -262,7 +267,7 @@ class ProviderService:
                     cores=r.cores, memory_mb=r.memory_mb, disk_mb=r.disk_mb, timeout_s=spec.duration_s,
                     network=network, gpus=gpus, kind=spec.executor, fuel=spec.fuel,
                 ),
-                logs,
+                self._log_sink(job_id, budget),
                 started,
             )  # fmt: skip
             code = result.exit_code
@@ -272,6 +277,38 @@ class ProviderService:
         finally:
             self._tasks.pop(job_id, None)
             await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason))
+
+    async def _resume(self, row: CPJobRow) -> None:
+        """Follow an adopted job to its end from where its stored output stops (after a restart)."""
+        job_id, state = row.job_id, CPState(row.state)
+        code: int | None = None
+        final: CPState = CPState.FAILED
+        reason: str | None = "the provider stopped"
+        budget = LogBudget(self._settings.log_limits, time.monotonic())
+        try:
+            if state == CPState.STARTING:
+                state = await self._move(job_id, state, CPState.RUNNING)
+            spec = JobSpec.model_validate(row.spec)
+            left = spec.duration_s - (datetime.now(UTC) - row.created_at).total_seconds()
+            after = await resume_point(self._events, job_id)
+            assert isinstance(self._executor, Adopting)
+            result = await self._executor.follow(job_id, after, self._log_sink(job_id, budget), max(left, 1.0))
+            code = result.exit_code
+            final, reason = outcome(result, spec.resources.memory_mb)
+        except ExecutorError as exc:
+            final, reason = CPState.FAILED, str(exc)
+        finally:
+            self._tasks.pop(job_id, None)
+            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason))
+
+    def _log_sink(self, job_id: str, budget: LogBudget) -> Callable[[LogChunk], Awaitable[None]]:
+        async def logs(chunk: LogChunk) -> None:
+            now = time.monotonic()
+            out = budget.add("stdout", chunk.stdout, now) if chunk.stdout else []
+            await self._emit_logs(job_id, out + (budget.add("stderr", chunk.stderr, now) if chunk.stderr else []),
+                                  chunk.until_ns)  # fmt: skip
+
+        return logs
 
     async def _last_logs_then_finish(
         self, job_id: str, budget: LogBudget, current: CPState, final: CPState, code: int | None, reason: str | None
@@ -329,10 +366,15 @@ class ProviderService:
         note = f"[dms: {dropped} older log batches were dropped to bound the provider's buffer]\n"
         await self._emit(job_id, "logs", {"stdout": "", "stderr": note})
 
-    async def _emit_logs(self, job_id: str, pieces: list[Piece]) -> None:
-        for stream, text in pieces:
-            await self._emit(job_id, "logs", {"stdout": text, "stderr": ""} if stream == "stdout" else
-                             {"stdout": "", "stderr": text})  # fmt: skip
+    async def _emit_logs(self, job_id: str, pieces: list[Piece], until_ns: int = 0) -> None:
+        """One event per piece; the last carries the engine time of the chunk, where a re-adopted job resumes."""
+        for i, (stream, text) in enumerate(pieces):
+            data: dict[str, Any] = (
+                {"stdout": text, "stderr": ""} if stream == "stdout" else {"stdout": "", "stderr": text}
+            )
+            if until_ns and i == len(pieces) - 1:
+                data["until"] = until_ns
+            await self._emit(job_id, "logs", data)
             await self._bound_logs(job_id)
 
     async def _emit(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -356,8 +398,12 @@ class ProviderService:
                 log.warning("bad deployment request from %s: a module chunk before any deploy", peer)
                 return
             if isinstance(first, Deploy):
-                reason = await self._receive_module(stream, first)
-                reason = reason or await self.offer(first, peer)
+                known = await self._jobs.get(first.job_id)
+                if known is not None and known.sp_peer_id == peer:
+                    reason = None  # its requester crashed before it stored our answer: re-attach from the start
+                else:
+                    reason = await self._receive_module(stream, first)
+                    reason = reason or await self.offer(first, peer)
                 after = 0
             else:
                 reason = await self._check_attach(first, peer)

@@ -167,7 +167,10 @@ class RequesterService:
             raise Conflict(f"cannot read the escrow's refund delay: {exc}", code="chain_unreachable") from exc
         if why is not None:
             raise Conflict(why, code="duration_too_long")
-        placement = place(self._minus_in_flight(self._candidates()), needs)
+        advertised = self._candidates()
+        placement = place(self._minus_in_flight(advertised), needs)
+        if not placement.ranked:  # what this SP placed only steers the choice; the adverts decide "no room"
+            placement = place(advertised, needs)
         if not placement.ranked:
             raise Conflict(f"no compute provider can run this job: {placement.explain()}", code="no_provider")
         best = placement.ranked[0]

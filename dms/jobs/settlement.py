@@ -76,7 +76,7 @@ class SettlementWorker:
     async def _attempt(self, row: TransactionRow) -> None:
         outcome = Outcome(row.outcome or "")
         try:
-            _action, tx = await self._payments.settle(row.job_id, outcome)
+            _action, tx = await self._payments.settle(row.job_id, outcome, lambda tx: self._log.sent(row.id, tx))
         except (SettlementError, NetworkError, OSError) as exc:
             code = exc.code if isinstance(exc, SettlementError) else "failed"
             n = row.attempts + 1

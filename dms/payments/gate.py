@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dms.payments.contract import escrow_job_id_hex
 from dms.payments.errors import PaymentRejected, Reason, SettlementError
-from dms.payments.settle import Outcome, settlement
+from dms.payments.settle import Outcome, SentHook, settlement
 
 if TYPE_CHECKING:
     from dms.payments.settle import Settler
@@ -37,8 +37,9 @@ class PaymentGate(Protocol):
     async def refund_delay_s(self) -> int | None:
         """How long after a deposit its payer may refund it (None without escrow). Raises PaymentRejected."""
 
-    async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
-        """Release or refund by the settlement table: (action, tx hash or None when nothing was sent).
+    async def settle(self, job_id: str, outcome: Outcome, on_sent: SentHook | None = None) -> tuple[str, str | None]:
+        """Release or refund by the settlement table: (action, tx hash or None when nothing was sent);
+        `on_sent` hears the tx hash once it is broadcast.
 
         Raises SettlementError saying why (no gas, wrong state, ...)."""
 
@@ -62,7 +63,7 @@ class NoPayments:
     async def refund_delay_s(self) -> int | None:
         return None
 
-    async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
+    async def settle(self, job_id: str, outcome: Outcome, on_sent: SentHook | None = None) -> tuple[str, str | None]:
         return settlement(outcome).value, None
 
     async def close(self) -> None:
@@ -102,11 +103,11 @@ class EscrowPayments:
     async def refund_delay_s(self) -> int | None:
         return await self.verifier.refund_delay_s()
 
-    async def settle(self, job_id: str, outcome: Outcome) -> tuple[str, str | None]:
+    async def settle(self, job_id: str, outcome: Outcome, on_sent: SentHook | None = None) -> tuple[str, str | None]:
         action = settlement(outcome)
         if self.settler is None:
             raise SettlementError("this node has no wallet to settle with", None, "not_allowed")
-        return action.value, await self.settler.settle(job_id, action)
+        return action.value, await self.settler.settle(job_id, action, on_sent)
 
     async def close(self) -> None:
         await self.verifier.close()

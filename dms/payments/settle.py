@@ -8,7 +8,7 @@ The SP's wallet is the escrow's arbiter and sends the transaction; it needs gas.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -93,6 +93,10 @@ def outcome_of(final_state: str, *, container_started: bool, provider_lost: bool
     raise ValueError(f"not a final job state: {final_state!r}")
 
 
+SentHook = Callable[[str], Awaitable[None]]
+"""Told the tx hash of a release or refund once it is broadcast (before its receipt is waited for)."""
+
+
 class Settler:
     """Sends release and refund transactions for one escrow from one wallet (the SP's, the arbiter).
 
@@ -160,12 +164,13 @@ class Settler:
         """
         return await self.settle(job_id, Action.REFUND)
 
-    async def settle(self, job_id: str, action: Action) -> str | None:
-        """Send `action` for `job_id` and wait for its receipt. See `release` for the errors."""
+    async def settle(self, job_id: str, action: Action, on_sent: SentHook | None = None) -> str | None:
+        """Send `action` for `job_id` and wait for its receipt (`on_sent` hears the tx hash once it is
+        broadcast, before the wait). See `release` for the errors."""
         key = escrow_job_id(job_id)
         async with self._lock:
             try:
-                return await self._settle(job_id, key, action)
+                return await self._settle(job_id, key, action, on_sent)
             except SettlementError:
                 raise
             except Exception as e:  # RPC, signing or timeout: one error type for the caller
@@ -173,7 +178,7 @@ class Settler:
                     raise self._no_gas(job_id, action, None, None) from e
                 raise SettlementError(f"{action} of job {job_id} failed: {type(e).__name__}: {e}") from e
 
-    async def _settle(self, job_id: str, key: bytes, action: Action) -> str | None:
+    async def _settle(self, job_id: str, key: bytes, action: Action, on_sent: SentHook | None = None) -> str | None:
         w3, me = self.w3, self.address
         payer, provider, arbiter, _amount, deadline, raw_state = await self._escrow.functions.escrows(key).call()
         state = EscrowState(raw_state)
@@ -210,6 +215,8 @@ class Settler:
             raise self._no_gas(job_id, action, balance, cost)
         signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
         tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+        if on_sent is not None:
+            await on_sent("0x" + bytes(tx_hash).hex())
         receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s)
         if receipt["status"] != 1:
             raise SettlementError(f"{action} of job {job_id} reverted in tx 0x{bytes(tx_hash).hex()}")

@@ -169,6 +169,10 @@ class EventLog:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+OPEN = ("pending", "sent")
+"""Settlement states the worker still owns: not yet mined, not refused for good."""
+
+
 class TransactionLog:
     """Payments per job, newest first when listed."""
 
@@ -204,7 +208,7 @@ class TransactionLog:
         """Pending settlements whose next attempt is due, oldest first."""
         q = (
             select(TransactionRow)
-            .where(TransactionRow.state == "pending", TransactionRow.next_at <= now())
+            .where(TransactionRow.state.in_(OPEN), TransactionRow.next_at <= now())
             .order_by(TransactionRow.next_at)
             .limit(limit)
         )
@@ -212,14 +216,14 @@ class TransactionLog:
             return list((await s.execute(q)).scalars())
 
     async def next_due(self) -> datetime | None:
-        q = select(func.min(TransactionRow.next_at)).where(TransactionRow.state == "pending")
+        q = select(func.min(TransactionRow.next_at)).where(TransactionRow.state.in_(OPEN))
         async with self._store.session() as s:
             value = await s.scalar(q)
         return None if value is None else value.replace(tzinfo=UTC)
 
     async def retry_now(self) -> int:
         """Make every pending settlement due (at start: a restart is a good moment to try again)."""
-        q = update(TransactionRow).where(TransactionRow.state == "pending").values(next_at=now())
+        q = update(TransactionRow).where(TransactionRow.state.in_(OPEN)).values(next_at=now())
         async with self._store.session() as s, s.begin():
             return int((await s.execute(q)).rowcount or 0)  # type: ignore[attr-defined]
 
@@ -229,10 +233,20 @@ class TransactionLog:
         """Record one attempt of a pending settlement: its new state, and when to try again if still pending."""
         q = (
             update(TransactionRow)
-            .where(TransactionRow.id == row_id, TransactionRow.state == "pending")
+            .where(TransactionRow.id == row_id, TransactionRow.state.in_(OPEN))
             .values(state=state, tx_hash=tx_hash, error=error, next_at=next_at, at=now(),
                     attempts=TransactionRow.attempts + 1)
         )  # fmt: skip
+        async with self._store.session() as s, s.begin():
+            await s.execute(q)
+
+    async def sent(self, row_id: int, tx_hash: str) -> None:
+        """A pending settlement's transaction is broadcast; its receipt is awaited."""
+        q = (
+            update(TransactionRow)
+            .where(TransactionRow.id == row_id, TransactionRow.state.in_(OPEN))
+            .values(state="sent", tx_hash=tx_hash, at=now())
+        )
         async with self._store.session() as s, s.begin():
             await s.execute(q)
 

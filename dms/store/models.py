@@ -95,7 +95,8 @@ class TransactionRow(Base):
     """A payment this node saw or sent for a job: the deposit it verified, the release or refund it sent.
 
     A release or refund is an outbox entry: written `pending` with the job's final state, then only the
-    settlement worker moves it (to `mined`, or `failed` once refused for good), counting its attempts.
+    settlement worker moves it (`sent` once broadcast, `mined`, or `failed` once refused for good; back to
+    `pending` after a failed attempt), counting its attempts.
     """
 
     __tablename__ = "transactions"

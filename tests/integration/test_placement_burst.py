@@ -51,8 +51,10 @@ async def test_a_burst_fills_the_best_provider_then_the_next(requester: Requeste
     quotes = [await requester.request_service(job("true"), None) for _ in range(8)]
     placed = Counter(q["compute_provider"]["peer_id"] for q in quotes)
     assert placed == {"cp-a": 4, "cp-b": 4}
-    with pytest.raises(Conflict) as full:
-        await requester.request_service(job("true"), None)
-    assert full.value.code == "no_provider"
-    await requester.cancel(quotes[0]["job_id"])  # an ended job holds nothing
+    # both look full with what is in flight: the adverts decide, so the best one is quoted again
     assert (await requester.request_service(job("true"), None))["compute_provider"]["peer_id"] == "cp-a"
+    await requester.cancel(quotes[4]["job_id"])  # an ended job holds nothing: B has room again
+    assert (await requester.request_service(job("true"), None))["compute_provider"]["peer_id"] == "cp-b"
+    with pytest.raises(Conflict) as nobody:  # no advert fits: refused, with the reason
+        await requester.request_service(job("true", resources={"cpu_mhz": 3000}), None)
+    assert nobody.value.code == "no_provider"

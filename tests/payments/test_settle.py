@@ -118,6 +118,18 @@ async def test_refund_returns_the_deposit_to_the_payer(sp: Sp) -> None:
     assert info.value.code == "wrong_state"
 
 
+async def test_the_sent_hook_hears_the_tx_before_its_receipt(sp: Sp) -> None:
+    sp.fund_wallet()
+    sp.deposit("j3")
+    heard: list[str] = []
+
+    async def on_sent(tx: str) -> None:
+        heard.append(tx)
+
+    tx = await sp.settler.settle("j3", settlement(Outcome.COMPLETED), on_sent)
+    assert heard == [tx] and sp.state("j3") is EscrowState.RELEASED  # told once, with the hash it returns
+
+
 async def test_no_gas_is_a_clear_error(sp: Sp) -> None:
     sp.deposit("j3")
     with pytest.raises(SettlementError) as info:

@@ -37,15 +37,15 @@ def test_a_flood_keeps_head_and_tail_and_marks_the_middle() -> None:
     assert b.total == 60_000 and b.dropped_total == 59_000
 
 
-def test_output_faster_than_the_rate_waits_then_overflows_with_a_marker() -> None:
+def test_output_faster_than_the_rate_waits_then_overflows_into_the_tail_with_one_marker() -> None:
     b = LogBudget(LogLimits(budget=10_000, rate=100, piece=50), now=0.0)
     first = b.add("stdout", "a" * 1000, 0.0)
     assert text(first) == "a" * 100  # one second's worth at once
     later = b.add("stdout", "", 3.0)
     assert text(later) == "a" * 100  # the rate caps the burst at one second's worth
-    b.add("stdout", "b" * 10_000, 3.0)  # more than the tail's room (5,000) waits: the oldest go
-    out = b.add("stdout", "", 4.0)
-    assert "dropped" in out[0][1] and out[0][0] == "stderr"
-    assert text(out[1:]) == "b" * 100
+    assert b.add("stdout", "b" * 10_000, 3.0) == []  # more than the tail's room (5,000): the head ends here
+    assert b.add("stdout", "c" * 10, 9.0) == []  # nothing more goes out live
     rest = b.end()
-    assert len(text(rest)) <= 5_000
+    assert rest[0][0] == "stderr" and "5810 characters of output dropped" in rest[0][1]
+    assert text(rest[1:]) == "b" * 4990 + "c" * 10  # the tail: the last 5,000
+    assert sum("dropped" in t for _, t in rest) == 1
