@@ -89,8 +89,8 @@ async def through_dms(sp: DmsProcess, mb: int) -> tuple[float, int, int, str]:
         while True:
             f = await ws.receive_json(timeout=600)
             if f["action"] == "log-stream-response":
-                out += len(f["message"]["stdout"])
-                err += len(f["message"]["stderr"])
+                out += len(f.get("stdout", ""))
+                err += len(f.get("stderr", ""))
             if f["action"] in ("job-completed", "job-failed"):
                 return time.monotonic() - t0, out, err, f["action"]
 
