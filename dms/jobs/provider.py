@@ -60,6 +60,7 @@ EVENT_RETENTION = timedelta(hours=24)
 LOG_KEEP = 5000
 """Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
 LOG_TRIM_STEP = 1000
+ORPHAN_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class ProviderService:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
+        self._orphans: dict[str, asyncio.Event] = {}
+        """Adopted jobs waiting for their requester to re-attach after a restart."""
         self.executor_problem: str | None = None
         """None when some executor works (see `executor_problems` for each kind)."""
         self.executor_problems: dict[str, str | None] = {}
@@ -134,6 +137,7 @@ class ProviderService:
         leftovers = {} if self.executor_problem else {x.job_id: x for x in await self._executor.reconcile()}
         for row in live:
             if row.job_id in adopted:
+                self._orphans[row.job_id] = asyncio.Event()  # set when its requester re-attaches
                 self._tasks[row.job_id] = asyncio.create_task(self._resume(row))
                 log.info("adopted job %s after restart: its container still runs", row.job_id)
                 continue
@@ -292,14 +296,33 @@ class ProviderService:
             left = spec.duration_s - (datetime.now(UTC) - row.created_at).total_seconds()
             after = await resume_point(self._events, job_id)
             assert isinstance(self._executor, Adopting)
-            result = await self._executor.follow(job_id, after, self._log_sink(job_id, budget), max(left, 1.0))
+            watch = asyncio.create_task(self._stop_unless_attached(job_id))
+            try:
+                result = await self._executor.follow(job_id, after, self._log_sink(job_id, budget), max(left, 1.0))
+            finally:
+                watch.cancel()
             code = result.exit_code
             final, reason = outcome(result, spec.resources.memory_mb)
+            if final == CPState.CANCELLED and watch.done() and not watch.cancelled():
+                final, reason = CPState.FAILED, "its requester did not re-attach after the provider restarted"
         except ExecutorError as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
             self._tasks.pop(job_id, None)
+            self._orphans.pop(job_id, None)
             await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason))
+
+    async def _stop_unless_attached(self, job_id: str) -> None:
+        """An adopted job whose requester does not re-attach within its own give-up time (3 heartbeats,
+        plus a margin) was ended on its side: stop it here too."""
+        attached = self._orphans.get(job_id)
+        if attached is None:
+            return  # its requester is back already
+        try:
+            await asyncio.wait_for(attached.wait(), 3 * self._settings.heartbeat_s + ORPHAN_MARGIN_S)
+        except TimeoutError:
+            log.info("job %s: its requester did not re-attach after the restart; stopping it", job_id)
+            await self._executor.cancel(job_id)
 
     def _log_sink(self, job_id: str, budget: LogBudget) -> Callable[[LogChunk], Awaitable[None]]:
         async def logs(chunk: LogChunk) -> None:
@@ -428,6 +451,9 @@ class ProviderService:
         row = await self._jobs.get(req.job_id)
         if row is None or row.sp_peer_id != peer:
             return f"no job {req.job_id} from this peer"
+        waiting = self._orphans.pop(req.job_id, None)
+        if waiting is not None:
+            waiting.set()
         return None
 
     async def _follow(self, stream: LineStream, job_id: str, after: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -149,10 +150,16 @@ async def test_cp_killed_mid_job(pair: tuple[DmsProcess, DmsProcess]) -> None:
             pass
         assert time.monotonic() - t0 <= 3 * HB + 2
         assert "compute provider lost" in frame["message"]
-    cp.start()
-    assert await containers_of(job_id) == []  # reconciled at start
-    status = cp.get("/api/v1/onboarding/status")
-    assert status["free"] == status["reserved"]
+    cp.start()  # it adopts the container, and stops it when the SP, which gave up, does not re-attach
+
+    async def stopped() -> bool:
+        status = cp.get("/api/v1/onboarding/status")
+        return await containers_of(job_id) == [] and status["free"] == status["reserved"]
+
+    deadline = time.monotonic() + 3 * HB + 20
+    while not await stopped():
+        assert time.monotonic() < deadline, "the orphaned job was not stopped"
+        await asyncio.sleep(0.2)  # polling interval
 
 
 async def test_cancel_by_websocket_and_rest(pair: tuple[DmsProcess, DmsProcess]) -> None:
