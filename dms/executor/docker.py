@@ -339,16 +339,10 @@ class DockerExecutor:
         self, container: aiodocker.docker.DockerContainer, on_logs: LogSink, after_ns: int = 0
     ) -> None:
         """Follow the multiplexed log stream until the container stops; hand it on in batches. Each entry
-        carries the engine's timestamp; with `after_ns`, entries up to that time were handed on already.
-
-        The engine re-sends a few entries when it rotates its bounded log file under a follower (seen here:
-        60 MB through 16 MB files came back 49,152 bytes longer), so an entry older than the newest one
-        handed on, or the same entry again, is skipped: timestamps only grow."""
+        carries the engine's timestamp; with `after_ns`, entries up to that time were handed on already."""
         batch = LogBatcher(on_logs, self._batch_s)
         ticker = asyncio.create_task(batch.tick())
         params = {"stdout": "1", "stderr": "1", "follow": "1", "timestamps": "1"}
-        newest_ns = 0  # the newest timestamp handed on
-        at_newest: list[tuple[int, bytes]] = []  # the entries handed on with that timestamp
         if after_ns:
             params["since"] = str(after_ns // 10**9)  # whole seconds: the entries up to after_ns are skipped below
         try:
@@ -362,12 +356,6 @@ class DockerExecutor:
                     at_ns, data = split_timestamp(data)
                     if at_ns and at_ns <= after_ns:
                         continue
-                    entry = (kind, data)
-                    if at_ns and (at_ns < newest_ns or (at_ns == newest_ns and entry in at_newest)):
-                        continue  # re-sent after a rotation
-                    if at_ns > newest_ns:
-                        newest_ns, at_newest = at_ns, []
-                    at_newest.append(entry)
                     batch.add(kind == STDERR, data, at_ns)
                     if batch.full:  # a flood: wait for the sink rather than buffer without bound
                         await batch.flush()
