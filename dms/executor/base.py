@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ExecutorError(Exception):
@@ -114,3 +114,12 @@ class Executor(Protocol):
 
     async def reconcile(self) -> list[Leftover]:
         """Report and remove every container of this instance left from before a restart."""
+
+
+@runtime_checkable
+class Adopting(Protocol):
+    async def adopt(self, job_id: str) -> bool:
+        """Whether the job's container still runs here; if so it is the executor's again (not reconciled)."""
+
+    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
+        """Its output after engine time `after_ns`, then its result, as `Executor.run` gives them."""

@@ -15,12 +15,15 @@ import contextlib
 import json
 import struct
 import tempfile
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiodocker
 import aiohttp
+from aiodocker.stream import Stream
 
 from dms.executor.base import (
     ContainerSpec,
@@ -119,6 +122,9 @@ def split_timestamp(entry: bytes) -> tuple[int, bytes]:
         return 0, entry
     return whole * 10**9 + int((fraction + "000000000")[:9] or 0), rest
 
+
+LogEntry = tuple[bool, bytes, int]
+"""(from stderr, the bytes, ns since the epoch or 0) of one piece of a job's output."""
 
 MAX_BATCH = 256 * 1024
 """Bytes of output a batch holds at most before it is handed on."""
@@ -274,13 +280,14 @@ class DockerExecutor:
     ) -> RunResult:
         if spec.job_id in self._cancelled:  # cancelled between admission and now
             return RunResult(-1, EndReason.CANCELLED)
-        try:
-            await container.start()
-        except aiodocker.DockerError as exc:
-            raise ExecutorError(f"the container did not start: {exc.message}") from exc
-        if on_start is not None:
-            await on_start()
-        return await self._follow(container, spec.job_id, spec.timeout_s, on_logs, 0)
+        async with container.attach(stdout=True, stderr=True) as attached:  # before the start: nothing missed
+            try:
+                await container.start()
+            except aiodocker.DockerError as exc:
+                raise ExecutorError(f"the container did not start: {exc.message}") from exc
+            if on_start is not None:
+                await on_start()
+            return await self._follow(container, spec.job_id, spec.timeout_s, on_logs, self._attached(attached))
 
     async def adopt(self, job_id: str) -> bool:
         """After a restart: whether this job's container is still running here. If so it is kept out of
@@ -299,7 +306,7 @@ class DockerExecutor:
             self._adopted.discard(job_id)
             raise ExecutorError(f"the container of job {job_id} is gone")
         try:
-            return await self._follow(containers[0], job_id, timeout_s, on_logs, after_ns)
+            return await self._follow(containers[0], job_id, timeout_s, on_logs, self._logged(containers[0], after_ns))
         finally:
             self._adopted.discard(job_id)
             self._cancelled.discard(job_id)
@@ -308,9 +315,9 @@ class DockerExecutor:
 
     async def _follow(
         self, container: aiodocker.docker.DockerContainer, job_id: str, timeout_s: float | None, on_logs: LogSink,
-        after_ns: int,
+        entries: AsyncIterator[LogEntry],
     ) -> RunResult:  # fmt: skip
-        logs = asyncio.create_task(self._pump_logs(container, on_logs, after_ns))
+        logs = asyncio.create_task(self._pump_logs(entries, on_logs))
         timed_out = False
         try:
             status = await asyncio.wait_for(container.wait(), timeout_s)
@@ -335,33 +342,42 @@ class DockerExecutor:
         oom = bool(state.get("OOMKilled")) or code == SIGKILL_EXIT
         return RunResult(code, EndReason.OOM_KILLED if oom else EndReason.EXITED)
 
-    async def _pump_logs(
-        self, container: aiodocker.docker.DockerContainer, on_logs: LogSink, after_ns: int = 0
-    ) -> None:
-        """Follow the multiplexed log stream until the container stops; hand it on in batches. Each entry
-        carries the engine's timestamp; with `after_ns`, entries up to that time were handed on already."""
+    async def _pump_logs(self, entries: AsyncIterator[LogEntry], on_logs: LogSink) -> None:
+        """Hand the job's output on in batches until the container stops."""
         batch = LogBatcher(on_logs, self._batch_s)
         ticker = asyncio.create_task(batch.tick())
-        params = {"stdout": "1", "stderr": "1", "follow": "1", "timestamps": "1"}
-        if after_ns:
-            params["since"] = str(after_ns // 10**9)  # whole seconds: the entries up to after_ns are skipped below
         try:
-            async with self._client()._query(f"containers/{container.id}/logs", params=params, timeout=None) as resp:
-                while True:
-                    try:
-                        kind, length = struct.unpack(">BxxxL", await resp.content.readexactly(8))
-                        data = await resp.content.readexactly(length)
-                    except asyncio.IncompleteReadError:
-                        break
-                    at_ns, data = split_timestamp(data)
-                    if at_ns and at_ns <= after_ns:
-                        continue
-                    batch.add(kind == STDERR, data, at_ns)
-                    if batch.full:  # a flood: wait for the sink rather than buffer without bound
-                        await batch.flush()
+            async for is_stderr, data, at_ns in entries:
+                batch.add(is_stderr, data, at_ns)
+                if batch.full:  # a flood: wait for the sink rather than buffer without bound
+                    await batch.flush()
         finally:
             ticker.cancel()
             await batch.flush(final=True)
+
+    @staticmethod
+    async def _attached(stream: Stream) -> AsyncIterator[LogEntry]:
+        """The live output of a container attached before its start: every byte exactly once. (The engine's
+        own log copy is bounded by rotation, and a follower of it loses or repeats entries when a flood
+        rotates the file under it.) Entries are stamped with their arrival time, for `follow` after a restart."""
+        while (msg := await stream.read_out()) is not None:
+            yield msg.stream == STDERR, msg.data, time.time_ns()
+
+    async def _logged(self, container: aiodocker.docker.DockerContainer, after_ns: int) -> AsyncIterator[LogEntry]:
+        """The engine's copy of an adopted container's output, from the entry after `after_ns` on."""
+        params = {"stdout": "1", "stderr": "1", "follow": "1", "timestamps": "1"}
+        if after_ns:
+            params["since"] = str(after_ns // 10**9)  # whole seconds: the entries up to after_ns are skipped below
+        async with self._client()._query(f"containers/{container.id}/logs", params=params, timeout=None) as resp:
+            while True:
+                try:
+                    kind, length = struct.unpack(">BxxxL", await resp.content.readexactly(8))
+                    data = await resp.content.readexactly(length)
+                except asyncio.IncompleteReadError:
+                    return
+                at_ns, data = split_timestamp(data)
+                if not at_ns or at_ns > after_ns:
+                    yield kind == STDERR, data, at_ns
 
     async def cancel(self, job_id: str) -> None:
         self._cancelled.add(job_id)

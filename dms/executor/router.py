@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from dms.executor.base import ContainerSpec, Executor, ExecutorError, Leftover, LogSink, RunResult, StartHook
+from dms.executor.base import (
+    Adopting,
+    ContainerSpec,
+    Executor,
+    ExecutorError,
+    Leftover,
+    LogSink,
+    RunResult,
+    StartHook,
+)
 from dms.executor.modules import SHA256
 
 log = logging.getLogger(__name__)
@@ -74,3 +83,21 @@ class ExecutorSet:
             if kinds.get(kind) is None:
                 found.extend(await ex.reconcile())
         return found
+
+    async def adopt(self, job_id: str) -> bool:
+        """Whether an executor that can adopt (Docker: its containers outlive the daemon) still runs the job."""
+        for kind, ex in self._by_kind.items():
+            if isinstance(ex, Adopting) and await ex.adopt(job_id):
+                self._running[job_id] = kind
+                return True
+        return False
+
+    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
+        kind = self._running.get(job_id)
+        executor = self._by_kind.get(kind) if kind is not None else None
+        if not isinstance(executor, Adopting):
+            raise ExecutorError(f"job {job_id} was not adopted by any executor")
+        try:
+            return await executor.follow(job_id, after_ns, on_logs, timeout_s)
+        finally:
+            self._running.pop(job_id, None)

@@ -4,19 +4,10 @@ stored, so nothing is shown twice and what the job wrote meanwhile is not lost."
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
-from dms.executor.base import LogSink, RunResult
+from dms.executor.base import Adopting
 from dms.store.jobs import EventLog
 
-
-@runtime_checkable
-class Adopting(Protocol):
-    async def adopt(self, job_id: str) -> bool:
-        """Whether the job's container still runs here; if so it is the executor's again (not reconciled)."""
-
-    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
-        """Its output after engine time `after_ns`, then its result, as `Executor.run` gives them."""
+__all__ = ["Adopting", "resume_point"]
 
 
 async def resume_point(events: EventLog, job_id: str) -> int:
