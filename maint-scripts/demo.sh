@@ -95,7 +95,7 @@ nunet --dms "$B" run --frames --pay-key "$PAYER_KEY" --rpc-url "$RPC" --cpu 500 
 
 step "B: its jobs and payments (the escrow is released to A once the job completed)"
 nunet --dms "$B" jobs
-probe wait "$B/api/v1/transactions" '"release"' --timeout 30 --what "B released the escrow"
+probe wait "$B/api/v1/transactions" '"release"' '"mined"' --timeout 60 --what "B's release of the escrow is mined"
 nunet --dms "$B" transactions
 AFTER=$(probe balance "$RPC" "$ADDR")
 echo "A's payout address now holds $AFTER wei (+$((AFTER - BEFORE)))"
