@@ -81,13 +81,13 @@ def test_a_damaged_database_refuses_the_start(
     assert str(d.data_dir / "metadataV2.json") in line, line  # where the onboarding can be redone from
     assert db.read_bytes() == damaged  # nothing was written to it
 
-    # The same file, whole again: the node starts with its onboarding.
-    db.write_bytes(pristine)
-    try:
-        d.start()
-        assert d.get("/api/v1/onboarding/status") == status
-    finally:
-        d.stop()
+    if damage is zero_length:  # once is enough: the same file, whole again, starts with its onboarding
+        db.write_bytes(pristine)
+        try:
+            d.start()
+            assert d.get("/api/v1/onboarding/status") == status
+        finally:
+            d.stop()
 
 
 def fill(directory: Path) -> Path:
