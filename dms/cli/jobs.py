@@ -53,6 +53,7 @@ def run(
     cpu: Annotated[int, typer.Option("--cpu", "-c", metavar="MHz", help="CPU to reserve, MHz.")] = 500,
     cores: Annotated[float, typer.Option("--cores", help="CPU limit in cores (fractional allowed).")] = 0.5,
     memory: Annotated[int, typer.Option("--memory", "-m", metavar="MB", help="Memory limit, MB.")] = 256,
+    disk: Annotated[int, typer.Option("--disk", metavar="MB", help="The job's writable /workspace, MB.")] = 64,
     gpus: Annotated[int, typer.Option("--gpus", help="Number of GPUs.")] = 0,
     vram: Annotated[int, typer.Option("--vram", metavar="MB", help="Minimum VRAM per GPU, MB.")] = 0,
     duration: Annotated[int, typer.Option("--duration", "-d", metavar="S", help="Paid run time, seconds.")] = 600,
@@ -85,7 +86,14 @@ def run(
     body: dict[str, Any] = {
         **job,
         "env": parse_env(env or []),
-        "resources": {"cpu_mhz": cpu, "cores": cores, "memory_mb": memory, "gpus": gpus, "vram_mb": vram},
+        "resources": {
+            "cpu_mhz": cpu,
+            "cores": cores,
+            "memory_mb": memory,
+            "disk_mb": disk,
+            "gpus": gpus,
+            "vram_mb": vram,
+        },
         "max_price": max_price,
         "duration_s": duration,
     }

@@ -184,6 +184,9 @@ def onboard(
     local: Annotated[
         bool, typer.Option("--local-enable", "-l", help="NuNet's flag: a node for a local network (server_mode off).")
     ] = False,
+    disk: Annotated[
+        int | None, typer.Option("--disk", metavar="MB", help="Disk to reserve for jobs (default: 10 %).")
+    ] = None,
 ) -> None:
     """Reserve resources for the network and join a channel."""
     body = {
@@ -196,6 +199,7 @@ def onboard(
         "is_available": not unavailable,
         "cardano": cardano,
         "server_mode": not local,
+        **({} if disk is None else {"disk": disk}),
     }
     status = client_of(ctx).post("/onboarding/onboard", body)
     render.line(f"Onboarded on channel {status['channel']}.", style="bold green")
@@ -221,12 +225,13 @@ def resource_config(
     memory: Annotated[int | None, typer.Option("--memory", "-m", metavar="MB", help="New memory, MB.")] = None,
     cpu: Annotated[int | None, typer.Option("--cpu", "-c", metavar="MHz", help="New CPU, MHz.")] = None,
     gpus: GpusOpt = None,
+    disk: Annotated[int | None, typer.Option("--disk", metavar="MB", help="New disk, MB.")] = None,
 ) -> None:
     """Change the reservation; options not given stay as they are."""
-    given = {"memory": memory, "cpu": cpu, "gpus": None if gpus is None else parse_gpus(gpus)}
+    given = {"memory": memory, "cpu": cpu, "gpus": None if gpus is None else parse_gpus(gpus), "disk": disk}
     body = {k: v for k, v in given.items() if v is not None}
     if not body:
-        ctx.fail("give at least one of --memory, --cpu, --gpus")
+        ctx.fail("give at least one of --memory, --cpu, --disk, --gpus")
     status = client_of(ctx).post("/onboarding/resource-config", body)
     render.line("Reservation changed.", style="bold green")
     render.out.print(render.reservation_table(status))

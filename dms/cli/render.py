@@ -55,7 +55,8 @@ def provisioned_column(p: Mapping[str, Any]) -> Column:
 
 
 def resources_column(r: Mapping[str, Any]) -> Column:
-    return {CPU: str(r["cpu"]), MEMORY: str(r["memory"]), GPUS: gpu_indexes(r["gpus"])}
+    column = {CPU: str(r["cpu"]), MEMORY: str(r["memory"]), GPUS: gpu_indexes(r["gpus"])}
+    return column | ({DISK: str(r["disk"])} if "disk" in r else {})
 
 
 def gpu_indexes(gpus: Sequence[int]) -> str:

@@ -37,6 +37,10 @@ class JobDiskError(Exception):
     """The job's disk could not be made; the message says why."""
 
 
+class ToolMissing(JobDiskError):
+    """A tool the ext4 disk needs is not installed."""
+
+
 @dataclass(frozen=True)
 class JobDisk:
     job_id: str
@@ -71,7 +75,7 @@ async def _tool(*argv: str, stdin: bytes | None = None) -> str:
             stderr=asyncio.subprocess.PIPE,
         )
     except FileNotFoundError as exc:
-        raise JobDiskError(f"{argv[0]} is not installed (util-linux, e2fsprogs)") from exc
+        raise ToolMissing(f"{argv[0]} is not installed (util-linux, e2fsprogs)") from exc
     out, err = await proc.communicate(stdin)
     if proc.returncode != 0:
         msg = err.decode(errors="replace").strip().splitlines()
@@ -107,9 +111,11 @@ class JobDisks:
             loop = (await _tool("losetup", "--find", "--show", str(image))).strip()
         except JobDiskError as exc:
             image.unlink(missing_ok=True)
-            if self._loops_work is None and "losetup" in str(exc):
+            # The first disk tells whether this machine allows ext4 disks at all (tools, loop devices);
+            # a later failure is about that job only (e.g. no space left for its image).
+            if self._loops_work is None and (isinstance(exc, ToolMissing) or "losetup" in str(exc)):
                 self._loops_work = False
-                log.warning("no loop devices (%s): jobs' disks are sized tmpfs volumes, counted as memory", exc)
+                log.warning("no ext4 job disks (%s): jobs' disks are sized tmpfs volumes, counted as memory", exc)
                 return JobDisk(job_id, size_mb, None, None)
             raise
         self._loops_work = True

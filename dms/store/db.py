@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from dms.store.health import check_database
+from dms.store.health import DiskFull, check_database, disk_full, storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,14 @@ class Store:
 
     async def open(self) -> None:
         """Check the file (a damaged one refuses, naming it and what to do), migrate it, open the engine."""
-        problem = await asyncio.to_thread(check_database, self.path)
+        full = (
+            f"{self.path}: the disk holding it is full, so the database cannot be opened; free some space"
+            " and start again (nothing was changed)"
+        )
+        try:
+            problem = await asyncio.to_thread(check_database, self.path)
+        except DiskFull as exc:
+            raise StoreError(full) from exc
         if problem:
             raise StoreError(
                 f"{self.path}: {problem}. The daemon will not start on it: restore it from a backup, or move it"
@@ -78,6 +85,8 @@ class Store:
         try:
             await asyncio.to_thread(migrate, self.path)
         except (sqlite3.Error, SQLAlchemyError) as exc:
+            if storage_fault(exc) or disk_full(self.path.parent):
+                raise StoreError(full) from exc
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"{self.path}: cannot open the database: {reason}") from exc
         self._engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")

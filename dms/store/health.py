@@ -9,12 +9,27 @@ losing its onboarding and jobs. `file_problem` reads the header (pure); `check_d
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 HEADER = b"SQLite format 3\x00"
 HEADER_SIZE = 100
+FULL_BELOW = 2**20
+"""A file system with less free than this counts as full: SQLite cannot even open its -shm file there."""
+
+
+class DiskFull(Exception):
+    """The database could not be read because the disk holding it is full (not because it is damaged)."""
+
+
+def disk_full(directory: Path) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW
 
 
 def header_problem(head: bytes, size: int, wal_size: int) -> str | None:
@@ -43,7 +58,10 @@ def header_problem(head: bytes, size: int, wal_size: int) -> str | None:
 
 
 def check_database(path: Path) -> str | None:
-    """What is wrong with the database at `path`, or None (also when it does not exist yet). Blocking."""
+    """What is wrong with the database at `path`, or None (also when it does not exist yet). Blocking.
+
+    Raises DiskFull when SQLite cannot read it for want of space: that is no damage, and the advice differs.
+    """
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -59,6 +77,8 @@ def check_database(path: Path) -> str | None:
         with closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True)) as db:
             rows = db.execute("PRAGMA quick_check(5)").fetchall()
     except sqlite3.DatabaseError as exc:
+        if storage_fault(exc) or disk_full(path.parent):
+            raise DiskFull(str(exc)) from exc
         return f"the database is damaged: {exc}"
     if [r[0] for r in rows] != ["ok"]:
         found = " ".join(str(r[0]) for r in rows).replace("*** in database main ***", "").split()

@@ -1,4 +1,4 @@
-"""A job that fills its disk fails with "disk limit" on the dashboard; the provider keeps working."""
+"""Jobs' disk on real daemons: the disk limit on the dashboard, and disk reserved and admitted like memory."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from tests.procs import DmsProcess, post, wait_for
 pair = nj.pair  # the CP and SP fixture
 
 
-async def test_a_job_that_fills_its_disk_fails_with_disk_limit(pair: tuple[DmsProcess, DmsProcess]) -> None:
+async def test_job_disk_limit_and_admission(pair: tuple[DmsProcess, DmsProcess]) -> None:
+    """A job that fills its disk fails with "disk limit" and the provider keeps working; disk is admitted."""
     cp, sp = pair
     _, frames = await run_job(sp, job("dd if=/dev/zero of=/workspace/big bs=1M count=500", disk_mb=16))
     end = frames[-1]
@@ -25,6 +26,7 @@ async def test_a_job_that_fills_its_disk_fails_with_disk_limit(pair: tuple[DmsPr
     _, frames = await run_job(sp, job("echo fine > /workspace/x && cat /workspace/x"))
     assert frames[-1]["action"] == "job-completed", frames
     assert logs(frames, "stdout") == "fine\n"
+    await disk_is_reserved_and_admitted_like_memory(cp, sp)
 
 
 def logs(frames: list[dict[str, Any]], stream: str) -> str:
@@ -33,8 +35,7 @@ def logs(frames: list[dict[str, Any]], stream: str) -> str:
     return "".join((f["message"] if isinstance(f.get("message"), dict) else f).get(stream, "") for f in chunks)
 
 
-async def test_disk_is_reserved_and_admitted_like_memory(pair: tuple[DmsProcess, DmsProcess]) -> None:
-    cp, sp = pair
+async def disk_is_reserved_and_admitted_like_memory(cp: DmsProcess, sp: DmsProcess) -> None:
     reserved = cp.get("/api/v1/onboarding/status")["reserved"]["disk"]
     assert reserved > 0  # onboarded without naming a disk: the default share
     quote = post(sp, "/run/request-service", job("sleep 30", disk_mb=500))

@@ -15,6 +15,11 @@ from tests.e2e.test_network_and_jobs import job, known, post_error
 from tests.procs import DAEMON, DmsProcess, post, wait_for
 
 
+def start_once(d: DmsProcess) -> subprocess.CompletedProcess[str]:
+    """Start the daemon in the foreground and return how it ended (a refused start ends at once)."""
+    return subprocess.run([*DAEMON, "--config", str(d.config)], capture_output=True, text=True, timeout=60)
+
+
 def zero_length(db: Path) -> None:
     db.write_bytes(b"")
 
@@ -72,7 +77,7 @@ def test_a_damaged_database_refuses_the_start(
     db.write_bytes(pristine)
     damage(db)
     damaged = db.read_bytes()
-    out = subprocess.run([*DAEMON, "--config", str(d.config)], capture_output=True, text=True, timeout=60)
+    out = start_once(d)
     assert out.returncode == 1, out.stderr
     refusal = [line for line in out.stderr.splitlines() if line.startswith("nunet-dms: cannot start:")]
     assert len(refusal) == 1, out.stderr
@@ -81,13 +86,13 @@ def test_a_damaged_database_refuses_the_start(
     assert str(d.data_dir / "metadataV2.json") in line, line  # where the onboarding can be redone from
     assert db.read_bytes() == damaged  # nothing was written to it
 
-    # The same file, whole again: the node starts with its onboarding.
-    db.write_bytes(pristine)
-    try:
-        d.start()
-        assert d.get("/api/v1/onboarding/status") == status
-    finally:
-        d.stop()
+    if damage is zero_length:  # once is enough: the same file, whole again, starts with its onboarding
+        db.write_bytes(pristine)
+        try:
+            d.start()
+            assert d.get("/api/v1/onboarding/status") == status
+        finally:
+            d.stop()
 
 
 def fill(directory: Path) -> Path:
@@ -150,3 +155,13 @@ async def test_a_full_disk_gives_clear_errors_and_the_node_recovers(
             pass
         assert frame["action"] == "job-completed", frame
     assert post(sp, "/run/request-service", job("echo room again"))["job_id"]
+
+    # Starting on a full disk: refused as full (not as damaged), and fine once there is room.
+    assert sp.terminate() == 0
+    filler = fill(sp.data_dir)
+    out = start_once(sp)
+    assert out.returncode == 1, out.stderr
+    assert "the disk holding it is full" in out.stderr and "damaged" not in out.stderr, out.stderr
+    filler.unlink()
+    sp.start()
+    assert sp.get(f"/api/v1/run/jobs/{quote['job_id']}")["state"] == "completed"

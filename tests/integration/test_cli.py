@@ -90,6 +90,11 @@ def test_resource_config_changes_the_reservation(dms_process: Factory) -> None:
     assert done.returncode == 0, done.stderr
     reserved = d.get("/api/v1/onboarding/status")["reserved"]
     assert (reserved["cpu"], reserved["memory"]) == (cpu - 100, memory)  # memory not given: unchanged
+    disk = d.get("/api/v1/onboarding/provisioned")["disk"] // 2
+    done = run_cli("resource-config", "--disk", str(disk), dms=d.url)
+    assert done.returncode == 0, done.stderr
+    assert row(done.stdout, "Disk (MB)", disk, disk)  # reserved, free
+    assert d.get("/api/v1/onboarding/status")["reserved"]["disk"] == disk
 
     nothing = run_cli("resource-config", dms=d.url)
     assert nothing.returncode == 2
