@@ -1,8 +1,9 @@
 """Composition root: builds every component in order, and stops them in reverse.
 
-Order: data dir, store, machine measurement, onboarding, executor, provider (reconciles leftover
-containers), requester, the p2p node (serving the deployment protocol), then REST. Nothing else wires
-components together; domain packages receive what they need as arguments.
+Order: data dir, store, machine measurement, onboarding, payments, the executors (Docker and WASM behind
+one ExecutorSet) and the module store, provider (adopts running containers, reconciles leftovers), the
+p2p node (serving the deployment protocol), requester (job owners, settlement worker), then REST.
+Nothing else wires components together; domain packages receive what they need as arguments.
 """
 
 from __future__ import annotations

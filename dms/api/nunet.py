@@ -123,7 +123,10 @@ class RewardBody(GoBody):
 class RewardOut(BaseModel):
     service_provider_addr: str
     compute_provider_addr: str
-    reward_type: str = Field(description="release (the provider is paid) or refund (the payer is), by the table.")
+    reward_type: str = Field(
+        description="release (the provider is paid) or refund (the payer is), by the settlement table; "
+        "none when the job needed no settlement (payment.mode none)."
+    )
     job_id: str
     state: str
     message: str
@@ -139,7 +142,10 @@ async def request_reward(request: web.Request) -> web.Response:
     state = SPState(row.state)
     if not state.is_terminal():
         return error_response(503, "job_running", "the job is still running")
-    reward = "release" if state == SPState.COMPLETED else "refund"
+    # What the settlement table decided for this job, as the SP's own ledger recorded it (a job that failed
+    # after its container started is released, not refunded).
+    settled = [t.kind for t in await ctx(request).transactions.list() if t.job_id == row.job_id]
+    reward = next((k for k in settled if k in ("release", "refund")), "none")
     return reply(
         RewardOut(
             service_provider_addr=str(row.quote.get("arbiter") or ""),
