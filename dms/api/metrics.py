@@ -40,6 +40,12 @@ class DmsCollector(Collector):
         yield rejected
         yield GaugeMetricFamily("dms_p2p_peers_connected", "Peers with an open connection", value=m.peers_connected)
         yield GaugeMetricFamily("dms_p2p_peers_known", "Peers with a current capacity record", value=m.peers_known)
+        rtt = GaugeMetricFamily(
+            "dms_peer_rtt_seconds", "Latest ping round trip to each connected peer", labels=["peer_id"]
+        )
+        for peer_id, seconds in sorted(self._c.node.rtts().items()):
+            rtt.add_metric([peer_id], seconds)
+        yield rtt
         yield GaugeMetricFamily("dms_jobs_running", "Jobs running on this provider", value=self._c.provider.running)
         yield GaugeMetricFamily(
             "dms_executor_available",

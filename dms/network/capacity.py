@@ -170,7 +170,7 @@ class CapacityExchange:
         with trio.move_on_after(LEAVE_TIMEOUT_S) as scope:
             await self._publish(topic, self._sign(advert, leaving=True))
             # publish() only queues it per peer: let the sending tasks write it before the host closes
-            while any(len(q) for q in self._pubsub.peer_queues.values()):
+            while any(len(q) for q in self._pubsub.peer_queues.values()):  # noqa: ASYNC110 (no event to wait on)
                 await trio.sleep(0.01)
             await trio.sleep(0.05)  # the last write, taken off its queue, on its way through yamux and Noise
         log.info("published our leaving record on %s%s", topic, " (timed out)" if scope.cancelled_caught else "")
