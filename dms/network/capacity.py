@@ -77,30 +77,33 @@ class CapacityExchange:
 
     # ----- what we offer -----
 
-    async def advertise(self, advert: Advert | None, nursery: trio.Nursery) -> None:
-        """Publish `advert` from now on (None: stop); its channel becomes ours.
+    async def advertise(self, advert: Advert | None, nursery: trio.Nursery) -> bool:
+        """Publish `advert` from now on (None: stop); its channel becomes ours. True when that joined a channel.
 
         InvalidInput: an unknown channel, or an advert that peers would refuse (too big, negative amounts).
         """
+        joined = False
         if advert is not None:
             try:  # the round trip every receiver makes
                 open_record(self._sign(advert))
             except RecordError as e:
                 raise InvalidInput.of([FieldProblem("advert", e.detail)]) from None
-            await self.set_channel(advert.channel, nursery)
+            joined = await self.set_channel(advert.channel, nursery)
         elif self._advert is not None:
             self._leave = self._advert
         self._advert = advert
         self._wake.set()
+        return joined
 
-    async def set_channel(self, channel: str | None, nursery: trio.Nursery) -> None:
-        """Listen (and publish) on `channel`; drop records of other channels. InvalidInput: unknown channel."""
+    async def set_channel(self, channel: str | None, nursery: trio.Nursery) -> bool:
+        """Listen (and publish) on `channel`; drop records of other channels. True when that joined a
+        channel (the caller then asks the connected peers for their tables). InvalidInput: unknown channel."""
         if channel is not None and channel not in self._known_channels:
             known = ", ".join(self._known_channels)
             raise InvalidInput.of([FieldProblem("channel", f"{channel!r} is not one of {known}")])
         topic = topic_for(channel) if channel else None
         if topic == self._topic:
-            return
+            return False
         if self._topic is not None and self._advert is not None:  # our last will on the channel we leave
             await self._publish_leaving(self._topic, self._advert)
         if self._topic is not None:
@@ -118,6 +121,7 @@ class CapacityExchange:
             self._reader = trio.CancelScope()
             nursery.start_soon(self._drain, subscription, self._reader)
         log.info("p2p channel is now %s", channel)
+        return topic is not None
 
     @staticmethod
     async def _drain(subscription: ISubscriptionAPI, scope: trio.CancelScope) -> None:
@@ -138,11 +142,14 @@ class CapacityExchange:
         return sign_record(record, self._key.private_key)
 
     async def publish_loop(self) -> None:
-        """Publish on change (at most once a second) and every `refresh_s` (jittered) otherwise."""
+        """Publish on change (at most once a second) and every `refresh_s` (jittered) otherwise. A change
+        also goes straight to every connected peer: gossip alone misses a peer whose subscription we
+        have not yet seen (a channel just joined, ours or theirs)."""
         last = -math.inf
         while True:
             with trio.move_on_after(self._refresh_s * random.uniform(0.8, 1.0)):
                 await self._wake.wait()
+            changed = self._wake.is_set()
             self._wake = trio.Event()
             await trio.sleep(max(0.0, last + MIN_PUBLISH_INTERVAL_S - trio.current_time()))
             topic, leave = self._topic, self._leave
@@ -157,6 +164,16 @@ class CapacityExchange:
                 continue
             last = trio.current_time()
             await self._publish(topic, data)
+            if changed:
+                async with trio.open_nursery() as n:
+                    for pid in self._state.connected_ids():
+                        n.start_soon(self._push, ID.from_base58(pid), data)
+
+    async def _push(self, peer: ID, data: bytes) -> None:
+        try:
+            await protocols.send_line(self._host, peer, protocols.CAPACITY_PROTOCOL, data, STREAM_TIMEOUT_S)
+        except Exception as e:  # it left meanwhile, or does not speak the protocol
+            log.debug("could not push our record to %s: %r", peer, e)
 
     async def _publish(self, topic: str, data: bytes) -> None:
         try:
@@ -180,11 +197,10 @@ class CapacityExchange:
         if self._topic is not None and self._advert is not None:
             await self._publish_leaving(self._topic, self._advert)
 
-    async def send_record(self, peer: ID) -> None:
-        """Our current record straight to a newly connected peer, so it knows us without waiting for gossip.
+    async def speaks(self, peer: ID, protocol: str) -> bool:
+        """Whether a newly connected peer speaks `protocol`, once identify says (True when it never does).
 
-        Waits (briefly) for identify to list the peer's protocols and skips a peer that does not speak
-        ours: 0.8.1 logs a failed protocol negotiation as a multi-line ERROR.
+        0.8.1 logs a failed protocol negotiation as a multi-line ERROR: ask before opening.
         """
         store = self._host.get_peerstore()
         spoken: list[str] = []
@@ -193,33 +209,29 @@ class CapacityExchange:
                 await trio.sleep(0.05)
                 with contextlib.suppress(PeerStoreError):
                     spoken = store.get_protocols(peer)
-        if spoken and protocols.CAPACITY_PROTOCOL not in spoken:
-            log.debug("peer %s does not speak %s", peer, protocols.CAPACITY_PROTOCOL)
-            return
-        data = self.signed_record()
-        if data is None:
-            return
-        try:
-            await protocols.send_line(self._host, peer, protocols.CAPACITY_PROTOCOL, data, STREAM_TIMEOUT_S)
-        except Exception as e:  # the peer left meanwhile: gossip still reaches it if it comes back
-            log.debug("could not send our record to %s: %r", peer, e)
+        if spoken and protocol not in spoken:
+            log.debug("peer %s does not speak %s", peer, protocol)
+            return False
+        return True
 
     # ----- what peers offer -----
 
-    def take(self, data: bytes, sender: ID) -> RejectReason | None:
-        """Verify a record from `sender` (the peer that signed the message carrying it) and keep it.
+    def take(self, data: bytes, sender: ID, *, relayed: bool = False) -> RejectReason | None:
+        """Verify a record from `sender` and keep it. Unless `relayed` (a table handed on by a peer that
+        we asked, `sync.py`), `sender` must be the record's own peer (the one that signed the message or
+        opened the stream carrying it).
 
         None when kept, else why not (counted, and logged at a sane rate when hostile).
         """
         try:
             record = open_record(data)
-            if record.peer_id != sender.to_base58():
+            if not relayed and record.peer_id != sender.to_base58():
                 raise RecordError(RejectReason.SENDER_MISMATCH, f"a record of {record.peer_id}")
         except RecordError as e:
             self._state.rejected(e.reason)
             self._log_reject(e.reason, sender, e.detail)
             return e.reason
-        reason = self._state.offer(record)
+        reason = self._state.offer(record, data)
         if reason is not None:
             self._log_reject(reason, sender, f"seq {record.seq}")
         elif not record.leaving:
@@ -256,7 +268,9 @@ class CapacityExchange:
             origin = ID(msg.from_id)
             if origin == self._peer_id:
                 return True  # our own publication on its way out
-            return self.take(msg.data, origin) is None
+            # Relay what we kept, and also a copy of what we hold already (it may have reached us first
+            # by a direct stream); gossipsub's seen-cache stops the copies going round.
+            return self.take(msg.data, origin) in (None, RejectReason.NOT_NEWER)
         except Exception as e:  # never let an error escape into pubsub's reader for this peer
             log.error("the gossip validator failed: %r", e, exc_info=e)
             return False

@@ -93,6 +93,8 @@ class NetworkMetrics:
     peers_unresponsive: int = 0
     """Times a connected peer stopped answering pings and left the table."""
     pings: int = 0
+    table_syncs: int = 0
+    """Tables taken from peers we connected to (or asked when joining a channel)."""
     """Liveness pings answered (one kept stream per connected peer, one ping a heartbeat)."""
     peers_connected: int = 0
     peers_known: int = 0

@@ -242,6 +242,8 @@ class Entry:
     record: CapacityRecord
     received_at: float
     """Our clock (Unix seconds) when the record arrived; the entry expires `ttl_s` later."""
+    raw: bytes = b""
+    """The record as signed by its peer, to hand on to peers that ask for our table."""
 
 
 class PeerTable:
@@ -268,7 +270,7 @@ class PeerTable:
             del self._entries[pid]
         return gone
 
-    def offer(self, record: CapacityRecord, now: float) -> RejectReason | None:
+    def offer(self, record: CapacityRecord, now: float, raw: bytes = b"") -> RejectReason | None:
         """Keep `record` if it is acceptable (a leaving one removes its peer); None when taken, else why not."""
         if record.advert.channel != self._channel:
             return RejectReason.WRONG_CHANNEL
@@ -282,7 +284,7 @@ class PeerTable:
             return RejectReason.NOT_NEWER
         if held is None and len(self._entries) >= self._max_peers:
             return RejectReason.TABLE_FULL
-        self._entries[record.peer_id] = Entry(record, now)
+        self._entries[record.peer_id] = Entry(record, now, raw)
         return None
 
     def remove(self, peer_id: str) -> bool:

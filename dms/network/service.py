@@ -42,6 +42,7 @@ from dms.network.ratelog import RateLimitedLog
 from dms.network.settings import NetworkSettings, is_peer_id
 from dms.network.state import NetworkState
 from dms.network.streams import TrioLines
+from dms.network.sync import SYNC_PROTOCOL, TableSync
 
 if TYPE_CHECKING:  # the trio-typing stubs installed with libp2p shadow trio's own annotations
     from trio_typing import TaskStatus
@@ -125,6 +126,7 @@ class P2PService:
         self._host: IHost | None = None
         self._pubsub: Pubsub | None = None
         self._exchange: CapacityExchange | None = None
+        self._sync: TableSync | None = None
         self._liveness: Liveness | None = None
         self._trimmer: Trimmer | None = None
         self._protected: frozenset[str] = frozenset(a.rsplit("/p2p/", 1)[1] for a in settings.bootstrap_peers)
@@ -154,12 +156,14 @@ class P2PService:
             close_peer=lambda pid: as_swarm(host).close_peer(ID.from_base58(pid)),
             interval_s=2 * self._hb,
         )
+        sync = TableSync(host, self.state, exchange)
         host.set_stream_handler(protocols.CAPACITY_PROTOCOL, exchange.on_capacity_stream)
+        host.set_stream_handler(SYNC_PROTOCOL, sync.on_sync_stream)
         for protocol, handler in self._handlers.items():
             host.set_stream_handler(TProtocol(protocol), handler)
         events_send, events_recv = trio.open_memory_channel[tuple[bool, ID]](CONN_EVENT_BUFFER)
         host.get_network().register_notifee(_ConnEvents(events_send))
-        self._host, self._pubsub, self._exchange = host, pubsub, exchange
+        self._host, self._pubsub, self._exchange, self._sync = host, pubsub, exchange, sync
         listen = [multiaddr.Multiaddr(a) for a in s.listen_addresses]
         async with host.run(listen):
             if len({str(a) for a in host.get_transport_addrs()}) < len(listen):
@@ -213,17 +217,25 @@ class P2PService:
 
     async def advertise(self, advert: Advert | None) -> None:
         assert self._exchange is not None and self._nursery is not None
-        await self._exchange.advertise(advert, self._nursery)
+        if await self._exchange.advertise(advert, self._nursery):
+            self._pull_all()
 
     async def set_channel(self, channel: str | None) -> None:
         assert self._exchange is not None and self._nursery is not None
-        await self._exchange.set_channel(channel, self._nursery)
+        if await self._exchange.set_channel(channel, self._nursery):
+            self._pull_all()
+
+    def _pull_all(self) -> None:
+        """Ask every connected peer for its table (we just joined a channel)."""
+        assert self._sync is not None and self._nursery is not None
+        for pid in self.state.connected_ids():
+            self._nursery.start_soon(self._sync.pull, ID.from_base58(pid))
 
     # ----- connections and liveness -----
 
     async def _conn_events(self, events: trio.MemoryReceiveChannel[tuple[bool, ID]]) -> None:
         assert self._host is not None and self._exchange is not None and self._nursery is not None
-        assert self._liveness is not None and self._trimmer is not None
+        assert self._liveness is not None and self._trimmer is not None and self._sync is not None
         swarm = self._host.get_network()
         async for up, peer in events:
             conns = [c for c in swarm.get_connections(peer) if not c.is_closed]
@@ -232,7 +244,7 @@ class P2PService:
             if up and conns:
                 self._liveness.peer_up(peer, self._nursery)
                 self._trimmer.peer_up(peer.to_base58())
-                self._nursery.start_soon(self._exchange.send_record, peer)
+                self._nursery.start_soon(self._sync.pull, peer)  # its record, and the ones it knows
             elif not conns:
                 self._liveness.peer_down(peer)
                 self._trimmer.peer_down(peer.to_base58())

@@ -58,6 +58,20 @@ class NetworkState:
         """Connected peers whose connection answers: their records do not expire. Hold the lock."""
         return frozenset(self._connected.keys() - self._unresponsive)
 
+    def raw_records(self, but: str) -> list[bytes]:
+        """The wire form of every current record in the table except `but`'s (for a peer that asks)."""
+        with self._lock:
+            keep = self._vouched()
+            now = self.clock()
+            return [
+                e.raw
+                for e in self._table.entries()
+                if e.raw
+                and e.record.peer_id != but
+                and e.record.peer_id not in self._unresponsive
+                and (now - e.received_at <= self._table.ttl_s or e.record.peer_id in keep)
+            ]
+
     def rtts(self) -> dict[str, float]:
         """The latest RTT (seconds) of each connected peer that answered a ping."""
         with self._lock:
@@ -94,6 +108,7 @@ class NetworkState:
                 connections_trimmed=c["connections_trimmed"],
                 peers_unresponsive=c["peers_unresponsive"],
                 pings=c["pings"],
+                table_syncs=c["table_syncs"],
                 peers_connected=len(self._connected),
                 peers_known=len(self._table) - sum(1 for pid in self._unresponsive if self._table.get(pid)),
             )
@@ -108,10 +123,10 @@ class NetworkState:
         with self._lock:
             self._rejected[reason.value] += 1
 
-    def offer(self, record: CapacityRecord) -> RejectReason | None:
-        """Into the table if acceptable (see PeerTable.offer); counts either way."""
+    def offer(self, record: CapacityRecord, raw: bytes = b"") -> RejectReason | None:
+        """Into the table if acceptable (see PeerTable.offer); counts either way. `raw`: its wire form."""
         with self._lock:
-            reason = self._table.offer(record, self.clock())
+            reason = self._table.offer(record, self.clock(), raw)
             if reason is None:
                 self._counts["records_accepted"] += 1
             else:
