@@ -6,22 +6,33 @@ ours has the kept ping stream, so trimming is ours: above `conn_high` we close t
 connections down to (low + high) / 2. Never trimmed: bootstrap peers, peers the job layer protects
 (running jobs), connections younger than the grace period (a dispatch dial, a peer just joining).
 `choose_trim` is the pure choice; `Trimmer` the trio loop around it.
+
+A trimmed peer is alive: before closing, the trimmer says so on `/dms/bye/1.0.0` (one line, "trim"), and
+both sides keep the other's record after the connection ends (it is then known by gossip, with a TTL),
+where a connection that just drops takes the peer's record with it at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
 
+from dms.network import protocols
 from dms.network.state import NetworkState
 
 log = logging.getLogger(__name__)
 
-GRACE_S = 30.0
-"""A new connection is not trimmed for this long."""
+GRACE_HB = 10.0
+"""A new connection is not trimmed for this many heartbeats."""
+BYE_PROTOCOL = TProtocol("/dms/bye/1.0.0")
+BYE_TIMEOUT_S = 2.0
 
 
 def target(low: int, high: int) -> int:
@@ -57,21 +68,49 @@ class Trimmer:
         low: int,
         high: int,
         protected: Callable[[], frozenset[str]],
-        close_peer: Callable[[str], Awaitable[None]],
-        interval_s: float,
+        host: IHost,
+        close_peer: Callable[[ID], Awaitable[None]],
+        heartbeat_s: float,
     ) -> None:
         self._state = state
         self._low, self._high = low, high
         self._protected = protected
+        self._host = host
         self._close_peer = close_peer
-        self._interval_s = interval_s
+        self._interval_s = 2 * heartbeat_s
+        self._grace_s = GRACE_HB * heartbeat_s
         self._since: dict[str, float] = {}
+        self._parting: set[str] = set()
 
     def peer_up(self, peer_id: str) -> None:
         self._since.setdefault(peer_id, trio.current_time())
 
-    def peer_down(self, peer_id: str) -> None:
+    def peer_down(self, peer_id: str) -> bool:
+        """The peer's last connection closed; True when either side trimmed it (the peer is alive)."""
         self._since.pop(peer_id, None)
+        parted = peer_id in self._parting
+        self._parting.discard(peer_id)
+        return parted
+
+    async def on_bye(self, stream: INetStream) -> None:
+        """`/dms/bye/1.0.0`: the peer is about to trim our connection. Never raises."""
+        peer_id = stream.muxed_conn.peer_id.to_base58()
+        try:
+            if await protocols.read_line(stream, 16, BYE_TIMEOUT_S) == b"trim":
+                self._parting.add(peer_id)
+        except protocols.StreamProblem:
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.close()
+
+    async def trim(self, peer_id: str) -> None:
+        """Say bye, then close every connection to `peer_id`."""
+        self._parting.add(peer_id)
+        peer = ID.from_base58(peer_id)
+        with contextlib.suppress(Exception):  # best effort: without it the peer drops our record at once
+            await protocols.send_line(self._host, peer, BYE_PROTOCOL, b"trim", BYE_TIMEOUT_S)
+        await self._close_peer(peer)
 
     async def run(self) -> None:
         while True:
@@ -83,7 +122,10 @@ class Trimmer:
                 Conn(pid, now - self._since.get(pid, now), pid in known, rtts.get(pid))
                 for pid in self._state.connected_ids()
             ]
-            for pid in choose_trim(conns, low=self._low, high=self._high, protected=self._protected(), grace_s=GRACE_S):
+            chosen = choose_trim(
+                conns, low=self._low, high=self._high, protected=self._protected(), grace_s=self._grace_s
+            )
+            for pid in chosen:
                 log.info("closing the connection to %s: over %d connections", pid, self._high)
                 self._state.count("connections_trimmed")
-                await self._close_peer(pid)
+                await self.trim(pid)

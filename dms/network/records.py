@@ -287,6 +287,12 @@ class PeerTable:
         self._entries[record.peer_id] = Entry(record, now, raw)
         return None
 
+    def touch(self, peer_id: str, now: float) -> None:
+        """Count a live peer's record as received `now` (a connection that vouched for it has just ended)."""
+        entry = self._entries.get(peer_id)
+        if entry is not None and not entry.record.leaving:
+            self._entries[peer_id] = Entry(entry.record, now, entry.raw)
+
     def remove(self, peer_id: str) -> bool:
         """Forget a peer (its connection closed, or it stopped answering); True when it was in the table."""
         entry = self._entries.pop(peer_id, None)

@@ -33,7 +33,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from dms.errors import FieldProblem, InvalidInput
 from dms.network import protocols
 from dms.network.capacity import STREAM_TIMEOUT_S, CapacityExchange
-from dms.network.connections import Trimmer
+from dms.network.connections import BYE_PROTOCOL, Trimmer
 from dms.network.errors import NetworkError, PeerUnreachable, UnknownPeer
 from dms.network.host import DIAL_TIMEOUT_S, as_swarm, build_host, check_ports_free
 from dms.network.liveness import Liveness
@@ -153,12 +153,14 @@ class P2PService:
             low=s.conn_low,
             high=s.conn_high,
             protected=lambda: self._protected | self._job_peers,
-            close_peer=lambda pid: as_swarm(host).close_peer(ID.from_base58(pid)),
-            interval_s=2 * self._hb,
+            host=host,
+            close_peer=as_swarm(host).close_peer,
+            heartbeat_s=self._hb,
         )
         sync = TableSync(host, self.state, exchange)
         host.set_stream_handler(protocols.CAPACITY_PROTOCOL, exchange.on_capacity_stream)
         host.set_stream_handler(SYNC_PROTOCOL, sync.on_sync_stream)
+        host.set_stream_handler(BYE_PROTOCOL, self._trimmer.on_bye)
         for protocol, handler in self._handlers.items():
             host.set_stream_handler(TProtocol(protocol), handler)
         events_send, events_recv = trio.open_memory_channel[tuple[bool, ID]](CONN_EVENT_BUFFER)
@@ -240,15 +242,16 @@ class P2PService:
         async for up, peer in events:
             conns = [c for c in swarm.get_connections(peer) if not c.is_closed]
             addrs = tuple(dict.fromkeys(str(a) for c in conns for a in c.get_transport_addresses()))
-            dropped = self.state.set_connection(peer.to_base58(), addrs if conns else None)
+            parted = not conns and self._trimmer.peer_down(peer.to_base58())
+            dropped = self.state.set_connection(peer.to_base58(), addrs if conns else None, parted=parted)
             if up and conns:
                 self._liveness.peer_up(peer, self._nursery)
                 self._trimmer.peer_up(peer.to_base58())
                 self._nursery.start_soon(self._sync.pull, peer)  # its record, and the ones it knows
             elif not conns:
                 self._liveness.peer_down(peer)
-                self._trimmer.peer_down(peer.to_base58())
-                log.info("peer %s disconnected%s", peer, "; dropped its record" if dropped else "")
+                why = "; dropped its record" if dropped else " (trimmed; its record stays)" if parted else ""
+                log.info("peer %s disconnected%s", peer, why)
 
     async def protect(self, peer_ids: frozenset[str]) -> None:
         """The peers the job layer needs connected now (running jobs): never trimmed."""

@@ -137,8 +137,10 @@ class NetworkState:
         with self._lock:
             self._table.set_channel(channel)
 
-    def set_connection(self, peer_id: str, addrs: tuple[str, ...] | None) -> bool:
-        """Record a peer's open connections (None: it has none left, and its record goes too).
+    def set_connection(self, peer_id: str, addrs: tuple[str, ...] | None, *, parted: bool = False) -> bool:
+        """Record a peer's open connections (None: it has none left, and its record goes too, unless we
+        `parted` on purpose: a trimmed connection, whichever side trimmed; then the record stays, for a
+        full TTL from now, like one known by gossip).
 
         Returns True when that dropped a record.
         """
@@ -148,7 +150,11 @@ class NetworkState:
                 return False
             self._connected.pop(peer_id, None)
             self._rtt.pop(peer_id, None)
+            was_unresponsive = peer_id in self._unresponsive
             self._unresponsive.discard(peer_id)
+            if parted and not was_unresponsive:
+                self._table.touch(peer_id, self.clock())
+                return False
             return self._table.remove(peer_id)
 
     def answered(self, peer_id: str, rtt_s: float) -> None:
