@@ -105,6 +105,7 @@ class RequesterService:
             channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
             gpu_vendor=r.gpu_vendor, target_peer=target_peer,
+            max_rtt_ms=spec.max_rtt_ms, preferred_rtt_ms=spec.preferred_rtt_ms,
         )  # fmt: skip
         placement = place(self._candidates(), needs)
         if not placement.ranked:
