@@ -25,6 +25,8 @@ import contextlib
 import functools
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,7 +77,7 @@ class DiscoveryRun:
     node_msgs: list[float] = field(default_factory=list)
     """Per node: p2p messages a second (pings answered + records received + records published + table syncs)."""
     node_bytes: list[float] = field(default_factory=list)
-    """Per node: bytes written a second (sockets mostly: /proc/<pid>/io wchar)."""
+    """Per node: TCP bytes sent a second (the kernel's per-socket counts, `ss -ti`)."""
 
 
 @dataclass
@@ -188,21 +190,37 @@ def _prometheus(text: str) -> dict[str, float]:
     return out
 
 
+def _bytes_sent(pids: list[int]) -> list[int]:
+    """TCP bytes each process has sent on its open connections (`ss`: the kernel's per-socket count)."""
+    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True, text=True, check=True).stdout
+    sent = dict.fromkeys(pids, 0)
+    owner: int | None = None
+    for line in out.splitlines():
+        m = re.search(r"pid=(\d+),", line)
+        if m:
+            owner = int(m[1])
+            continue
+        b = re.search(r"bytes_sent:(\d+)", line)
+        if b and owner in sent:
+            sent[owner] += int(b[1])
+    return [sent[p] for p in pids]
+
+
 def _idle(pids: list[int], counters: list[Any], run: DiscoveryRun) -> None:
     """Per node CPU, messages and bytes a second over IDLE_WINDOW_S, after IDLE_SETTLE_S of quiet."""
     time.sleep(IDLE_SETTLE_S)
     procs = [psutil.Process(p) for p in pids]
     cpu0 = [sum(p.cpu_times()[:2]) for p in procs]
-    io0 = [p.io_counters().write_chars for p in procs]
+    io0 = _bytes_sent(pids)
     msg0 = [_messages(c()) for c in counters]
     t0 = time.perf_counter()
     time.sleep(IDLE_WINDOW_S)
     cpu1 = [sum(p.cpu_times()[:2]) for p in procs]
-    io1 = [p.io_counters().write_chars for p in procs]
+    io1 = _bytes_sent(pids)
     msg1 = [_messages(c()) for c in counters]
     dt = time.perf_counter() - t0
     run.node_cpu = [(b - a) / dt for a, b in zip(cpu0, cpu1, strict=True)]
-    run.node_bytes = [(b - a) / dt for a, b in zip(io0, io1, strict=True)]
+    run.node_bytes = [max(0, b - a) / dt for a, b in zip(io0, io1, strict=True)]
     run.node_msgs = [(b - a) / dt for a, b in zip(msg0, msg1, strict=True)]
     run.cpu_s = sum(run.node_cpu)
 
@@ -393,7 +411,7 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         f"Idle: a {IDLE_WINDOW_S:g} s window {IDLE_SETTLE_S:g} s after discovery (or its timeout). Cores: all N",
         "processes together; per node: median over the nodes of all runs (max: the busiest node, usually the hub).",
         "Messages: pings answered + records received (kept or not) + records published + table syncs, from each",
-        "node's own counters. Bytes: written by the process (/proc/<pid>/io wchar: sockets, plus its few log lines).",
+        "node's own counters. Bytes: TCP bytes sent on the node's open connections (kernel counts, `ss -ti`).",
         "Defaults: p2p.record_refresh_s 120, p2p.conn_low/conn_high 8/16.",
         note,
         "",
