@@ -72,6 +72,7 @@ class CapacityExchange:
         self._topic: str | None = None
         self._reader: trio.CancelScope | None = None
         self._wake = trio.Event()
+        self._changed = False
         self._leave: Advert | None = None
         """The advert we stopped offering, whose leaving record is still to be published."""
 
@@ -92,6 +93,7 @@ class CapacityExchange:
         elif self._advert is not None:
             self._leave = self._advert
         self._advert = advert
+        self._changed = True
         self._wake.set()
         return joined
 
@@ -149,7 +151,7 @@ class CapacityExchange:
         while True:
             with trio.move_on_after(self._refresh_s * random.uniform(0.8, 1.0)):
                 await self._wake.wait()
-            changed = self._wake.is_set()
+            changed, self._changed = self._changed, False
             self._wake = trio.Event()
             await trio.sleep(max(0.0, last + MIN_PUBLISH_INTERVAL_S - trio.current_time()))
             topic, leave = self._topic, self._leave
@@ -168,6 +170,13 @@ class CapacityExchange:
                 async with trio.open_nursery() as n:
                     for pid in self._state.connected_ids():
                         n.start_soon(self._push, ID.from_base58(pid), data)
+
+    async def announce_after(self, delay_s: float) -> None:
+        """Publish our record by gossip once more, `delay_s` from now: we just joined the network (our first
+        connection), and the one we joined through has our record from its sync but cannot relay it, while
+        our own publications so far had nobody to go to. By then gossipsub has put the peer in our mesh."""
+        await trio.sleep(delay_s)
+        self._wake.set()
 
     async def _push(self, peer: ID, data: bytes) -> None:
         try:

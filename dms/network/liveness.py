@@ -24,8 +24,8 @@ from dms.network.state import NetworkState
 log = logging.getLogger(__name__)
 
 UNRESPONSIVE_HB = 2.5
-CLOSE_AFTER_HB = 2.5
-CLOSE_AFTER_MIN_S = 5.0
+CLOSE_AFTER_HB = 10.0
+CLOSE_AFTER_MIN_S = 10.0
 
 
 class Liveness:
@@ -52,50 +52,69 @@ class Liveness:
             scope.cancel()
 
     async def _watch(self, peer: ID, scope: trio.CancelScope) -> None:
+        """Two tasks per peer: the pinger (one ping a heartbeat on the kept stream, each answer awaited for as
+        long as it takes: a late echo on a busy machine is still an answer) and the judge (hides the peer after
+        `UNRESPONSIVE_HB` silent heartbeats, closes the connection after the close delay)."""
         pid = peer.to_base58()
-        unresponsive_s = UNRESPONSIVE_HB * self._hb
-        close_s = max(CLOSE_AFTER_HB * self._hb, CLOSE_AFTER_MIN_S)
-        last_ok = trio.current_time()
-        hidden = False
-        stream: INetStream | None = None
+        silence = _Silence(trio.current_time())
         with scope:
             try:
-                while True:
-                    started = trio.current_time()
-                    # Wait for this round's answer no longer than it takes to reach the next verdict.
-                    verdict_at = last_ok + (close_s if hidden else unresponsive_s)
-                    with trio.move_on_after(max(0.05, verdict_at - started)):
-                        try:
-                            if stream is None:
-                                stream = await self._host.new_stream(peer, [protocols.PING_PROTOCOL])
-                            rtt = await protocols.ping_on(stream)
-                            last_ok = trio.current_time()
-                            self._state.answered(pid, rtt)
-                            if hidden:
-                                log.info("peer %s answers again", pid)
-                                hidden = False
-                        except Exception as e:  # the stream broke (reset, timeout in its handler): a new one
-                            log.debug("ping stream to %s failed: %r", pid, e)
-                            await _drop(stream)
-                            stream = None
-                    if last_ok < started:  # no answer this round: the stream may hold a late echo
-                        await _drop(stream)
-                        stream = None
-                    silent_s = trio.current_time() - last_ok
-                    if silent_s >= close_s:
-                        log.info("peer %s did not answer pings for %.1f s: closing its connection", pid, silent_s)
-                        await self._close_peer(peer)
-                        return
-                    if silent_s >= unresponsive_s and not hidden:
-                        hidden = True
-                        self._state.unresponsive(pid)
-                        log.info("peer %s did not answer pings for %.1f s: out of the table", pid, silent_s)
-                    await trio.sleep_until(started + self._hb if not hidden else trio.current_time() + 0.2 * self._hb)
+                async with trio.open_nursery() as n:
+                    n.start_soon(self._pinger, peer, silence)
+                    await self._judge(peer, silence)
+                    n.cancel_scope.cancel()
             finally:
                 if self._watching.get(peer) is scope:
                     del self._watching[peer]
-                with trio.CancelScope(shield=True):
+                log.debug("stopped watching %s", pid)
+
+    async def _pinger(self, peer: ID, silence: _Silence) -> None:
+        pid = peer.to_base58()
+        stream: INetStream | None = None
+        try:
+            while True:
+                started = trio.current_time()
+                try:
+                    if stream is None:
+                        stream = await self._host.new_stream(peer, [protocols.PING_PROTOCOL])
+                    rtt = await protocols.ping_on(stream)
+                    silence.last_ok = trio.current_time()
+                    self._state.answered(pid, rtt)
+                except Exception as e:  # the stream broke (reset, a timeout in the peer's handler): a new one
+                    log.debug("ping stream to %s failed: %r", pid, e)
                     await _drop(stream)
+                    stream = None
+                await trio.sleep_until(started + self._hb)
+        finally:
+            with trio.CancelScope(shield=True):
+                await _drop(stream)
+
+    async def _judge(self, peer: ID, silence: _Silence) -> None:
+        """Returns once the connection is closed for silence."""
+        pid = peer.to_base58()
+        unresponsive_s = UNRESPONSIVE_HB * self._hb
+        close_s = max(CLOSE_AFTER_HB * self._hb, CLOSE_AFTER_MIN_S)
+        hidden = False
+        while True:
+            await trio.sleep(self._hb / 4)
+            silent_s = trio.current_time() - silence.last_ok
+            if hidden and silent_s < unresponsive_s:
+                hidden = False
+                self._state.answered_again(pid)
+                log.info("peer %s answers again", pid)
+            elif not hidden and silent_s >= unresponsive_s:
+                hidden = True
+                self._state.unresponsive(pid)
+                log.info("peer %s did not answer pings for %.1f s: out of the table", pid, silent_s)
+            if silent_s >= close_s:
+                log.info("peer %s did not answer pings for %.1f s: closing its connection", pid, silent_s)
+                await self._close_peer(peer)
+                return
+
+
+class _Silence:
+    def __init__(self, now: float) -> None:
+        self.last_ok = now
 
 
 async def _drop(stream: INetStream | None) -> None:

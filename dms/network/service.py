@@ -58,6 +58,8 @@ GOSSIP_DEGREE = (4, 6, 8)
 """gossipsub mesh degree (low, target, high): each record reaches every node through at most this many
 forwards per node, whatever the network's size."""
 CONN_EVENT_BUFFER = 1024
+ANNOUNCE_DELAY_S = 2.0
+"""After our first connection, two gossipsub heartbeats: the new peer is in our mesh by then."""
 CLOSE_TIMEOUT_S = 3.0
 
 
@@ -242,12 +244,15 @@ class P2PService:
         async for up, peer in events:
             conns = [c for c in swarm.get_connections(peer) if not c.is_closed]
             addrs = tuple(dict.fromkeys(str(a) for c in conns for a in c.get_transport_addresses()))
+            joined = bool(up and conns and not self.state.connected_ids())
             parted = not conns and self._trimmer.peer_down(peer.to_base58())
             dropped = self.state.set_connection(peer.to_base58(), addrs if conns else None, parted=parted)
             if up and conns:
                 self._liveness.peer_up(peer, self._nursery)
                 self._trimmer.peer_up(peer.to_base58())
                 self._nursery.start_soon(self._sync.pull, peer)  # its record, and the ones it knows
+                if joined:
+                    self._nursery.start_soon(self._exchange.announce_after, ANNOUNCE_DELAY_S)
             elif not conns:
                 self._liveness.peer_down(peer)
                 why = "; dropped its record" if dropped else " (trimmed; its record stays)" if parted else ""

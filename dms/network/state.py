@@ -163,7 +163,11 @@ class NetworkState:
             self._counts["pings"] += 1
             if peer_id in self._connected:
                 self._rtt[peer_id] = rtt_s
-                self._unresponsive.discard(peer_id)
+
+    def answered_again(self, peer_id: str) -> None:
+        """A peer marked unresponsive answers again: back in the table's views."""
+        with self._lock:
+            self._unresponsive.discard(peer_id)
 
     def unresponsive(self, peer_id: str) -> None:
         """A connected peer stopped answering pings: it leaves the table's views now (and comes back if it
