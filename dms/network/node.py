@@ -91,7 +91,8 @@ class P2PNode:
         self._thread, self._service, self._peer_id = thread, service, info.peer_id
 
     async def stop(self) -> None:
-        """Close every connection and end the trio thread (waits up to 10 s). Idempotent."""
+        """Publish our leaving record (when we advertise), close every connection and end the trio thread
+        (waits up to 10 s). Idempotent."""
         if self._thread is not None and self._service is not None and self._thread.running:
             with contextlib.suppress(NetworkError):
                 await self._thread.call(self._service.close)
@@ -125,8 +126,9 @@ class P2PNode:
     async def advertise(self, advert: Advert | None) -> None:
         """Publish `advert` as our capacity from now on, signed, on its channel (which becomes ours).
 
-        None withdraws it (not onboarded, or unavailable): we stop publishing and peers drop our record
-        within 3 heartbeats; we keep listening on our channel. Raises InvalidInput when the channel is
+        A change goes out at once (gossip, and pushed to connected peers). None withdraws it (not
+        onboarded, or unavailable): we publish a signed leaving record and peers drop ours at once; we
+        keep listening on our channel. Raises InvalidInput when the channel is
         not a known one, NetworkError when the node is not running.
         """
         thread, service = self._running()
