@@ -55,6 +55,13 @@ PAYOUT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 SELF = Path(__file__).resolve()
 GOAL = "every node sees every other within 5 s of the last READY at N = 20 (10 s at 40); idle node under 1 % of a core"
 IDLE_SETTLE_S = 5.0
+"""Default; `--settle` sets it: long enough for the AutoConnector to have built the connections."""
+
+
+def settle_s() -> float:
+    return float(os.environ.get("DMS_BENCH_SETTLE_S", IDLE_SETTLE_S))
+
+
 IDLE_WINDOW_S = 20.0
 
 # ----- (a) discovery -----
@@ -208,7 +215,7 @@ def _bytes_sent(pids: list[int]) -> list[int]:
 
 def _idle(pids: list[int], counters: list[Any], run: DiscoveryRun) -> None:
     """Per node CPU, messages and bytes a second over IDLE_WINDOW_S, after IDLE_SETTLE_S of quiet."""
-    time.sleep(IDLE_SETTLE_S)
+    time.sleep(settle_s())
     procs = [psutil.Process(p) for p in pids]
     cpu0 = [sum(p.cpu_times()[:2]) for p in procs]
     io0 = _bytes_sent(pids)
@@ -408,7 +415,7 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         "READY: the REST port answers (daemons) / the node printed ready with its advert published (bare nodes).",
         "Visible: counted from the last READY until every node lists every other node with its exact capacity",
         f"(/api/v1/peers/dht, or node_proc's `peers`; polled every {POLL_S:g} s). Median of {runs} run(s), (min-max).",
-        f"Idle: a {IDLE_WINDOW_S:g} s window {IDLE_SETTLE_S:g} s after discovery (or its timeout). Cores: all N",
+        f"Idle: a {IDLE_WINDOW_S:g} s window {settle_s():g} s after discovery (or its timeout). Cores: all N",
         "processes together; per node: median over the nodes of all runs (max: the busiest node, usually the hub).",
         "Messages: pings answered + records received (kept or not) + records published + table syncs, from each",
         "node's own counters. Bytes: TCP bytes sent on the node's open connections (kernel counts, `ss -ti`).",
@@ -614,11 +621,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--exchanges", type=int, default=2000)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--settle", type=float, default=IDLE_SETTLE_S, help="quiet seconds before the idle window")
     ap.add_argument("--echo-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo_child:
         asyncio.run(_echo_child())
         return
+    os.environ["DMS_BENCH_SETTLE_S"] = str(args.settle)
     os.chdir(ROOT)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     sections = []
