@@ -419,7 +419,7 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         "processes together; per node: median over the nodes of all runs (max: the busiest node, usually the hub).",
         "Messages: pings answered + records received (kept or not) + records published + table syncs, from each",
         "node's own counters. Bytes: TCP bytes sent on the node's open connections (kernel counts, `ss -ti`).",
-        "Defaults: p2p.record_refresh_s 120, p2p.conn_low/conn_high 8/16.",
+        "Defaults: p2p.record_refresh_s 120, p2p.conn_low/conn_high 4/8.",
         note,
         "",
         "| N | nodes | hub READY | last of N-1 READY (from their spawn) | all visible after last READY "
