@@ -25,6 +25,8 @@ import contextlib
 import functools
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +53,16 @@ POLL_S = 0.5
 ECHO = "/dms/bench-echo/1.0.0"
 PAYOUT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 SELF = Path(__file__).resolve()
-GOAL = "20 nodes fully visible in under 10 s"
+GOAL = "every node sees every other within 5 s of the last READY at N = 20 (10 s at 40); idle node under 1 % of a core"
+IDLE_SETTLE_S = 5.0
+"""Default; `--settle` sets it: long enough for the AutoConnector to have built the connections."""
+
+
+def settle_s() -> float:
+    return float(os.environ.get("DMS_BENCH_SETTLE_S", IDLE_SETTLE_S))
+
+
+IDLE_WINDOW_S = 20.0
 
 # ----- (a) discovery -----
 
@@ -67,7 +78,13 @@ class DiscoveryRun:
     pairs: int
     still_visible: bool = True
     cpu_s: float = 0.0
-    """CPU seconds all N processes spent in a 5 s idle window after discovery."""
+    """CPU seconds all N processes spent in the idle window after discovery, per second of it."""
+    node_cpu: list[float] = field(default_factory=list)
+    """Per node: cores used in the idle window."""
+    node_msgs: list[float] = field(default_factory=list)
+    """Per node: p2p messages a second (pings answered + records received + records published + table syncs)."""
+    node_bytes: list[float] = field(default_factory=list)
+    """Per node: TCP bytes sent a second (the kernel's per-socket counts, `ss -ti`)."""
 
 
 @dataclass
@@ -162,11 +179,57 @@ def _wait_visible(
     return max(done.values()), seen_pairs, still
 
 
-def _cpu_seconds(pids: list[int], window_s: float = 5.0) -> float:
+def _messages(m: dict[str, Any]) -> int:
+    """The p2p messages a node's counters show (node_proc `metrics` or /metrics, same names)."""
+    rejected = m.get("records_rejected", 0)
+    rejected = sum(rejected.values()) if isinstance(rejected, dict) else rejected
+    keys = ("pings", "records_accepted", "records_published", "table_syncs")
+    return int(sum(m.get(k, 0) for k in keys) + rejected)
+
+
+def _prometheus(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("dms_p2p_") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            key = name.removeprefix("dms_p2p_").split("{")[0].removesuffix("_total")
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def _bytes_sent(pids: list[int]) -> list[int]:
+    """TCP bytes each process has sent on its open connections (`ss`: the kernel's per-socket count)."""
+    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True, text=True, check=True).stdout
+    sent = dict.fromkeys(pids, 0)
+    owner: int | None = None
+    for line in out.splitlines():
+        m = re.search(r"pid=(\d+),", line)
+        if m:
+            owner = int(m[1])
+            continue
+        b = re.search(r"bytes_sent:(\d+)", line)
+        if b and owner in sent:
+            sent[owner] += int(b[1])
+    return [sent[p] for p in pids]
+
+
+def _idle(pids: list[int], counters: list[Any], run: DiscoveryRun) -> None:
+    """Per node CPU, messages and bytes a second over IDLE_WINDOW_S, after IDLE_SETTLE_S of quiet."""
+    time.sleep(settle_s())
     procs = [psutil.Process(p) for p in pids]
-    before = [sum(p.cpu_times()[:2]) for p in procs]
-    time.sleep(window_s)
-    return sum(sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before, strict=True))
+    cpu0 = [sum(p.cpu_times()[:2]) for p in procs]
+    io0 = _bytes_sent(pids)
+    msg0 = [_messages(c()) for c in counters]
+    t0 = time.perf_counter()
+    time.sleep(IDLE_WINDOW_S)
+    cpu1 = [sum(p.cpu_times()[:2]) for p in procs]
+    io1 = _bytes_sent(pids)
+    msg1 = [_messages(c()) for c in counters]
+    dt = time.perf_counter() - t0
+    run.node_cpu = [(b - a) / dt for a, b in zip(cpu0, cpu1, strict=True)]
+    run.node_bytes = [max(0, b - a) / dt for a, b in zip(io0, io1, strict=True)]
+    run.node_msgs = [(b - a) / dt for a, b in zip(msg0, msg1, strict=True)]
+    run.cpu_s = sum(run.node_cpu)
 
 
 class DaemonCluster(Cluster):
@@ -226,9 +289,18 @@ class DaemonCluster(Cluster):
             return {p["peer_id"]: p["capacity"]["cpu_mhz"] for p in peers}
 
         visible, seen, still = _wait_visible(list(by_name), seen_by, self.expected, t2)
-        cpu = _cpu_seconds([d.proc.pid for d in self.all if d.proc is not None])
+        run = DiscoveryRun(hub_ready, last_ready, visible, seen, self.n * (self.n - 1), still)
+
+        def counters(d: DmsProcess) -> Any:
+            def read() -> dict[str, float]:
+                with urllib.request.urlopen(d.url + "/metrics", timeout=5) as r:
+                    return _prometheus(r.read().decode())
+
+            return read
+
+        _idle([d.proc.pid for d in self.all if d.proc is not None], [counters(d) for d in self.all], run)
         self._stop_all()
-        return DiscoveryRun(hub_ready, last_ready, visible, seen, self.n * (self.n - 1), still, cpu)
+        return run
 
     def close(self) -> None:
         self._stop_all()
@@ -283,9 +355,10 @@ class NodeCluster(Cluster):
             return {pid: p["cpu_mhz"] for pid, p in by_name[name].peers().items()}
 
         visible, seen, still = _wait_visible(list(by_name), seen_by, self.expected, t2)
-        cpu = _cpu_seconds([node.proc.pid for node in self.all if node.proc is not None])
+        run = DiscoveryRun(hub_ready, last_ready, visible, seen, self.n * (self.n - 1), still)
+        _idle([node.proc.pid for node in self.all if node.proc is not None], [n.metrics for n in self.all], run)
         self._stop_all()
-        return DiscoveryRun(hub_ready, last_ready, visible, seen, self.n * (self.n - 1), still, cpu)
+        return run
 
     def close(self) -> None:
         self._stop_all()
@@ -319,8 +392,15 @@ def discovery(kinds: list[str], sizes: list[int], runs: int) -> list[str]:
         what = "nunet-dms daemons" if kind == "daemons" else "bare P2PNode processes"
         hub = median([r.hub_ready_s for r in results])
         last = median([r.last_ready_s for r in results])
-        cpu = median([r.cpu_s for r in results]) / 5
-        rows.append(f"| {n} | {what} | {hub:.2f} s | {last:.2f} s | {vis} | {cpu:.2f} |")
+        cpu = median([r.cpu_s for r in results])
+        node_cpu = [c for r in results for c in r.node_cpu]
+        msgs = [m for r in results for m in r.node_msgs]
+        sent = [b for r in results for b in r.node_bytes]
+        rows.append(
+            f"| {n} | {what} | {hub:.2f} s | {last:.2f} s | {vis} | {cpu:.3f} "
+            f"| {100 * median(node_cpu):.2f} % (max {100 * max(node_cpu):.2f} %) "
+            f"| {median(msgs):.2f} (max {max(msgs):.2f}) | {median(sent):.0f} (max {max(sent):.0f}) |"
+        )
     return rows
 
 
@@ -335,11 +415,16 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         "READY: the REST port answers (daemons) / the node printed ready with its advert published (bare nodes).",
         "Visible: counted from the last READY until every node lists every other node with its exact capacity",
         f"(/api/v1/peers/dht, or node_proc's `peers`; polled every {POLL_S:g} s). Median of {runs} run(s), (min-max).",
-        "Idle CPU: cores the N processes used together in a 5 s window right after discovery (or the timeout).",
+        f"Idle: a {IDLE_WINDOW_S:g} s window {settle_s():g} s after discovery (or its timeout). Cores: all N",
+        "processes together; per node: median over the nodes of all runs (max: the busiest node, usually the hub).",
+        "Messages: pings answered + records received (kept or not) + records published + table syncs, from each",
+        "node's own counters. Bytes: TCP bytes sent on the node's open connections (kernel counts, `ss -ti`).",
+        "Defaults: p2p.record_refresh_s 120, p2p.conn_low/conn_high 4/8.",
         note,
         "",
-        "| N | nodes | hub READY | last of N-1 READY (from their spawn) | all visible after last READY | idle CPU |",
-        "|---|---|---|---|---|---|",
+        "| N | nodes | hub READY | last of N-1 READY (from their spawn) | all visible after last READY "
+        "| idle cores, all N | idle CPU per node | messages/s per node | bytes/s per node |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Floor: the bare P2PNode rows (no daemon on top). Goal: {GOAL}.",
@@ -536,11 +621,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--exchanges", type=int, default=2000)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--settle", type=float, default=IDLE_SETTLE_S, help="quiet seconds before the idle window")
     ap.add_argument("--echo-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo_child:
         asyncio.run(_echo_child())
         return
+    os.environ["DMS_BENCH_SETTLE_S"] = str(args.settle)
     os.chdir(ROOT)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     sections = []

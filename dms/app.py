@@ -85,6 +85,9 @@ def network_settings(s: Settings, channel: str | None) -> NetworkSettings:
         heartbeat_s=p.heartbeat_s,
         psk=p.psk,
         allowed_peers=tuple(p.allowed_peers),
+        record_refresh_s=p.record_refresh_s,
+        conn_low=p.conn_low,
+        conn_high=p.conn_high,
     )
 
 

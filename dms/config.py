@@ -78,6 +78,17 @@ class P2P(_Section):
     heartbeat_s: float = Field(2.0, gt=0, le=60)
     psk: str | None = None
     allowed_peers: list[str] = Field(default_factory=list)
+    record_refresh_s: float = Field(
+        120.0, ge=1, le=86_400, description="Capacity records go out on change, and this often otherwise."
+    )
+    conn_low: int = Field(4, ge=1, le=10_000, description="Connection count low water mark.")
+    conn_high: int = Field(8, ge=1, le=10_000, description="Connection count high water mark (trimmed above).")
+
+    @model_validator(mode="after")
+    def _water_marks_in_order(self) -> P2P:
+        if self.conn_low > self.conn_high:
+            raise ValueError(f"p2p.conn_low ({self.conn_low}) is above p2p.conn_high ({self.conn_high})")
+        return self
 
 
 class Job(_Section):

@@ -2,6 +2,8 @@
 
 Stages, as in Nomad's scheduler: feasibility (filter, with the reason each candidate is out), then score
 (price, then measured round-trip time, then headroom; the peer id breaks ties so the order is stable).
+RTT: `max_rtt_ms` is a hard filter (a provider above it, or with no measured RTT, is out, and the reason
+names it); `preferred_rtt_ms` is soft (providers within it rank ahead of the others, price next).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Needs:
     target_peer: str | None = None
     escrow: bool = False
     """Paid through the EVM escrow: only providers with an Ethereum payout address can be paid so."""
+    max_rtt_ms: int | None = None
+    preferred_rtt_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,19 @@ def why_not(c: Candidate, n: Needs) -> str | None:
     price = job_price(c.ntx_price, n.cpu_mhz, n.duration_s)
     if price > n.max_price:
         return f"price {price} wei is above max_price {n.max_price}"
+    if n.max_rtt_ms is not None:
+        if c.rtt_s is None:
+            return f"no measured RTT (not connected), max_rtt_ms {n.max_rtt_ms}"
+        if c.rtt_s * 1000 > n.max_rtt_ms:
+            return f"RTT {c.rtt_s * 1000:.1f} ms is above max_rtt_ms {n.max_rtt_ms}"
     return None
+
+
+def beyond_preferred_rtt(c: Candidate, n: Needs) -> bool:
+    """True when the job prefers an RTT that `c` is not known to meet (soft: ranks it after the others)."""
+    if n.preferred_rtt_ms is None:
+        return False
+    return c.rtt_s is None or c.rtt_s * 1000 > n.preferred_rtt_ms
 
 
 def headroom(c: Candidate, n: Needs) -> float:
@@ -116,6 +132,7 @@ def place(candidates: Iterable[Candidate], n: Needs) -> Placement:
             rejected.append((c.peer_id, reason))
     ok.sort(
         key=lambda r: (
+            beyond_preferred_rtt(r.candidate, n),
             r.price,
             r.candidate.rtt_s if r.candidate.rtt_s is not None else math.inf,
             -headroom(r.candidate, n),

@@ -14,8 +14,9 @@ from dms.api.context import CONTEXT, ApiContext
 COUNTERS = {
     "records_accepted": "Capacity records accepted from peers",
     "records_published": "Capacity records we published",
-    "dht_puts": "Times our record was stored in the DHT",
-    "dht_put_failures": "Failed DHT stores of our record",
+    "connections_trimmed": "Connections closed to stay under p2p.conn_high",
+    "peers_unresponsive": "Times a connected peer stopped answering pings",
+    "pings": "Liveness pings answered by connected peers",
     "bad_streams": "Streams on our protocols that sent garbage, too much, or nothing in time",
     "bad_handshakes": "Inbound connections that failed the security or protocol handshake",
     "peers_refused": "Connections refused: peer id not in p2p.allowed_peers",
@@ -39,6 +40,12 @@ class DmsCollector(Collector):
         yield rejected
         yield GaugeMetricFamily("dms_p2p_peers_connected", "Peers with an open connection", value=m.peers_connected)
         yield GaugeMetricFamily("dms_p2p_peers_known", "Peers with a current capacity record", value=m.peers_known)
+        rtt = GaugeMetricFamily(
+            "dms_peer_rtt_seconds", "Latest ping round trip to each connected peer", labels=["peer_id"]
+        )
+        for peer_id, seconds in sorted(self._c.node.rtts().items()):
+            rtt.add_metric([peer_id], seconds)
+        yield rtt
         yield GaugeMetricFamily("dms_jobs_running", "Jobs running on this provider", value=self._c.provider.running)
         yield GaugeMetricFamily(
             "dms_executor_available",

@@ -159,6 +159,7 @@ class RequesterService:
             duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
             gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
             executor=spec.executor,
+            max_rtt_ms=spec.max_rtt_ms, preferred_rtt_ms=spec.preferred_rtt_ms,
         )  # fmt: skip
         wire_problem(spec)
         try:

@@ -52,6 +52,12 @@ class JobSpec(Strict):
     resources: JobResources
     max_price: int = Field(ge=0, le=limits.MAX_WEI, description="The most the job may cost, wei.")
     duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")
+    max_rtt_ms: int | None = Field(
+        None, ge=1, le=60_000, description="Only providers with a measured round trip at most this (ms)."
+    )
+    preferred_rtt_ms: int | None = Field(
+        None, ge=1, le=60_000, description="Providers within this round trip (ms) rank first; soft."
+    )
 
     @model_validator(mode="after")
     def _fits_executor(self) -> JobSpec:

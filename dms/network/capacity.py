@@ -1,8 +1,10 @@
 """The capacity exchange (trio side): our signed record out, the peers' records in.
 
-Out: by gossip on `/dms/<channel>/capacity` when the advert changes and about once a heartbeat (never
-more than once a second, jittered); straight to every newly connected peer on `/dms/capacity/1.0.0`;
-and into the DHT on change and every minute. Each publication gets a new seq and timestamp.
+Out: by gossip on `/dms/<channel>/capacity` when the advert changes (never more than once a second) and
+otherwise once every `record_refresh_s` (jittered), so an idle network carries almost no records; straight
+to every newly connected peer on `/dms/capacity/1.0.0`. Each publication gets a new seq and timestamp.
+When we stop offering (advert withdrawn, channel left, clean stop) we publish a signed leaving record,
+our last will, and peers drop us at once instead of at the record's TTL.
 
 In: every record, from gossip or a stream, is verified (`records.open_record`), must name the peer that
 signed the message carrying it, and goes through the peer table's freshness, order and channel rules.
@@ -16,10 +18,10 @@ import logging
 import math
 import random
 
+import multiaddr  # type: ignore[import-untyped]  # no stubs; its objects are Any here
 import trio
 from libp2p.abc import IHost, INetStream, ISubscriptionAPI
 from libp2p.crypto.keys import KeyPair
-from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 from libp2p.pubsub.pb import rpc_pb2
@@ -27,7 +29,6 @@ from libp2p.pubsub.pubsub import Pubsub
 
 from dms.errors import FieldProblem, InvalidInput
 from dms.network import protocols
-from dms.network.dht import dht_key
 from dms.network.model import Advert, CapacityRecord
 from dms.network.ratelog import RateLimitedLog
 from dms.network.records import MAX_RECORD_BYTES, RecordError, RejectReason, next_seq, open_record, sign_record
@@ -39,9 +40,8 @@ MIN_PUBLISH_INTERVAL_S = 1.0
 """At most one gossip message a second per node."""
 STREAM_TIMEOUT_S = 5.0
 IDENTIFY_WAIT_S = 2.0
-DHT_REPUBLISH_S = 60.0
-DHT_MIN_INTERVAL_S = 5.0
-DHT_TIMEOUT_S = 10.0
+LEAVE_TIMEOUT_S = 1.0
+"""How long a clean stop waits for its leaving record to go out."""
 
 
 def topic_for(channel: str) -> str:
@@ -55,51 +55,59 @@ class CapacityExchange:
         key_pair: KeyPair,
         version: str,
         known_channels: tuple[str, ...],
-        heartbeat_s: float,
+        refresh_s: float,
         host: IHost,
         pubsub: Pubsub,
-        dht: KadDHT,
     ) -> None:
         self._state = state
         self._key = key_pair
         self._peer_id = ID.from_pubkey(key_pair.public_key)
         self._version = version
         self._known_channels = known_channels
-        self._hb = heartbeat_s
-        self._host, self._pubsub, self._dht = host, pubsub, dht
+        self._refresh_s = refresh_s
+        self._host, self._pubsub = host, pubsub
         self._badlog = RateLimitedLog(log)
         self._advert: Advert | None = None
         self._seq = 0
         self._topic: str | None = None
         self._reader: trio.CancelScope | None = None
         self._wake = trio.Event()
-        self._dht_wake = trio.Event()
+        self._changed = False
+        self._leave: Advert | None = None
+        """The advert we stopped offering, whose leaving record is still to be published."""
 
     # ----- what we offer -----
 
-    async def advertise(self, advert: Advert | None, nursery: trio.Nursery) -> None:
-        """Publish `advert` from now on (None: stop); its channel becomes ours.
+    async def advertise(self, advert: Advert | None, nursery: trio.Nursery) -> bool:
+        """Publish `advert` from now on (None: stop); its channel becomes ours. True when that joined a channel.
 
         InvalidInput: an unknown channel, or an advert that peers would refuse (too big, negative amounts).
         """
+        joined = False
         if advert is not None:
             try:  # the round trip every receiver makes
                 open_record(self._sign(advert))
             except RecordError as e:
                 raise InvalidInput.of([FieldProblem("advert", e.detail)]) from None
-            await self.set_channel(advert.channel, nursery)
+            joined = await self.set_channel(advert.channel, nursery)
+        elif self._advert is not None:
+            self._leave = self._advert
         self._advert = advert
+        self._changed = True
         self._wake.set()
-        self._dht_wake.set()
+        return joined
 
-    async def set_channel(self, channel: str | None, nursery: trio.Nursery) -> None:
-        """Listen (and publish) on `channel`; drop records of other channels. InvalidInput: unknown channel."""
+    async def set_channel(self, channel: str | None, nursery: trio.Nursery) -> bool:
+        """Listen (and publish) on `channel`; drop records of other channels. True when that joined a
+        channel (the caller then asks the connected peers for their tables). InvalidInput: unknown channel."""
         if channel is not None and channel not in self._known_channels:
             known = ", ".join(self._known_channels)
             raise InvalidInput.of([FieldProblem("channel", f"{channel!r} is not one of {known}")])
         topic = topic_for(channel) if channel else None
         if topic == self._topic:
-            return
+            return False
+        if self._topic is not None and self._advert is not None:  # our last will on the channel we leave
+            await self._publish_leaving(self._topic, self._advert)
         if self._topic is not None:
             assert self._reader is not None
             self._reader.cancel()
@@ -115,6 +123,7 @@ class CapacityExchange:
             self._reader = trio.CancelScope()
             nursery.start_soon(self._drain, subscription, self._reader)
         log.info("p2p channel is now %s", channel)
+        return topic is not None
 
     @staticmethod
     async def _drain(subscription: ISubscriptionAPI, scope: trio.CancelScope) -> None:
@@ -127,58 +136,80 @@ class CapacityExchange:
         """A fresh signed record of our advert (None: nothing to offer); every call takes a new seq."""
         return None if self._advert is None else self._sign(self._advert)
 
-    def _sign(self, advert: Advert) -> bytes:
+    def _sign(self, advert: Advert, *, leaving: bool = False) -> bytes:
         now_ms = int(self._state.clock() * 1000)
         self._seq = next_seq(self._seq, now_ms)
         addrs = tuple(a.rsplit("/p2p/", 1)[0] for a in self._state.addrs())
-        record = CapacityRecord(self._peer_id.to_base58(), addrs, advert, self._version, self._seq, now_ms)
+        record = CapacityRecord(self._peer_id.to_base58(), addrs, advert, self._version, self._seq, now_ms, leaving)
         return sign_record(record, self._key.private_key)
 
     async def publish_loop(self) -> None:
+        """Publish on change (at most once a second) and every `refresh_s` (jittered) otherwise. A change
+        also goes straight to every connected peer: gossip alone misses a peer whose subscription we
+        have not yet seen (a channel just joined, ours or theirs)."""
         last = -math.inf
         while True:
-            interval = max(self._hb * random.uniform(0.8, 1.0), MIN_PUBLISH_INTERVAL_S * random.uniform(1.0, 1.1))
-            with trio.move_on_after(interval):
+            with trio.move_on_after(self._refresh_s * random.uniform(0.8, 1.0)):
                 await self._wake.wait()
+            changed, self._changed = self._changed, False
             self._wake = trio.Event()
             await trio.sleep(max(0.0, last + MIN_PUBLISH_INTERVAL_S - trio.current_time()))
-            data, topic = self.signed_record(), self._topic
-            if data is None or topic is None:
+            topic, leave = self._topic, self._leave
+            self._leave = None
+            if topic is None:
+                continue
+            if self._advert is not None:
+                data = self._sign(self._advert)
+            elif leave is not None and topic == topic_for(leave.channel):
+                data = self._sign(leave, leaving=True)
+            else:
                 continue
             last = trio.current_time()
-            try:
-                with trio.fail_after(STREAM_TIMEOUT_S):
-                    await self._pubsub.publish(topic, data)
-                self._state.count("records_published")
-            except Exception as e:  # a failed round must not end publishing
-                self._badlog.warning("publish", "publishing our capacity record failed: %r", e)
+            await self._publish(topic, data)
+            if changed:
+                async with trio.open_nursery() as n:
+                    for pid in self._state.connected_ids():
+                        n.start_soon(self._push, ID.from_base58(pid), data)
 
-    def dht_peer_added(self) -> None:
-        """A new DHT peer: store our record with it too (rate-limited by the DHT loop)."""
-        self._dht_wake.set()
+    async def announce_after(self, delay_s: float) -> None:
+        """Publish our record by gossip once more, `delay_s` from now: we just joined the network (our first
+        connection), and the one we joined through has our record from its sync but cannot relay it, while
+        our own publications so far had nobody to go to. By then gossipsub has put the peer in our mesh."""
+        await trio.sleep(delay_s)
+        self._wake.set()
 
-    async def dht_publish_loop(self) -> None:
-        """Keep our record in the DHT: on change or new DHT peers (at most every 5 s), and every minute."""
-        while True:
-            with trio.move_on_after(DHT_REPUBLISH_S):
-                await self._dht_wake.wait()
-            self._dht_wake = trio.Event()
-            data = self.signed_record()
-            if data is not None:
-                try:
-                    with trio.fail_after(DHT_TIMEOUT_S):
-                        await self._dht.put_value(dht_key(self._peer_id.to_base58()), data)
-                    self._state.count("dht_puts")
-                except Exception as e:  # no DHT peers yet, or they are slow: the next round retries
-                    self._state.count("dht_put_failures")
-                    log.debug("storing our record in the DHT failed: %r", e)
-            await trio.sleep(DHT_MIN_INTERVAL_S)
+    async def _push(self, peer: ID, data: bytes) -> None:
+        try:
+            await protocols.send_line(self._host, peer, protocols.CAPACITY_PROTOCOL, data, STREAM_TIMEOUT_S)
+        except Exception as e:  # it left meanwhile, or does not speak the protocol
+            log.debug("could not push our record to %s: %r", peer, e)
 
-    async def send_record(self, peer: ID) -> None:
-        """Our current record straight to a newly connected peer, so it knows us without waiting for gossip.
+    async def _publish(self, topic: str, data: bytes) -> None:
+        try:
+            with trio.fail_after(STREAM_TIMEOUT_S):
+                await self._pubsub.publish(topic, data)
+            self._state.count("records_published")
+        except Exception as e:  # a failed round must not end publishing
+            self._badlog.warning("publish", "publishing our capacity record failed: %r", e)
 
-        Waits (briefly) for identify to list the peer's protocols and skips a peer that does not speak
-        ours: 0.8.1 logs a failed protocol negotiation as a multi-line ERROR.
+    async def _publish_leaving(self, topic: str, advert: Advert) -> None:
+        with trio.move_on_after(LEAVE_TIMEOUT_S) as scope:
+            await self._publish(topic, self._sign(advert, leaving=True))
+            # publish() only queues it per peer: let the sending tasks write it before the host closes
+            while any(len(q) for q in self._pubsub.peer_queues.values()):  # noqa: ASYNC110 (no event to wait on)
+                await trio.sleep(0.01)
+            await trio.sleep(0.05)  # the last write, taken off its queue, on its way through yamux and Noise
+        log.info("published our leaving record on %s%s", topic, " (timed out)" if scope.cancelled_caught else "")
+
+    async def leave(self) -> None:
+        """Before a clean stop: publish our last will (when we offer anything), so peers drop us at once."""
+        if self._topic is not None and self._advert is not None:
+            await self._publish_leaving(self._topic, self._advert)
+
+    async def speaks(self, peer: ID, protocol: str) -> bool:
+        """Whether a newly connected peer speaks `protocol`, once identify says (True when it never does).
+
+        0.8.1 logs a failed protocol negotiation as a multi-line ERROR: ask before opening.
         """
         store = self._host.get_peerstore()
         spoken: list[str] = []
@@ -187,36 +218,48 @@ class CapacityExchange:
                 await trio.sleep(0.05)
                 with contextlib.suppress(PeerStoreError):
                     spoken = store.get_protocols(peer)
-        if spoken and protocols.CAPACITY_PROTOCOL not in spoken:
-            log.debug("peer %s does not speak %s", peer, protocols.CAPACITY_PROTOCOL)
-            return
-        data = self.signed_record()
-        if data is None:
-            return
-        try:
-            await protocols.send_line(self._host, peer, protocols.CAPACITY_PROTOCOL, data, STREAM_TIMEOUT_S)
-        except Exception as e:  # the peer left meanwhile: gossip still reaches it if it comes back
-            log.debug("could not send our record to %s: %r", peer, e)
+        if spoken and protocol not in spoken:
+            log.debug("peer %s does not speak %s", peer, protocol)
+            return False
+        return True
 
     # ----- what peers offer -----
 
-    def take(self, data: bytes, sender: ID) -> RejectReason | None:
-        """Verify a record from `sender` (the peer that signed the message carrying it) and keep it.
+    def take(self, data: bytes, sender: ID, *, relayed: bool = False) -> RejectReason | None:
+        """Verify a record from `sender` and keep it. Unless `relayed` (a table handed on by a peer that
+        we asked, `sync.py`), `sender` must be the record's own peer (the one that signed the message or
+        opened the stream carrying it).
 
         None when kept, else why not (counted, and logged at a sane rate when hostile).
         """
         try:
             record = open_record(data)
-            if record.peer_id != sender.to_base58():
+            if not relayed and record.peer_id != sender.to_base58():
                 raise RecordError(RejectReason.SENDER_MISMATCH, f"a record of {record.peer_id}")
         except RecordError as e:
             self._state.rejected(e.reason)
             self._log_reject(e.reason, sender, e.detail)
             return e.reason
-        reason = self._state.offer(record)
+        reason = self._state.offer(record, data)
         if reason is not None:
             self._log_reject(reason, sender, f"seq {record.seq}")
+        elif not record.leaving:
+            self._learn_addrs(record)
         return reason
+
+    def _learn_addrs(self, record: CapacityRecord) -> None:
+        """Where a peer can be dialled, for the AutoConnector (connections between the water marks)."""
+        peer = ID.from_base58(record.peer_id)
+        store = self._host.get_peerstore()
+        with contextlib.suppress(PeerStoreError):
+            if store.addrs(peer):
+                return
+        addrs = []
+        for a in record.addrs:
+            with contextlib.suppress(Exception):  # a signed but undialable address: skip it
+                addrs.append(multiaddr.Multiaddr(a))
+        if addrs:
+            store.add_addrs(peer, addrs, int(self._state.ttl_s))
 
     def _log_reject(self, reason: RejectReason, sender: ID, detail: str) -> None:
         if reason.is_hostile:
@@ -234,7 +277,9 @@ class CapacityExchange:
             origin = ID(msg.from_id)
             if origin == self._peer_id:
                 return True  # our own publication on its way out
-            return self.take(msg.data, origin) is None
+            # Relay what we kept, and also a copy of what we hold already (it may have reached us first
+            # by a direct stream); gossipsub's seen-cache stops the copies going round.
+            return self.take(msg.data, origin) in (None, RejectReason.NOT_NEWER)
         except Exception as e:  # never let an error escape into pubsub's reader for this peer
             log.error("the gossip validator failed: %r", e, exc_info=e)
             return False

@@ -1,8 +1,8 @@
 """Building the libp2p host: identity, transports, security, the peer allow-list. Runs on the trio side.
 
 Choices (docs/libraries.md, "py-libp2p 0.8.1"): Noise only (libp2p's default list also offers plaintext, in which
-a peer may claim any id), yamux only, TCP only; health monitoring pings every connection each
-heartbeat and drops the ones that stop answering.
+a peer may claim any id), yamux only, TCP only; libp2p's health monitor stays off (it opens a stream per
+ping: `liveness.py` pings on one kept stream instead); the AutoConnector gets our water marks.
 """
 
 from __future__ import annotations
@@ -214,12 +214,13 @@ def build_host(
         outbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
         inbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_S,
         outbound_stream_protocol_negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_S,
-        enable_health_monitoring=True,
-        abort_connection_on_ping_failure=True,
-        health_initial_delay=hb,
-        health_warmup_window=hb,
-        health_check_interval=hb,
-        ping_timeout=max(2 * hb, 5.0),  # generous: a failed ping closes the connection
+        enable_health_monitoring=False,
+        # Without water marks the AutoConnector dials every known peer toward (100 + 300) / 2.
+        min_connections=1,
+        low_watermark=settings.conn_low,
+        high_watermark=settings.conn_high,
+        max_connections=2 * settings.conn_high + 8,  # a hard cap that also refuses our own dials: well above
+        auto_connect_interval=max(5.0, 2 * hb),
     )
     host = new_host(
         key_pair=key_pair,

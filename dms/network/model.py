@@ -49,6 +49,8 @@ class CapacityRecord:
     """Grows with every publication, across restarts too (it starts from the clock in milliseconds)."""
     timestamp_ms: int
     """When the publisher signed it, Unix milliseconds."""
+    leaving: bool = False
+    """The peer's last will: it stops offering (withdrawn advert, or a clean stop). Receivers drop it at once."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,6 @@ class NetworkMetrics:
     records_rejected: dict[str, int] = field(default_factory=dict)
     """By reason: malformed, oversize, unsigned, bad_signature, peer_id_mismatch, sender_mismatch, stale, ..."""
     records_published: int = 0
-    dht_puts: int = 0
-    """Times our record was stored in the DHT."""
-    dht_put_failures: int = 0
     bad_streams: int = 0
     """Streams on our protocols that sent garbage, too much, or nothing in time."""
     bad_handshakes: int = 0
@@ -90,5 +89,13 @@ class NetworkMetrics:
     peers_refused: int = 0
     """Connections refused because the remote peer id is not in allowed_peers."""
     dial_failures: int = 0
+    connections_trimmed: int = 0
+    """Connections we closed to stay under the high water mark."""
+    peers_unresponsive: int = 0
+    """Times a connected peer stopped answering pings and left the table."""
+    pings: int = 0
+    table_syncs: int = 0
+    """Tables taken from peers we connected to (or asked when joining a channel)."""
+    """Liveness pings answered (one kept stream per connected peer, one ping a heartbeat)."""
     peers_connected: int = 0
     peers_known: int = 0

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dms.errors import DmsError
 from dms.network.errors import NetworkError
-from dms.network.model import Advert, CapacityRecord, ConnectedPeer, NetworkMetrics, PeerRecordView
+from dms.network.model import Advert, ConnectedPeer, NetworkMetrics, PeerRecordView
 from dms.network.settings import NetworkSettings
 
 if TYPE_CHECKING:
@@ -91,7 +91,8 @@ class P2PNode:
         self._thread, self._service, self._peer_id = thread, service, info.peer_id
 
     async def stop(self) -> None:
-        """Close every connection and end the trio thread (waits up to 10 s). Idempotent."""
+        """Publish our leaving record (when we advertise), close every connection and end the trio thread
+        (waits up to 10 s). Idempotent."""
         if self._thread is not None and self._service is not None and self._thread.running:
             with contextlib.suppress(NetworkError):
                 await self._thread.call(self._service.close)
@@ -125,8 +126,9 @@ class P2PNode:
     async def advertise(self, advert: Advert | None) -> None:
         """Publish `advert` as our capacity from now on, signed, on its channel (which becomes ours).
 
-        None withdraws it (not onboarded, or unavailable): we stop publishing and peers drop our record
-        within 3 heartbeats; we keep listening on our channel. Raises InvalidInput when the channel is
+        A change goes out at once (gossip, and pushed to connected peers). None withdraws it (not
+        onboarded, or unavailable): we publish a signed leaving record and peers drop ours at once; we
+        keep listening on our channel. Raises InvalidInput when the channel is
         not a known one, NetworkError when the node is not running.
         """
         thread, service = self._running()
@@ -165,14 +167,16 @@ class P2PNode:
         thread, service = self._running()
         return await thread.call(functools.partial(service.ping, peer_id))
 
-    async def lookup(self, peer_id: str) -> CapacityRecord | None:
-        """`peer_id`'s current signed record: from the peer table, else from the DHT, whatever its channel.
-
-        None when nobody holds a record of it signed in the last few minutes. Raises InvalidInput (not a
-        peer id, or our own), NetworkError (the DHT did not answer within 10 s, or the node is not running).
-        """
+    async def protect(self, peer_ids: frozenset[str]) -> None:
+        """The peers we must stay connected to now (e.g. those running our jobs, or ours): never trimmed
+        when the connection count passes `conn_high`. Each call replaces the last set. NetworkError when
+        the node is not running."""
         thread, service = self._running()
-        return await thread.call(functools.partial(service.lookup, peer_id))
+        await thread.call(functools.partial(service.protect, peer_ids))
+
+    def rtts(self) -> dict[str, float]:
+        """The latest ping RTT (seconds) of each connected peer that answered one; empty when not running."""
+        return self._service.state.rtts() if self._service else {}
 
     async def open_stream(self, peer_id: str, protocol: str) -> NetLineStream:
         """A new line stream to `peer_id` on `protocol`, dialling the peer when needed.

@@ -82,18 +82,25 @@ async def ping(host: IHost, peer_id: ID, timeout_s: float) -> float:
     with trio.fail_after(timeout_s):
         stream = await host.new_stream(peer_id, [PING_PROTOCOL])
         try:
-            payload = secrets.token_bytes(_PING_BYTES)
-            started = time.perf_counter()
-            await stream.write(payload)
-            echo = b""
-            while len(echo) < _PING_BYTES:
-                chunk = await stream.read(_PING_BYTES - len(echo))
-                if not chunk:
-                    break
-                echo += chunk
-            rtt = time.perf_counter() - started
+            return await ping_on(stream)
         finally:
             await stream.close()
+
+
+async def ping_on(stream: INetStream) -> float:
+    """One round trip on an open `/ipfs/ping/1.0.0` stream (the protocol allows many on one stream), in
+    seconds. No deadline of its own: the caller's. Raises ValueError when the echo is wrong or cut short,
+    or libp2p's stream errors."""
+    payload = secrets.token_bytes(_PING_BYTES)
+    started = time.perf_counter()
+    await stream.write(payload)
+    echo = b""
+    while len(echo) < _PING_BYTES:
+        chunk = await stream.read(_PING_BYTES - len(echo))
+        if not chunk:
+            break
+        echo += chunk
+    rtt = time.perf_counter() - started
     if echo != payload:
         raise ValueError("the peer answered the ping with other bytes")
     return rtt

@@ -85,8 +85,10 @@ def canonical_json(obj: Any) -> bytes:
 
 def encode_payload(record: CapacityRecord) -> bytes:
     a = record.advert
+    leaving = {"leaving": True} if record.leaving else {}  # absent otherwise: older readers see no change
     return canonical_json(
         {
+            **leaving,
             "v": RECORD_VERSION,
             "peer_id": record.peer_id,
             "addrs": list(record.addrs),
@@ -208,6 +210,9 @@ def _record_from(obj: Any) -> CapacityRecord:
     price = obj["ntx_price"]
     if not isinstance(price, str) or not price.isdigit() or len(price) > 78:
         raise ValueError("ntx_price must be a decimal string of wei")
+    leaving = obj.get("leaving", False)
+    if type(leaving) is not bool:
+        raise ValueError("leaving must be true or false")
     gpus = obj["gpus"]
     if not isinstance(gpus, list) or len(gpus) > _MAX_LIST or not all(isinstance(g, dict) for g in gpus):
         raise ValueError(f"gpus must be a list of at most {_MAX_LIST} objects")
@@ -229,6 +234,7 @@ def _record_from(obj: Any) -> CapacityRecord:
         dms_version=_text(obj, "dms_version", limit=64),
         seq=_count(obj, "seq"),
         timestamp_ms=_count(obj, "timestamp_ms"),
+        leaving=leaving,
     )
 
 
@@ -237,13 +243,17 @@ class Entry:
     record: CapacityRecord
     received_at: float
     """Our clock (Unix seconds) when the record arrived; the entry expires `ttl_s` later."""
+    raw: bytes = b""
+    """The record as signed by its peer, to hand on to peers that ask for our table."""
 
 
 class PeerTable:
     """The latest record of every peer on our channel, each kept `ttl_s` after it arrived.
 
     Accepts a record only when it is on our channel, fresh (signed within ttl_s, give or take
-    CLOCK_SKEW_S) and newer (higher seq) than the one held. Times are passed in: Unix seconds.
+    CLOCK_SKEW_S) and newer (higher seq) than the one held. A leaving record (the peer's last will)
+    removes the peer at once; its seq is remembered until ttl_s passes, so an older record still
+    travelling by gossip cannot bring the peer back. Times are passed in: Unix seconds.
     """
 
     def __init__(self, ttl_s: float, channel: str | None, max_peers: int = MAX_PEERS) -> None:
@@ -251,6 +261,7 @@ class PeerTable:
         self._channel = channel
         self._max_peers = max_peers
         self._entries: dict[str, Entry] = {}
+        """Live peers and (`record.leaving`) the tombstones of peers that left."""
 
     def set_channel(self, channel: str | None) -> list[str]:
         """Switch channel; drop and return the peers whose records are on another one."""
@@ -260,8 +271,8 @@ class PeerTable:
             del self._entries[pid]
         return gone
 
-    def offer(self, record: CapacityRecord, now: float) -> RejectReason | None:
-        """Keep `record` if it is acceptable; None when kept, else why not."""
+    def offer(self, record: CapacityRecord, now: float, raw: bytes = b"") -> RejectReason | None:
+        """Keep `record` if it is acceptable (a leaving one removes its peer); None when taken, else why not."""
         if record.advert.channel != self._channel:
             return RejectReason.WRONG_CHANNEL
         age_s = now - record.timestamp_ms / 1000
@@ -274,24 +285,39 @@ class PeerTable:
             return RejectReason.NOT_NEWER
         if held is None and len(self._entries) >= self._max_peers:
             return RejectReason.TABLE_FULL
-        self._entries[record.peer_id] = Entry(record, now)
+        self._entries[record.peer_id] = Entry(record, now, raw)
         return None
 
-    def remove(self, peer_id: str) -> bool:
-        return self._entries.pop(peer_id, None) is not None
+    def touch(self, peer_id: str, now: float) -> None:
+        """Count a live peer's record as received `now` (a connection that vouched for it has just ended)."""
+        entry = self._entries.get(peer_id)
+        if entry is not None and not entry.record.leaving:
+            self._entries[peer_id] = Entry(entry.record, now, entry.raw)
 
-    def expire(self, now: float) -> list[str]:
-        """Drop and return the peers not heard from for more than ttl_s."""
-        gone = [pid for pid, e in self._entries.items() if now - e.received_at > self.ttl_s]
+    def remove(self, peer_id: str) -> bool:
+        """Forget a peer (its connection closed, or it stopped answering); True when it was in the table."""
+        entry = self._entries.pop(peer_id, None)
+        return entry is not None and not entry.record.leaving
+
+    def expire(self, now: float, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Drop the peers not heard from for more than ttl_s, except those in `keep` (connected and
+        answering: the connection vouches for them); return the live ones dropped."""
+        gone = [
+            pid
+            for pid, e in self._entries.items()
+            if now - e.received_at > self.ttl_s and (e.record.leaving or pid not in keep)
+        ]
+        live = [pid for pid in gone if not self._entries[pid].record.leaving]
         for pid in gone:
             del self._entries[pid]
-        return gone
+        return live
 
     def get(self, peer_id: str) -> Entry | None:
-        return self._entries.get(peer_id)
+        entry = self._entries.get(peer_id)
+        return None if entry is None or entry.record.leaving else entry
 
     def entries(self) -> list[Entry]:
-        return list(self._entries.values())
+        return [e for e in self._entries.values() if not e.record.leaving]
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(1 for e in self._entries.values() if not e.record.leaving)

@@ -1,11 +1,11 @@
-"""The trio side of the network layer: one libp2p host with its gossip and DHT, bootstrap dialing,
-connection tracking and liveness, and the on-demand operations. Everything runs in the bridge's trio
-thread; the asyncio side reads `state` (thread-safe) and calls the async methods through the bridge.
+"""The trio side of the network layer: one libp2p host with its gossip, bootstrap dialing, bounded
+connections, liveness, and the on-demand operations. Everything runs in the bridge's trio thread; the
+asyncio side reads `state` (thread-safe) and calls the async methods through the bridge.
 
-Liveness: a record expires 2.5 heartbeats after it arrives (`state.record_ttl_s`) and every node
-republishes about once a heartbeat, so a silent peer leaves every table within 3 heartbeats whichever
-path its records took; a peer whose last direct connection closes leaves at once. Health monitoring
-closes connections that stop answering pings.
+Liveness: a connected peer stays in the table while it answers pings on its kept ping stream
+(`liveness.py`) and leaves when it stops (within 3 heartbeats) or its last connection closes; a peer
+known only by relayed gossip leaves when its record's TTL passes (a few `record_refresh_s`), or at once
+when its signed leaving record arrives.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.keys import KeyPair
 from libp2p.custom_types import TProtocol
-from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStoreError
@@ -33,16 +32,17 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from dms.errors import FieldProblem, InvalidInput
 from dms.network import protocols
-from dms.network.capacity import DHT_REPUBLISH_S, DHT_TIMEOUT_S, STREAM_TIMEOUT_S, CapacityExchange
-from dms.network.dht import build_dht, dht_key
+from dms.network.capacity import STREAM_TIMEOUT_S, CapacityExchange
+from dms.network.connections import BYE_PROTOCOL, Trimmer
 from dms.network.errors import NetworkError, PeerUnreachable, UnknownPeer
 from dms.network.host import DIAL_TIMEOUT_S, as_swarm, build_host, check_ports_free
-from dms.network.model import Advert, CapacityRecord
+from dms.network.liveness import Liveness
+from dms.network.model import Advert
 from dms.network.ratelog import RateLimitedLog
-from dms.network.records import RecordError, open_record
 from dms.network.settings import NetworkSettings, is_peer_id
 from dms.network.state import NetworkState
 from dms.network.streams import TrioLines
+from dms.network.sync import SYNC_PROTOCOL, TableSync
 
 if TYPE_CHECKING:  # the trio-typing stubs installed with libp2p shadow trio's own annotations
     from trio_typing import TaskStatus
@@ -54,9 +54,12 @@ MAX_RELAY_PER_S = 1000.0
 """gossipsub's spam limit counts per relaying peer: a hub forwarding N nodes' records sends N a second."""
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 15.0
-DHT_MAX_AGE_S = 3 * DHT_REPUBLISH_S
-"""A DHT record older than this belongs to a peer that stopped publishing (gone, or withdrew its advert)."""
+GOSSIP_DEGREE = (4, 6, 8)
+"""gossipsub mesh degree (low, target, high): each record reaches every node through at most this many
+forwards per node, whatever the network's size."""
 CONN_EVENT_BUFFER = 1024
+ANNOUNCE_DELAY_S = 2.0
+"""After our first connection, two gossipsub heartbeats: the new peer is in our mesh by then."""
 CLOSE_TIMEOUT_S = 3.0
 
 
@@ -71,9 +74,9 @@ def build_gossipsub() -> GossipSub:
     mesh only at a heartbeat), no "adaptive" stretching of it to 30 s+, and a relay limit a hub can meet."""
     return GossipSub(
         GOSSIPSUB_PROTOCOLS,
-        degree=6,
-        degree_low=4,
-        degree_high=12,
+        degree=GOSSIP_DEGREE[1],
+        degree_low=GOSSIP_DEGREE[0],
+        degree_high=GOSSIP_DEGREE[2],
         heartbeat_interval=1,
         adaptive_gossip_enabled=False,
         max_messages_per_topic_per_second=MAX_RELAY_PER_S,
@@ -120,12 +123,16 @@ class P2PService:
         self._version = version
         self._peer_id = ID.from_pubkey(key_pair.public_key)
         self._hb = settings.heartbeat_s
-        self.state = NetworkState(settings.heartbeat_s, settings.channel)
+        self.state = NetworkState(settings.record_ttl_s(), settings.channel)
         self._badlog = RateLimitedLog(log)
         self._host: IHost | None = None
         self._pubsub: Pubsub | None = None
-        self._dht: KadDHT | None = None
         self._exchange: CapacityExchange | None = None
+        self._sync: TableSync | None = None
+        self._liveness: Liveness | None = None
+        self._trimmer: Trimmer | None = None
+        self._protected: frozenset[str] = frozenset(a.rsplit("/p2p/", 1)[1] for a in settings.bootstrap_peers)
+        self._job_peers: frozenset[str] = frozenset()
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._handlers: dict[str, Callable[[INetStream], Awaitable[None]]] = {}
@@ -139,14 +146,28 @@ class P2PService:
         host = build_host(s, self._key, self._on_bad_handshake, self._on_refused)
         gossipsub = build_gossipsub()
         pubsub = Pubsub(host, gossipsub)
-        dht = build_dht(host)
-        exchange = CapacityExchange(self.state, self._key, self._version, s.known_channels, self._hb, host, pubsub, dht)
+        exchange = CapacityExchange(
+            self.state, self._key, self._version, s.known_channels, s.record_refresh_s, host, pubsub
+        )
+        self._liveness = Liveness(host, self.state, self._hb, as_swarm(host).close_peer)
+        self._trimmer = Trimmer(
+            self.state,
+            low=s.conn_low,
+            high=s.conn_high,
+            protected=lambda: self._protected | self._job_peers,
+            host=host,
+            close_peer=as_swarm(host).close_peer,
+            heartbeat_s=self._hb,
+        )
+        sync = TableSync(host, self.state, exchange)
         host.set_stream_handler(protocols.CAPACITY_PROTOCOL, exchange.on_capacity_stream)
+        host.set_stream_handler(SYNC_PROTOCOL, sync.on_sync_stream)
+        host.set_stream_handler(BYE_PROTOCOL, self._trimmer.on_bye)
         for protocol, handler in self._handlers.items():
             host.set_stream_handler(TProtocol(protocol), handler)
         events_send, events_recv = trio.open_memory_channel[tuple[bool, ID]](CONN_EVENT_BUFFER)
         host.get_network().register_notifee(_ConnEvents(events_send))
-        self._host, self._pubsub, self._dht, self._exchange = host, pubsub, dht, exchange
+        self._host, self._pubsub, self._exchange, self._sync = host, pubsub, exchange, sync
         listen = [multiaddr.Multiaddr(a) for a in s.listen_addresses]
         async with host.run(listen):
             if len({str(a) for a in host.get_transport_addrs()}) < len(listen):
@@ -154,7 +175,6 @@ class P2PService:
             async with (
                 background_trio_service(pubsub),
                 background_trio_service(gossipsub),
-                background_trio_service(dht),
                 trio.open_nursery() as n,
             ):
                 await pubsub.wait_until_ready()
@@ -163,7 +183,7 @@ class P2PService:
                 await exchange.set_channel(s.channel, n)
                 n.start_soon(self._supervise, "connection events", functools.partial(self._conn_events, events_recv))
                 n.start_soon(self._supervise, "publish", exchange.publish_loop)
-                n.start_soon(self._supervise, "DHT publish", exchange.dht_publish_loop)
+                n.start_soon(self._supervise, "trim", self._trimmer.run)
                 n.start_soon(self._supervise, "maintenance", self._maintenance_loop)
                 for addr in s.bootstrap_peers:
                     n.start_soon(self._supervise, f"bootstrap {addr}", functools.partial(self._bootstrap_loop, addr))
@@ -188,6 +208,8 @@ class P2PService:
         Cancellation alone leaves sockets open: 0.8.1 closes connections from code that the same
         cancellation interrupts, and then believes them closed. Peers would see us only at process exit.
         """
+        if self._exchange is not None and not self._closing:
+            await self._exchange.leave()
         self._closing = True
         if self._host is not None:
             with trio.move_on_after(CLOSE_TIMEOUT_S):
@@ -199,51 +221,57 @@ class P2PService:
 
     async def advertise(self, advert: Advert | None) -> None:
         assert self._exchange is not None and self._nursery is not None
-        await self._exchange.advertise(advert, self._nursery)
+        if await self._exchange.advertise(advert, self._nursery):
+            self._pull_all()
 
     async def set_channel(self, channel: str | None) -> None:
         assert self._exchange is not None and self._nursery is not None
-        await self._exchange.set_channel(channel, self._nursery)
+        if await self._exchange.set_channel(channel, self._nursery):
+            self._pull_all()
+
+    def _pull_all(self) -> None:
+        """Ask every connected peer for its table (we just joined a channel)."""
+        assert self._sync is not None and self._nursery is not None
+        for pid in self.state.connected_ids():
+            self._nursery.start_soon(self._sync.pull, ID.from_base58(pid))
 
     # ----- connections and liveness -----
 
     async def _conn_events(self, events: trio.MemoryReceiveChannel[tuple[bool, ID]]) -> None:
         assert self._host is not None and self._exchange is not None and self._nursery is not None
+        assert self._liveness is not None and self._trimmer is not None and self._sync is not None
         swarm = self._host.get_network()
         async for up, peer in events:
             conns = [c for c in swarm.get_connections(peer) if not c.is_closed]
             addrs = tuple(dict.fromkeys(str(a) for c in conns for a in c.get_transport_addresses()))
-            dropped = self.state.set_connection(peer.to_base58(), addrs if conns else None)
-            if up:
-                self._nursery.start_soon(self._exchange.send_record, peer)
-                self._nursery.start_soon(self._dht_add, peer)
+            joined = bool(up and conns and not self.state.connected_ids())
+            parted = not conns and self._trimmer.peer_down(peer.to_base58())
+            dropped = self.state.set_connection(peer.to_base58(), addrs if conns else None, parted=parted)
+            if up and conns:
+                self._liveness.peer_up(peer, self._nursery)
+                self._trimmer.peer_up(peer.to_base58())
+                self._nursery.start_soon(self._sync.pull, peer)  # its record, and the ones it knows
+                if joined:
+                    self._nursery.start_soon(self._exchange.announce_after, ANNOUNCE_DELAY_S)
             elif not conns:
-                log.info("peer %s disconnected%s", peer, "; dropped its record" if dropped else "")
+                self._liveness.peer_down(peer)
+                why = "; dropped its record" if dropped else " (trimmed; its record stays)" if parted else ""
+                log.info("peer %s disconnected%s", peer, why)
 
-    async def _dht_add(self, peer: ID) -> None:
-        """Put a new peer in the DHT routing table once identify has told us its listen addresses."""
-        assert self._dht is not None and self._exchange is not None
-        for _ in range(10):
-            await trio.sleep(0.5)
-            try:
-                added = await self._dht.add_peer(peer)
-            except Exception as e:  # the peer left meanwhile
-                log.debug("adding %s to the DHT routing table failed: %r", peer, e)
-                return
-            if added:
-                self._exchange.dht_peer_added()
-                return
-        log.debug("peer %s did not make it into the DHT routing table", peer)
+    async def protect(self, peer_ids: frozenset[str]) -> None:
+        """The peers the job layer needs connected now (running jobs): never trimmed."""
+        self._job_peers = peer_ids
 
     async def _bootstrap_loop(self, addr: str) -> None:
-        """Keep a connection to one bootstrap peer: redial with backoff whenever it is lost."""
+        """Dial one bootstrap peer at start, and again (with backoff) whenever we have no connection at
+        all; otherwise the AutoConnector keeps us between the water marks from the peers we know."""
         assert self._host is not None
         host = self._host
         info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         swarm = as_swarm(host)
         backoff = BACKOFF_MIN_S
         while True:
-            if not [c for c in swarm.get_connections(info.peer_id) if not c.is_closed]:
+            if not self.state.connected_ids():
                 # A failed dial puts the peer on a 60 s block list; a restarted peer must be dialled sooner.
                 swarm.unblock_peer(info.peer_id)
                 try:
@@ -260,14 +288,12 @@ class P2PService:
             await trio.sleep(self._hb)
 
     async def _maintenance_loop(self) -> None:
-        """Expire silent peers, refresh RTTs and our addresses, a few times a heartbeat."""
+        """Expire the records nobody vouches for and refresh our addresses, once a heartbeat."""
         assert self._host is not None
         host = self._host
-        store = host.get_peerstore()
         while True:
-            await trio.sleep(max(0.1, self._hb / 4))
-            rtt = {pid: store.latency_EWMA(ID.from_base58(pid)) for pid in self.state.connected_ids()}
-            gone = self.state.refresh(rtt, tuple(str(a) for a in host.get_addrs()))
+            await trio.sleep(self._hb)
+            gone = self.state.refresh(tuple(str(a) for a in host.get_addrs()))
             for pid in gone:
                 log.info("peer %s left: no record for %.1f s", pid, self.state.ttl_s)
 
@@ -308,30 +334,6 @@ class P2PService:
             raise PeerUnreachable(f"peer {peer_id} did not answer the ping within {STREAM_TIMEOUT_S:.0f} s") from None
         except Exception as e:
             raise PeerUnreachable(f"ping to {peer_id} failed: {e or type(e).__name__}") from e
-
-    async def lookup(self, peer_id: str) -> CapacityRecord | None:
-        """A peer's current record: from the table, else from the DHT (see P2PNode.lookup for the errors)."""
-        assert self._dht is not None
-        self._check_other_peer(peer_id)
-        record = self.state.record(peer_id)
-        if record is not None:
-            return record
-        try:
-            with trio.fail_after(DHT_TIMEOUT_S):
-                value = await self._dht.get_value(dht_key(peer_id))
-        except trio.TooSlowError:
-            raise NetworkError(f"the DHT did not answer within {DHT_TIMEOUT_S:.0f} s") from None
-        if value is None:
-            return None
-        try:
-            record = open_record(value)
-        except RecordError as e:  # the DHT validated it already: a bug, or a rule changed
-            log.warning("the DHT returned a bad record for %s: %s", peer_id, e)
-            return None
-        age_s = self.state.clock() - record.timestamp_ms / 1000
-        if record.peer_id != peer_id or age_s > DHT_MAX_AGE_S:
-            return None
-        return record
 
     def _check_other_peer(self, peer_id: str) -> None:
         if not is_peer_id(peer_id):

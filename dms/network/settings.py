@@ -65,6 +65,11 @@ class NetworkSettings:
     `heartbeat_s` is the one liveness interval: a peer that stops answering leaves the peer table
     within 3 x heartbeat_s. `allowed_peers` empty means any peer may connect.
 
+    `record_refresh_s`: our capacity record is published when it changes and re-published this often
+    otherwise; a record is kept `record_ttl_s()` after it arrives unless its peer is connected to us (a
+    connected peer's liveness comes from the connection). `conn_low` / `conn_high`: the connection count
+    is kept between these water marks (more peers are reached by gossip relaying, not by connections).
+
     `psk` (64 hex digits) turns on py-libp2p's private-network protector. Beware: py-libp2p 0.8.1's PSK
     (Salsa20 with an 8-byte nonce, key given as hex) is NOT wire-compatible with go-libp2p or js-libp2p
     private networks (XSalsa20, 24-byte nonce, `swarm.key` file); only py-libp2p nodes can join.
@@ -78,11 +83,18 @@ class NetworkSettings:
     heartbeat_s: float = 2.0
     psk: str | None = None
     allowed_peers: tuple[str, ...] = ()
+    record_refresh_s: float = 120.0
+    conn_low: int = 4
+    conn_high: int = 8
 
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
             raise InvalidInput.of(problems)
+
+    def record_ttl_s(self) -> float:
+        """How long a record is kept after it arrives: two refreshes may be lost before a live peer expires."""
+        return 2.5 * self.record_refresh_s + self.heartbeat_s
 
     def problems(self) -> list[FieldProblem]:
         """Everything wrong with these settings; empty when they can be used."""
@@ -114,6 +126,14 @@ class NetworkSettings:
             out.append(FieldProblem("channel", f"{self.channel!r} is not one of {', '.join(self.known_channels)}"))
         if not 0 < self.heartbeat_s <= 60:
             out.append(FieldProblem("heartbeat_s", f"{self.heartbeat_s} is not in (0, 60] seconds"))
+        if not 1 <= self.record_refresh_s <= 86_400:
+            out.append(FieldProblem("record_refresh_s", f"{self.record_refresh_s} is not in [1, 86400] seconds"))
+        if not 1 <= self.conn_low <= self.conn_high <= 10_000:
+            out.append(
+                FieldProblem(
+                    "conn_high", f"need 1 <= conn_low <= conn_high <= 10000, not {self.conn_low}, {self.conn_high}"
+                )
+            )
         if self.psk is not None and not _PSK.match(self.psk):
             out.append(FieldProblem("psk", "must be 64 hex digits (a 32-byte key)"))
         for i, pid in enumerate(self.allowed_peers):

@@ -15,18 +15,17 @@ from dms.network.model import CapacityRecord, ConnectedPeer, NetworkMetrics, Pee
 from dms.network.records import PeerTable, RejectReason
 
 
-def record_ttl_s(heartbeat_s: float) -> float:
-    """How long a record is kept after it arrives: with a publication about every heartbeat, a peer that
-    falls silent leaves within 3 heartbeats even counting the expiry sweep's delay."""
-    return 2.5 * heartbeat_s
-
-
 class NetworkState:
-    def __init__(self, heartbeat_s: float, channel: str | None, clock: Callable[[], float] = time.time) -> None:
+    """`ttl_s`: how long a record of a peer we are not connected to is kept after it arrives. A connected
+    peer stays while its connection answers pings; one that stops answering is marked unresponsive and
+    leaves the table's views at once (hidden, until it answers again or its connection is closed)."""
+
+    def __init__(self, ttl_s: float, channel: str | None, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._table = PeerTable(record_ttl_s(heartbeat_s), channel)
+        self._table = PeerTable(ttl_s, channel)
         self._connected: dict[str, tuple[str, ...]] = {}
+        self._unresponsive: set[str] = set()
         self._rtt: dict[str, float] = {}
         self._addrs: tuple[str, ...] = ()
         self._counts: Counter[str] = Counter()
@@ -41,6 +40,7 @@ class NetworkState:
     def peers(self) -> list[PeerRecordView]:
         now = self.clock()
         with self._lock:
+            keep = self._vouched()
             return [
                 PeerRecordView(
                     peer_id=e.record.peer_id,
@@ -50,8 +50,32 @@ class NetworkState:
                     rtt_s=self._rtt.get(e.record.peer_id),
                 )
                 for e in self._table.entries()
-                if now - e.received_at <= self._table.ttl_s
+                if e.record.peer_id not in self._unresponsive
+                and (now - e.received_at <= self._table.ttl_s or e.record.peer_id in keep)
             ]
+
+    def _vouched(self) -> frozenset[str]:
+        """Connected peers whose connection answers: their records do not expire. Hold the lock."""
+        return frozenset(self._connected.keys() - self._unresponsive)
+
+    def raw_records(self, but: str) -> list[bytes]:
+        """The wire form of every current record in the table except `but`'s (for a peer that asks)."""
+        with self._lock:
+            keep = self._vouched()
+            now = self.clock()
+            return [
+                e.raw
+                for e in self._table.entries()
+                if e.raw
+                and e.record.peer_id != but
+                and e.record.peer_id not in self._unresponsive
+                and (now - e.received_at <= self._table.ttl_s or e.record.peer_id in keep)
+            ]
+
+    def rtts(self) -> dict[str, float]:
+        """The latest RTT (seconds) of each connected peer that answered a ping."""
+        with self._lock:
+            return dict(self._rtt)
 
     def record(self, peer_id: str) -> CapacityRecord | None:
         with self._lock:
@@ -77,14 +101,16 @@ class NetworkState:
                 records_accepted=c["records_accepted"],
                 records_rejected=dict(self._rejected),
                 records_published=c["records_published"],
-                dht_puts=c["dht_puts"],
-                dht_put_failures=c["dht_put_failures"],
                 bad_streams=c["bad_streams"],
                 bad_handshakes=c["bad_handshakes"],
                 peers_refused=c["peers_refused"],
                 dial_failures=c["dial_failures"],
+                connections_trimmed=c["connections_trimmed"],
+                peers_unresponsive=c["peers_unresponsive"],
+                pings=c["pings"],
+                table_syncs=c["table_syncs"],
                 peers_connected=len(self._connected),
-                peers_known=len(self._table),
+                peers_known=len(self._table) - sum(1 for pid in self._unresponsive if self._table.get(pid)),
             )
 
     # ----- updates (trio thread) -----
@@ -97,10 +123,10 @@ class NetworkState:
         with self._lock:
             self._rejected[reason.value] += 1
 
-    def offer(self, record: CapacityRecord) -> RejectReason | None:
-        """Into the table if acceptable (see PeerTable.offer); counts either way."""
+    def offer(self, record: CapacityRecord, raw: bytes = b"") -> RejectReason | None:
+        """Into the table if acceptable (see PeerTable.offer); counts either way. `raw`: its wire form."""
         with self._lock:
-            reason = self._table.offer(record, self.clock())
+            reason = self._table.offer(record, self.clock(), raw)
             if reason is None:
                 self._counts["records_accepted"] += 1
             else:
@@ -111,8 +137,10 @@ class NetworkState:
         with self._lock:
             self._table.set_channel(channel)
 
-    def set_connection(self, peer_id: str, addrs: tuple[str, ...] | None) -> bool:
-        """Record a peer's open connections (None: it has none left, and its record goes too).
+    def set_connection(self, peer_id: str, addrs: tuple[str, ...] | None, *, parted: bool = False) -> bool:
+        """Record a peer's open connections (None: it has none left, and its record goes too, unless we
+        `parted` on purpose: a trimmed connection, whichever side trimmed; then the record stays, for a
+        full TTL from now, like one known by gossip).
 
         Returns True when that dropped a record.
         """
@@ -122,14 +150,38 @@ class NetworkState:
                 return False
             self._connected.pop(peer_id, None)
             self._rtt.pop(peer_id, None)
+            was_unresponsive = peer_id in self._unresponsive
+            self._unresponsive.discard(peer_id)
+            if parted and not was_unresponsive:
+                self._table.touch(peer_id, self.clock())
+                return False
             return self._table.remove(peer_id)
 
-    def refresh(self, rtt: dict[str, float], addrs: tuple[str, ...]) -> list[str]:
-        """Periodic upkeep: new RTTs and our addresses; expire silent peers and return them."""
+    def answered(self, peer_id: str, rtt_s: float) -> None:
+        """A connected peer answered a ping in `rtt_s` seconds."""
         with self._lock:
-            self._rtt = {pid: v for pid, v in rtt.items() if v > 0 and pid in self._connected}
+            self._counts["pings"] += 1
+            if peer_id in self._connected:
+                self._rtt[peer_id] = rtt_s
+
+    def answered_again(self, peer_id: str) -> None:
+        """A peer marked unresponsive answers again: back in the table's views."""
+        with self._lock:
+            self._unresponsive.discard(peer_id)
+
+    def unresponsive(self, peer_id: str) -> None:
+        """A connected peer stopped answering pings: it leaves the table's views now (and comes back if it
+        answers again before its connection is closed)."""
+        with self._lock:
+            self._counts["peers_unresponsive"] += 1
+            self._unresponsive.add(peer_id)
+            self._rtt.pop(peer_id, None)
+
+    def refresh(self, addrs: tuple[str, ...]) -> list[str]:
+        """Periodic upkeep: our addresses; expire the records nobody vouches for and return their peers."""
+        with self._lock:
             self._addrs = addrs
-            return self._table.expire(self.clock())
+            return self._table.expire(self.clock(), self._vouched())
 
     def set_addrs(self, addrs: tuple[str, ...]) -> None:
         with self._lock:

@@ -87,6 +87,8 @@ def test_discovery_and_capacity_updates(pair: tuple[DmsProcess, DmsProcess]) -> 
     assert seen["capacity"]["executors"] == ["docker", "wasm"] and seen["capacity"]["ntx_price"] == 7
     assert cp_id in {p["peer_id"] for p in sp.get("/api/v1/peers")}
     assert sp.get(f"/api/v1/peers/ping/{cp_id}")["rtt_ms"] > 0
+    wait_for(lambda: known(sp)[cp_id]["rtt_ms"], 10, "the SP measured the CP's RTT")
+    assert 0 < metric(sp, f'dms_peer_rtt_seconds{{peer_id="{cp_id}"}}') < 1
 
     new_cpu = status["reserved"]["cpu"] - 100
     t0 = time.monotonic()

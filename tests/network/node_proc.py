@@ -7,7 +7,6 @@ and exits 2), then answers one JSON line per JSON command line on stdin:
     {"cmd": "peers"}                  -> {"peers": {peer_id: {"seq", "cpu_mhz", "channel", "addrs", "age_s", ...}}}
     {"cmd": "advert", "advert": {...} | null} -> {"ok": true}
     {"cmd": "ping", "peer_id": ...}   -> {"rtt_s": float} | {"error": {"type", "message"}}
-    {"cmd": "lookup", "peer_id": ...} -> {"record": {"channel", "cpu_mhz", "seq"} | null} | {"error": ...}
     {"cmd": "connected"}              -> {"connected": [peer_id, ...]}
     {"cmd": "metrics"}                -> {"metrics": {...}}
     {"cmd": "stop"}                   -> {"ok": true}, then exits 0 (so does end of input)
@@ -97,9 +96,6 @@ async def _serve(node: P2PNode, out: Callable[[dict[str, Any]], None]) -> None:
                 out({"ok": True})
             elif cmd == "ping":
                 out({"rtt_s": await node.ping(req["peer_id"])})
-            elif cmd == "lookup":
-                record = await node.lookup(req["peer_id"])
-                out({"record": record and {"channel": record.advert.channel, "cpu_mhz": record.advert.cpu_mhz}})
             elif cmd == "connected":
                 out({"connected": [c.peer_id for c in await node.connected()]})
             elif cmd == "metrics":
@@ -124,6 +120,9 @@ async def _child(args: argparse.Namespace) -> int:
         channel=args.channel,
         heartbeat_s=args.heartbeat,
         allowed_peers=tuple(args.allow),
+        record_refresh_s=args.refresh,
+        conn_low=args.conn_low,
+        conn_high=args.conn_high,
     )
     node = P2PNode(settings, identity_path=Path(args.identity), version="test")
     try:
@@ -150,6 +149,9 @@ def main() -> None:
     p.add_argument("--channel", default="nunet-test")
     p.add_argument("--heartbeat", type=float, default=1.0)
     p.add_argument("--advert", help="JSON of an advert to publish at start")
+    p.add_argument("--refresh", type=float, default=60.0)
+    p.add_argument("--conn-low", type=int, default=4)
+    p.add_argument("--conn-high", type=int, default=8)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     sys.exit(asyncio.run(_child(args)))
@@ -172,6 +174,8 @@ class NodeProc:
         channel: str = "nunet-test",
         heartbeat: float = 1.0,
         advert: dict[str, Any] | None = DEFAULT_ADVERT,
+        refresh: float = 60.0,
+        conns: tuple[int, int] = (4, 8),
     ) -> None:
         self.name = name
         self.identity = root / f"{name}.key"
@@ -182,6 +186,8 @@ class NodeProc:
         self.allow = allow
         self.channel = channel
         self.advert = advert
+        self.refresh = refresh
+        self.conns = conns
         self.proc: subprocess.Popen[str] | None = None
         self.peer_id = ""
         self.addrs: list[str] = []
@@ -195,6 +201,7 @@ class NodeProc:
     def start(self, timeout: float = 30.0) -> NodeProc:
         cmd = [sys.executable, "-m", "tests.network.node_proc", "--listen", f"/ip4/127.0.0.1/tcp/{self.port}"]
         cmd += ["--identity", str(self.identity), "--heartbeat", str(self.heartbeat), "--channel", self.channel]
+        cmd += ["--refresh", str(self.refresh), "--conn-low", str(self.conns[0]), "--conn-high", str(self.conns[1])]
         for b in self.bootstrap:
             cmd += ["--bootstrap", b]
         for a in self.allow:

@@ -216,3 +216,31 @@ class TestPeerTable:
         table.offer(make_record(pair, seq=1), NOW)
         assert table.offer(make_record(other), NOW) is RejectReason.TABLE_FULL
         assert table.offer(make_record(pair, seq=2), NOW) is None
+
+    def test_a_leaving_record_removes_the_peer_at_once_and_older_ones_cannot_return(
+        self, pair: KeyPair, other: KeyPair
+    ) -> None:
+        table = PeerTable(ttl_s=5, channel="nunet-test")
+        table.offer(make_record(pair, seq=1), NOW)
+        table.offer(make_record(other, seq=1), NOW)
+        leaving = replace(make_record(pair, seq=2), leaving=True)
+        assert open_record(sign_record(leaving, pair.private_key)).leaving  # survives the wire
+        assert table.offer(leaving, NOW + 1) is None
+        assert table.get(leaving.peer_id) is None and len(table) == 1
+        assert [e.record.peer_id for e in table.entries()] == [make_record(other).peer_id]
+        assert table.offer(make_record(pair, seq=1), NOW + 1) is RejectReason.NOT_NEWER  # late gossip
+        assert table.expire(NOW + 7) == [make_record(other).peer_id]  # the tombstone goes silently
+        assert table.offer(make_record(pair, seq=3, at=NOW + 7), NOW + 7) is None  # it came back
+
+    def test_connected_peers_do_not_expire(self, pair: KeyPair, other: KeyPair) -> None:
+        table = PeerTable(ttl_s=5, channel="nunet-test")
+        table.offer(make_record(pair), NOW)
+        table.offer(make_record(other), NOW)
+        assert table.expire(NOW + 60, keep=frozenset({make_record(pair).peer_id})) == [make_record(other).peer_id]
+        assert [e.record.peer_id for e in table.entries()] == [make_record(pair).peer_id]
+        assert table.remove(make_record(pair).peer_id) and len(table) == 0
+
+
+def test_a_record_without_the_leaving_key_is_not_leaving(pair: KeyPair) -> None:
+    data = sign_record(make_record(pair), pair.private_key)
+    assert b"leaving" not in data and not open_record(data).leaving

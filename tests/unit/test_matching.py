@@ -105,3 +105,24 @@ def test_transitions() -> None:
         with pytest.raises(InvalidTransition):
             transition(*bad)
     assert SPState.FAILED.is_terminal() and not CPState.STARTING.is_terminal()
+
+
+def test_max_rtt_is_a_hard_filter_that_names_itself() -> None:
+    needs = dataclasses.replace(NEEDS, max_rtt_ms=50)
+    placement = place([cp("near", rtt_s=0.01), cp("far", rtt_s=0.2), cp("unmeasured", rtt_s=None)], needs)
+    assert [r.candidate.peer_id for r in placement.ranked] == ["near"]
+    assert dict(placement.rejected) == {
+        "far": "RTT 200.0 ms is above max_rtt_ms 50",
+        "unmeasured": "no measured RTT (not connected), max_rtt_ms 50",
+    }
+
+
+def test_preferred_rtt_ranks_before_price() -> None:
+    cheap_far, dear_near = cp("cheap-far", ntx_price=1, rtt_s=0.2), cp("dear-near", ntx_price=5, rtt_s=0.01)
+    assert order([cheap_far, dear_near]) == ["cheap-far", "dear-near"]  # no preference: price first
+    prefer = dataclasses.replace(NEEDS, preferred_rtt_ms=50)
+    assert order([cheap_far, dear_near, cp("unknown", ntx_price=1, rtt_s=None)], prefer) == [
+        "dear-near",
+        "cheap-far",
+        "unknown",
+    ]
