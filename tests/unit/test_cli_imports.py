@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 
-# Not pydantic itself: typer (0.29) builds its own parameter coercion on it.
 HEAVY = (
-    "rich.table", "rich.console", "http.client", "pydantic_settings", "dms.config", "web3", "aiohttp", "websockets"
+    "rich.table", "rich.console", "http.client", "pydantic", "pydantic_settings", "dms.config", "web3", "aiohttp",
+    "websockets",
 )  # fmt: skip
 
 PROBE = """
