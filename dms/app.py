@@ -20,6 +20,8 @@ from aiohttp import web
 from dms import __version__
 from dms.api.context import ApiContext
 from dms.api.server import build_web_app
+from dms.artifacts import PROTOCOL as ARTIFACT_PROTOCOL
+from dms.artifacts import ArtifactStore, ArtifactTransfer, StoreLimits
 from dms.capacity import advert_for, candidates_from
 from dms.config import Settings
 from dms.errors import DmsError
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 METADATA_NAME = "metadataV2.json"
 IDENTITY_NAME = "p2p_identity.key"
 SHUTDOWN_GRACE_S = 10.0
+MIB = 1024 * 1024
+ARTIFACT_CLEAN_EVERY_S = 600.0
 
 
 class StartupError(Exception):
@@ -170,6 +174,12 @@ class Daemon:
         )  # fmt: skip
         await onboarding.start()
 
+        a = s.artifacts
+        artifacts = ArtifactStore(data_dir / "artifacts", StoreLimits(int(a.quota_mb * MIB), a.max_age_h * 3600))
+        await asyncio.to_thread(artifacts.open)
+        cleaner = asyncio.create_task(artifacts.clean_forever(min(ARTIFACT_CLEAN_EVERY_S, a.max_age_h * 360)))
+        self._stack.callback(cleaner.cancel)
+
         payments = build_payments(s, data_dir)
         self._stack.push_async_callback(payments.close)
         executor = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
@@ -192,6 +202,8 @@ class Daemon:
         except DmsError as exc:
             raise StartupError(f"p2p settings: {exc} (in {self.config_source})") from exc
         node.handle(PROTOCOL, provider.serve)
+        transfer = ArtifactTransfer(artifacts, node, stall_s=a.stall_s, max_size=int(a.max_upload_mb * MIB))
+        node.handle(ARTIFACT_PROTOCOL, transfer.serve)
         try:
             await node.start()
         except NetworkError as exc:
@@ -216,6 +228,7 @@ class Daemon:
         context = ApiContext(
             settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
             transactions=transactions, database_path=str(store.path), version=__version__,
+            artifacts=artifacts, transfer=transfer,
         )  # fmt: skip
         await self._serve(build_web_app(context))
 

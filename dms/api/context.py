@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from dms.artifacts import ArtifactStore, ArtifactTransfer
 from dms.config import Settings
 from dms.jobs.provider import ProviderService
 from dms.jobs.requester import RequesterService
@@ -24,6 +25,8 @@ class ApiContext:
     transactions: TransactionLog
     database_path: str
     version: str
+    artifacts: ArtifactStore
+    transfer: ArtifactTransfer
 
 
 CONTEXT = web.AppKey("context", ApiContext)

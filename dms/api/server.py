@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dms.api import deploy_ws, metrics, onboarding, peers, run, wallet
+from dms.api import artifacts, deploy_ws, metrics, onboarding, peers, run, wallet
 from dms.api.context import CONTEXT, ApiContext
 from dms.api.errors import MAX_BODY, error_middleware
 from dms.api.openapi import add_docs, build_spec
 
 BASE = "/api/v1"
-ENDPOINTS = [*onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS, *wallet.ENDPOINTS]
+ENDPOINTS = [*onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS, *wallet.ENDPOINTS, *artifacts.ENDPOINTS]
 
 
 def build_web_app(context: ApiContext) -> web.Application:

@@ -1,0 +1,101 @@
+"""Artifacts over REST: upload (streamed), list, download (HTTP ranges honoured), fetch from a peer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from dms.api.context import ctx
+from dms.api.endpoint import Body, Endpoint, Handler, parse_body, reply
+from dms.api.errors import error_response
+from dms.artifacts import (
+    ArtifactCorrupt,
+    ArtifactTooLarge,
+    QuotaExceeded,
+    TransferFailed,
+    check_hash,
+)
+from dms.errors import DmsError
+
+UPLOAD_CHUNK = 256 * 1024
+MIB = 1024 * 1024
+
+# Statuses for the artifact errors that have none in the shared table (dms.api.errors.STATUS).
+STATUS: dict[type[DmsError], int] = {ArtifactTooLarge: 413, QuotaExceeded: 507, ArtifactCorrupt: 502,
+                                     TransferFailed: 502}  # fmt: skip
+
+
+class ArtifactOut(BaseModel):
+    sha256: str
+    size: int = Field(description="bytes")
+
+
+class ArtifactsOut(BaseModel):
+    artifacts: list[ArtifactOut]
+    used: int = Field(description="bytes held")
+    quota: int = Field(description="bytes the store may hold")
+
+
+class FetchBody(Body):
+    peer_id: str = Field(min_length=1, max_length=128, description="The peer that holds the artifact.")
+
+
+def _mapped(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except DmsError as exc:
+            status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), None)
+            if status is None:
+                raise
+            return error_response(status, exc.code, exc.message, exc.details)
+
+    return wrapped
+
+
+async def upload(request: web.Request) -> web.Response:
+    c = ctx(request)
+    limit = int(c.settings.artifacts.max_upload_mb * MIB)
+    if request.content_length is not None and request.content_length > limit:
+        raise ArtifactTooLarge(f"the upload is {request.content_length} bytes, over the limit of {limit}")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+            yield chunk
+
+    art = await c.artifacts.put(chunks(), limit)
+    return reply(ArtifactOut(sha256=art.sha256, size=art.size), status=201)
+
+
+async def list_artifacts(request: web.Request) -> web.Response:
+    store = ctx(request).artifacts
+    arts = [ArtifactOut(sha256=a.sha256, size=a.size) for a in store.all()]
+    return reply(ArtifactsOut(artifacts=arts, used=store.used, quota=store.limits.quota))
+
+
+async def download(request: web.Request) -> web.FileResponse:
+    path = ctx(request).artifacts.path(request.match_info["sha256"])
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+async def fetch(request: web.Request) -> web.Response:
+    sha = check_hash(request.match_info["sha256"])
+    body = await parse_body(request, FetchBody)
+    art = await ctx(request).transfer.fetch(body.peer_id, sha)
+    return reply(ArtifactOut(sha256=art.sha256, size=art.size))
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/artifacts", _mapped(upload),
+             "Store the request body as an artifact (streamed; artifacts.max_upload_mb)", "artifacts",
+             response=ArtifactOut),
+    Endpoint("GET", "/artifacts", list_artifacts, "The artifacts on this node, most recently used first",
+             "artifacts", response=ArtifactsOut),
+    Endpoint("GET", "/artifacts/{sha256}", download, "Download an artifact (HTTP Range requests honoured)",
+             "artifacts"),
+    Endpoint("POST", "/artifacts/{sha256}/fetch", _mapped(fetch),
+             "Fetch an artifact from a peer over /dms/artifacts/1.0.0 (resumed, verified)", "artifacts",
+             body=FetchBody, response=ArtifactOut),
+]  # fmt: skip
