@@ -22,6 +22,8 @@ from dms.api.context import ApiContext
 from dms.api.server import build_web_app
 from dms.artifacts import PROTOCOL as ARTIFACT_PROTOCOL
 from dms.artifacts import ArtifactStore, ArtifactTransfer, StoreLimits
+from dms.artifacts.staging import JobFiles
+from dms.artifacts.urls import UrlLimits
 from dms.capacity import advert_for, candidates_from
 from dms.config import Settings
 from dms.errors import DmsError
@@ -180,18 +182,6 @@ class Daemon:
         cleaner = asyncio.create_task(artifacts.clean_forever(min(ARTIFACT_CLEAN_EVERY_S, a.max_age_h * 360)))
         self._stack.callback(cleaner.cancel)
 
-        payments = build_payments(s, data_dir)
-        self._stack.push_async_callback(payments.close)
-        executor = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
-        self._stack.push_async_callback(executor.close)
-        provider = ProviderService(
-            onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
-            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
-            publish, payments,
-        )  # fmt: skip
-        await provider.start()
-        self._stack.push_async_callback(provider.stop)
-
         rec = await onboarding.get()
         try:
             node = P2PNode(
@@ -201,8 +191,23 @@ class Daemon:
             )
         except DmsError as exc:
             raise StartupError(f"p2p settings: {exc} (in {self.config_source})") from exc
-        node.handle(PROTOCOL, provider.serve)
         transfer = ArtifactTransfer(artifacts, node, stall_s=a.stall_s, max_size=int(a.max_upload_mb * MIB))
+        url_limits = UrlLimits.of(int(a.url_max_mb * MIB), a.url_timeout_s, a.allow_addresses)
+        files = JobFiles(artifacts, transfer, data_dir / "jobs", url_limits)
+
+        payments = build_payments(s, data_dir)
+        self._stack.push_async_callback(payments.close)
+        executor = DockerExecutor(instance_name(data_dir), s.docker.host, s.job.log_batch_ms / 1000)
+        self._stack.push_async_callback(executor.close)
+        provider = ProviderService(
+            onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
+            ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s),
+            publish, payments, files,
+        )  # fmt: skip
+        await provider.start()
+        self._stack.push_async_callback(provider.stop)
+
+        node.handle(PROTOCOL, provider.serve)
         node.handle(ARTIFACT_PROTOCOL, transfer.serve)
         try:
             await node.start()

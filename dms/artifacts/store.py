@@ -153,6 +153,16 @@ class ArtifactStore:
         self._blobs[sha256] = BlobInfo(size, now)
         return Artifact(sha256, size)
 
+    def new_temp(self) -> Path:
+        """A new empty file in the store's temp folder (the caller fills it, then `adopt`s or `discard`s it)."""
+        fd, name = _tempfile(self.root / "tmp")
+        os.close(fd)
+        return Path(name)
+
+    @staticmethod
+    def discard(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
     def partial_path(self, sha256: str) -> Path:
         return self.root / "partial" / check_hash(sha256)
 

@@ -32,6 +32,15 @@ class GpuAssignment:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host folder dms itself prepared for the job (its inputs, its outputs); never one a job asked for."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     job_id: str
     image: str
@@ -44,6 +53,7 @@ class ContainerSpec:
     timeout_s: float | None = None
     network: bool = False
     gpus: GpuAssignment | None = None
+    mounts: tuple[Mount, ...] = ()
 
 
 @dataclass(frozen=True)

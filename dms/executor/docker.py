@@ -49,7 +49,9 @@ def container_config(spec: ContainerSpec, instance: str) -> dict[str, Any]:
         "MemorySwap": memory,
         "NanoCpus": int(spec.cores * 1e9),
         "Binds": [],
-        "Mounts": [],
+        "Mounts": [
+            {"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only} for m in spec.mounts
+        ],
         "Devices": [],
     }
     if spec.gpus is not None and spec.gpus.vendor == "nvidia":

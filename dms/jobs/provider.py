@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
+from dms.artifacts.staging import InputFailed, InputRef, JobFiles
+from dms.executor.base import (
+    ContainerSpec,
+    EndReason,
+    Executor,
+    ExecutorError,
+    GpuAssignment,
+    LogChunk,
+    Mount,
+    RunResult,
+)
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import (
@@ -85,6 +95,7 @@ class ProviderService:
         settings: ProviderSettings,
         on_capacity_change: Callable[[], Awaitable[None]],
         payments: PaymentGate,
+        files: JobFiles | None = None,
     ) -> None:
         self._onboarding = onboarding
         self._allocations = allocations
@@ -94,6 +105,7 @@ class ProviderService:
         self._settings = settings
         self._on_capacity_change = on_capacity_change
         self._payments = payments
+        self._files = files
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._feed = EventFeed(events, "cp")
@@ -193,17 +205,18 @@ class ProviderService:
         await self._on_capacity_change()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
         network = ask.network_mode == "default"  # refusal() let it through only if the operator allows it
-        self._tasks[req.job_id] = asyncio.create_task(self._run(req.job_id, spec, assignment, network))
+        self._tasks[req.job_id] = asyncio.create_task(self._run(req.job_id, spec, assignment, network, sp_peer))
         log.info("admitted job %s from %s", req.job_id, sp_peer)
         return None
 
-    async def _run(self, job_id: str, spec: JobSpec, gpus: GpuAssignment | None, network: bool) -> None:
+    async def _run(self, job_id: str, spec: JobSpec, gpus: GpuAssignment | None, network: bool, sp_peer: str) -> None:
         state = CPState.ADMITTED
         code: int | None = None
         final: CPState = CPState.FAILED
         reason: str | None = "the provider stopped"
         try:
             state = await self._move(job_id, state, CPState.STARTING)
+            mounts = await self._stage_inputs(job_id, spec, sp_peer)
 
             async def started() -> None:
                 nonlocal state
@@ -218,19 +231,31 @@ class ProviderService:
                 ContainerSpec(
                     job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
                     cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
-                    network=network, gpus=gpus,
+                    network=network, gpus=gpus, mounts=mounts,
                 ),
                 logs,
                 started,
             )  # fmt: skip
             code = result.exit_code
             final, reason = outcome(result, r.memory_mb)
-        except ExecutorError as exc:
+        except (ExecutorError, InputFailed) as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
+            if self._files is not None:
+                self._files.release(job_id)
             self._tasks.pop(job_id, None)
             self._log_batches.pop(job_id, None)
             await asyncio.shield(self._finish(job_id, state, final, code, reason))
+
+    async def _stage_inputs(self, job_id: str, spec: JobSpec, sp_peer: str) -> tuple[Mount, ...]:
+        """The job's inputs fetched, verified and laid out, as the read-only `/inputs` mount (dms.artifacts)."""
+        if not spec.inputs:
+            return ()
+        if self._files is None:
+            raise InputFailed("this provider does not take job inputs")
+        refs = [InputRef(i.source, i.path) for i in spec.inputs]
+        folder = await self._files.prepare_inputs(job_id, refs, sp_peer)
+        return (Mount(str(folder), "/inputs", read_only=True),)
 
     async def _move(self, job_id: str, current: CPState, new: CPState) -> CPState:
         transition(current, new)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from dms.artifacts.inputs import MAX_INPUTS, path_problem, paths_problem, source_problem
 
 ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IMAGE_REF = r"^[a-z0-9][a-z0-9._/:@-]*$"
@@ -31,6 +33,27 @@ class JobResources(Strict):
     gpu_vendor: Literal["nvidia", "amd"] | None = None
 
 
+class JobInput(Strict):
+    """One file the provider fetches before the job starts and mounts read-only at `/inputs/<path>`."""
+
+    source: str = Field(min_length=1, max_length=2048, description="An artifact's sha256, or an http(s) URL.")
+    path: str = Field(min_length=1, max_length=512, description="Where under /inputs, e.g. `data/a.csv`.")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if problem := source_problem(v):
+            raise ValueError(problem)
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if problem := path_problem(v):
+            raise ValueError(problem)
+        return v
+
+
 class JobSpec(Strict):
     image: str = Field(min_length=1, max_length=256, pattern=IMAGE_REF)
     command: list[Arg] = Field(default_factory=list, max_length=256)
@@ -38,3 +61,11 @@ class JobSpec(Strict):
     resources: JobResources
     max_price: int = Field(ge=0, description="The most the job may cost, wei.")
     duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")
+    inputs: list[JobInput] = Field(default_factory=list, max_length=MAX_INPUTS, description="Files under /inputs.")
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, v: list[JobInput]) -> list[JobInput]:
+        if problem := paths_problem([i.path for i in v]):
+            raise ValueError(problem)
+        return v

@@ -1,0 +1,138 @@
+"""Job inputs between real daemons and a real Docker engine: an uploaded artifact and a URL on 127.0.0.1
+are readable and read-only under /inputs; a missing artifact, a refused address or an oversize URL fails
+the job before start, with the reason."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from dms.app import Daemon
+from tests.conftest import PAYOUT, make_settings
+from tests.integration.test_artifacts import connected, eventually, upload
+
+WEB_TEXT = b"served over http on loopback\n"
+
+
+@pytest.fixture
+async def web_server() -> AsyncIterator[str]:
+    async def small(_: web.Request) -> web.Response:
+        return web.Response(body=WEB_TEXT)
+
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(body=b"\0" * (2 * 1024 * 1024))
+
+    app = web.Application()
+    app.router.add_get("/a.txt", small)
+    app.router.add_get("/big", big)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
+    await runner.cleanup()
+
+
+async def onboard(d: Daemon, share: float) -> None:
+    async with aiohttp.ClientSession(base_url=d.url) as s:
+        async with s.get("/api/v1/onboarding/provisioned") as r:
+            m = await r.json()
+        body = {"memory": int(m["memory"] * share), "cpu": int(m["cpu"] * share), "channel": "nunet-test",
+                "payment_addr": PAYOUT, "ntx_price": 7}  # fmt: skip
+        async with s.post("/api/v1/onboarding/onboard", json=body) as r:
+            assert r.status == 200, await r.text()
+
+
+@pytest.fixture
+async def cp_sp(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Daemon]]:
+    cp = Daemon(make_settings(tmp_path / "cp", artifacts={"allow_addresses": ["127.0.0.1/32"], "url_max_mb": 1}))
+    await cp.start()
+    assert cp.node is not None
+    sp = Daemon(make_settings(tmp_path / "sp", p2p={"bootstrap_peers": [cp.node.addrs[0]]}))
+    try:
+        await sp.start()
+        assert sp.node is not None
+        await onboard(cp, 0.5)
+        await onboard(sp, 0.2)
+        await connected(sp.node, cp.node)
+        cp_id = cp.node.peer_id
+
+        async def sees_cp() -> bool:
+            assert sp.node is not None
+            return cp_id in {p.peer_id for p in sp.node.peers()}
+
+        await eventually(sees_cp, 15, "the SP sees the CP's capacity")
+        yield cp, sp
+    finally:
+        await sp.stop()
+        await cp.stop()
+
+
+def job(cmd: str, inputs: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "image": "dms-test/busybox:1", "command": ["sh", "-c", cmd],
+        "resources": {"cpu_mhz": 500, "cores": 0.5, "memory_mb": 64},
+        "max_price": 10**18, "duration_s": 60, "inputs": inputs,
+    }  # fmt: skip
+
+
+async def run(sp: Daemon, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """Quote, pay (mode none), follow the frames to the end; the frames and the job's stdout."""
+    async with aiohttp.ClientSession() as s:
+        async with s.post(sp.url + "/api/v1/run/request-service", json=spec) as r:
+            assert r.status == 200, await r.text()
+        frames: list[dict[str, Any]] = []
+        async with s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+            assert (await ws.receive_json(timeout=10))["action"] == "connected"
+            status = {"transaction_type": "fund", "transaction_status": "success"}
+            await ws.send_json({"action": "send-status", "message": status})
+            while True:
+                frame = await ws.receive_json(timeout=90)
+                frames.append(frame)
+                if frame["action"] in ("job-completed", "job-failed", "error"):
+                    break
+    out = ""
+    for f in frames:
+        if f["action"] == "log-stream-response":
+            out += f.get("stdout") or (f.get("message") or {}).get("stdout", "")
+    return frames, out
+
+
+async def test_inputs_are_fetched_mounted_read_only_or_fail_the_job(
+    cp_sp: tuple[Daemon, Daemon], web_server: str
+) -> None:
+    cp, sp = cp_sp
+    uploaded = b"uploaded to the SP\n"
+    sha = (await upload(sp.url, uploaded))["sha256"]
+    cmd = (
+        "cat /inputs/up.txt /inputs/dir/web.txt; "
+        "if touch /inputs/new 2>/dev/null || (echo x >> /inputs/up.txt) 2>/dev/null; "
+        "then echo WRITABLE; else echo READ-ONLY; fi"
+    )
+    frames, out = await run(sp, job(cmd, [{"source": sha, "path": "up.txt"},
+                                          {"source": web_server + "/a.txt", "path": "dir/web.txt"}]))  # fmt: skip
+    assert frames[-1]["action"] == "job-completed", frames[-1]
+    assert out == uploaded.decode() + WEB_TEXT.decode() + "READ-ONLY\n"
+    # the CP keeps the verified blobs; the job's folder is gone
+    async with aiohttp.ClientSession() as s, s.get(f"{cp.url}/api/v1/artifacts/{sha}") as r:
+        assert await r.read() == uploaded
+    assert not any((cp.settings.general.data_dir / "jobs").iterdir())
+
+    missing = hashlib.sha256(b"nobody has this").hexdigest()
+    for source, why in [
+        (missing, "no artifact"),
+        (web_server + "/big", "over the input limit"),
+        ("http://[::1]:9/x", "loopback address"),
+        (web_server + "/nothing", "404"),
+    ]:
+        frames, out = await run(sp, job("echo SHOULD NOT RUN", [{"source": source, "path": "x"}]))
+        assert frames[-1]["action"] == "job-failed", frames[-1]
+        assert why in frames[-1]["message"] and "input 1 (x)" in frames[-1]["message"]
+        assert "SHOULD NOT RUN" not in out
