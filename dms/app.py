@@ -22,6 +22,7 @@ from dms.api.context import ApiContext
 from dms.api.server import build_web_app
 from dms.artifacts import PROTOCOL as ARTIFACT_PROTOCOL
 from dms.artifacts import ArtifactStore, ArtifactTransfer, StoreLimits
+from dms.artifacts.outputs import JobOutputs
 from dms.artifacts.staging import JobFiles
 from dms.artifacts.urls import UrlLimits
 from dms.capacity import advert_for, candidates_from
@@ -193,7 +194,9 @@ class Daemon:
             raise StartupError(f"p2p settings: {exc} (in {self.config_source})") from exc
         transfer = ArtifactTransfer(artifacts, node, stall_s=a.stall_s, max_size=int(a.max_upload_mb * MIB))
         url_limits = UrlLimits.of(int(a.url_max_mb * MIB), a.url_timeout_s, a.allow_addresses)
-        files = JobFiles(artifacts, transfer, data_dir / "jobs", url_limits)
+        files = JobFiles(artifacts, transfer, data_dir / "jobs", url_limits, int(a.outputs_max_mb * MIB))
+        outputs = JobOutputs(artifacts.root / "jobs", transfer)
+        await asyncio.to_thread(outputs.open)
 
         payments = build_payments(s, data_dir)
         self._stack.push_async_callback(payments.close)
@@ -222,7 +225,7 @@ class Daemon:
         transactions = TransactionLog(store)
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
-            RequesterSettings(s.p2p.heartbeat_s), payments, transactions,
+            RequesterSettings(s.p2p.heartbeat_s), payments, transactions, outputs.receive,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)
@@ -233,7 +236,7 @@ class Daemon:
         context = ApiContext(
             settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
             transactions=transactions, database_path=str(store.path), version=__version__,
-            artifacts=artifacts, transfer=transfer,
+            artifacts=artifacts, transfer=transfer, outputs=outputs,
         )  # fmt: skip
         await self._serve(build_web_app(context))
 

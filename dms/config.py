@@ -86,6 +86,7 @@ class Artifacts(_Section):
     max_age_h: float = Field(168, gt=0, description="An artifact unused for this long is removed (unless pinned).")
     max_upload_mb: float = Field(1024, gt=0, description="Largest upload or transfer, MiB.")
     stall_s: float = Field(30, gt=0, le=3600, description="A transfer silent this long is reopened at its offset.")
+    outputs_max_mb: float = Field(1024, gt=0, description="Most a job may leave in /outputs, MiB.")
     url_max_mb: float = Field(1024, gt=0, description="Largest input fetched from a URL, MiB.")
     url_timeout_s: float = Field(300, gt=0, description="Longest fetch of one input URL, seconds.")
     allow_addresses: list[str] = Field(

@@ -12,6 +12,7 @@ from dms.api.endpoint import Body, Endpoint, Handler, parse_body, reply
 from dms.api.errors import error_response
 from dms.artifacts import (
     ArtifactCorrupt,
+    ArtifactNotFound,
     ArtifactTooLarge,
     QuotaExceeded,
     TransferFailed,
@@ -80,6 +81,18 @@ async def download(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
 
+async def job_outputs(request: web.Request) -> web.FileResponse:
+    c = ctx(request)
+    job_id = request.match_info["job_id"]
+    await c.requester.get(job_id)  # 404 for an unknown job
+    art = c.outputs.get(job_id)
+    if art is None:
+        raise ArtifactNotFound(f"job {job_id} has no outputs (yet)")
+    headers = {"Content-Type": "application/x-tar", "Content-Disposition": f'attachment; filename="{job_id}.tar"',
+               "X-Dms-Sha256": art.sha256}  # fmt: skip
+    return web.FileResponse(c.artifacts.path(art.sha256), headers=headers)
+
+
 async def fetch(request: web.Request) -> web.Response:
     sha = check_hash(request.match_info["sha256"])
     body = await parse_body(request, FetchBody)
@@ -98,4 +111,6 @@ ENDPOINTS = [
     Endpoint("POST", "/artifacts/{sha256}/fetch", _mapped(fetch),
              "Fetch an artifact from a peer over /dms/artifacts/1.0.0 (resumed, verified)", "artifacts",
              body=FetchBody, response=ArtifactOut),
+    Endpoint("GET", "/run/jobs/{job_id}/outputs", job_outputs,
+             "The job's outputs (what it left in /outputs) as a tar", "run"),
 ]  # fmt: skip

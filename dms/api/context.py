@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dms.artifacts import ArtifactStore, ArtifactTransfer
+from dms.artifacts.outputs import JobOutputs
 from dms.config import Settings
 from dms.jobs.provider import ProviderService
 from dms.jobs.requester import RequesterService
@@ -27,6 +28,7 @@ class ApiContext:
     version: str
     artifacts: ArtifactStore
     transfer: ArtifactTransfer
+    outputs: JobOutputs
 
 
 CONTEXT = web.AppKey("context", ApiContext)

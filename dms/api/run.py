@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from dms.api.context import ctx
 from dms.api.endpoint import Endpoint, parse_body, reply
+from dms.artifacts import Artifact
 from dms.jobs.spec import JobResources, JobSpec
 from dms.store.models import SPJobRow
 
@@ -34,6 +35,11 @@ class QuoteOut(BaseModel):
     chain_id: int | None = None
 
 
+class OutputsOut(BaseModel):
+    sha256: str
+    size: int
+
+
 class JobOut(BaseModel):
     job_id: str
     state: str
@@ -46,15 +52,17 @@ class JobOut(BaseModel):
     reason: str | None
     created_at: datetime
     updated_at: datetime
+    outputs: OutputsOut | None = Field(None, description="What the job left in /outputs, as a tar artifact.")
 
     @classmethod
-    def of(cls, row: SPJobRow) -> JobOut:
+    def of(cls, row: SPJobRow, outputs: Artifact | None = None) -> JobOut:
         spec = JobSpec.model_validate(row.spec)
         return cls(
             job_id=row.job_id, state=row.state, image=spec.image, command=spec.command, resources=spec.resources,
             compute_provider=row.cp_peer_id or row.quote["compute_provider"]["peer_id"],
             estimated_price=row.quote["estimated_price"], exit_code=row.exit_code, reason=row.reason,
             created_at=row.created_at, updated_at=row.updated_at,
+            outputs=OutputsOut(sha256=outputs.sha256, size=outputs.size) if outputs else None,
         )  # fmt: skip
 
 
@@ -75,12 +83,15 @@ async def request_service(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    rows = await ctx(request).requester.list()
-    return reply(JobsOut(jobs=[JobOut.of(r) for r in rows]))
+    c = ctx(request)
+    rows = await c.requester.list()
+    return reply(JobsOut(jobs=[JobOut.of(r, c.outputs.get(r.job_id)) for r in rows]))
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return reply(JobOut.of(await ctx(request).requester.get(request.match_info["job_id"])))
+    c = ctx(request)
+    row = await c.requester.get(request.match_info["job_id"])
+    return reply(JobOut.of(row, c.outputs.get(row.job_id)))
 
 
 async def cancel_job(request: web.Request) -> web.Response:

@@ -3,19 +3,27 @@
 `<data dir>/jobs/<job id>/inputs` holds the inputs (hard links to verified blobs, read-only; mounted
 read-only at `/inputs`). The blobs are pinned under the job id while it lives, so clean-up never removes
 them; `release` unpins and removes the job's folder.
+
+`<data dir>/jobs/<job id>/outputs` is mounted writable at `/outputs`. A bind mount has no size bound of
+its own on ext4, so `watch_outputs` measures it while the job runs and calls back once it is over the
+limit (the provider stops the job), and `collect_outputs` refuses to store more than the limit. The
+folder's contents become one tar artifact.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import tarfile
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dms.artifacts.inputs import is_hash
-from dms.artifacts.store import ArtifactStore
+from dms.artifacts.store import Artifact, ArtifactStore
 from dms.artifacts.transfer import ArtifactTransfer
 from dms.artifacts.urls import UrlLimits, fetch_url
 from dms.errors import DmsError
@@ -29,6 +37,16 @@ class InputRef:
     path: str
 
 
+WATCH_EVERY_S = 0.5
+
+
+@dataclass
+class OutputsTooLarge(DmsError):
+    """The job left more in /outputs than the provider keeps."""
+
+    code: str = "outputs_too_large"
+
+
 @dataclass
 class InputFailed(DmsError):
     """An input could not be fetched or verified; the job fails before its container starts."""
@@ -37,11 +55,14 @@ class InputFailed(DmsError):
 
 
 class JobFiles:
-    def __init__(self, store: ArtifactStore, transfer: ArtifactTransfer, root: Path, url_limits: UrlLimits) -> None:
+    def __init__(
+        self, store: ArtifactStore, transfer: ArtifactTransfer, root: Path, url_limits: UrlLimits, outputs_max: int
+    ) -> None:
         self._store = store
         self._transfer = transfer
         self._root = root
         self._url_limits = url_limits
+        self.outputs_max = outputs_max
 
     def folder(self, job_id: str) -> Path:
         return self._root / job_id
@@ -76,7 +97,92 @@ class JobFiles:
                 shutil.copyfile(blob, dest)
                 dest.chmod(0o444)
 
+    def prepare_outputs(self, job_id: str) -> Path:
+        """An empty folder for the job's `/outputs`, writable by the container's user whoever runs dms."""
+        folder = self.folder(job_id) / "outputs"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        folder.chmod(0o777)  # the container's root has no CAP_DAC_OVERRIDE and may not be our uid
+        return folder
+
+    async def watch_outputs(self, job_id: str, on_over: Callable[[], Awaitable[None]]) -> None:
+        """Measure the job's /outputs until cancelled; await `on_over` once when it passes the limit."""
+        folder = self.folder(job_id) / "outputs"
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            if await asyncio.to_thread(_du, folder, self.outputs_max) > self.outputs_max:
+                log.info("job %s: /outputs passed the limit of %d bytes; stopping it", job_id, self.outputs_max)
+                await on_over()
+                return
+
+    async def collect_outputs(self, job_id: str) -> Artifact | None:
+        """The job's /outputs as one tar artifact (None when it left nothing). Raises OutputsTooLarge."""
+        folder = self.folder(job_id) / "outputs"
+        used = await asyncio.to_thread(_du, folder, self.outputs_max)
+        if used == 0:
+            return None
+        if used > self.outputs_max:
+            raise OutputsTooLarge(f"the job left more than {self.outputs_max} bytes in /outputs; nothing was kept")
+        tmp = self._store.new_temp()
+        try:
+            await asyncio.to_thread(_tar, folder, tmp)
+            sha, size = await asyncio.to_thread(_hash, tmp)
+            art = await self._store.adopt(tmp, sha, size)
+        finally:
+            self._store.discard(tmp)
+        return art
+
     def release(self, job_id: str) -> None:
         """Unpin the job's artifacts and remove its folder (call once the job has ended)."""
         self._store.unpin(job_id)
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+
+def _du(folder: Path, stop_over: int) -> int:
+    """Bytes in regular files under `folder` (symlinks not followed); stops counting past `stop_over`."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            total += max(st.st_size, st.st_blocks * 512)
+            if total > stop_over:
+                return total
+    return total
+
+
+def _tar(folder: Path, dest: Path) -> None:
+    """`folder`'s contents as a tar, sorted, owners cleared; links are stored as links, never followed."""
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if not (info.isfile() or info.isdir() or info.issym()):
+            return None  # devices, fifos: not outputs
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    with tarfile.open(dest, "w") as tar:
+        for path in _walk(folder):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False, filter=clean)
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Everything under `folder`, parents before children, in name order; symlinked folders not entered."""
+    out: list[Path] = []
+    for dirpath, dirs, files in os.walk(folder):
+        dirs.sort()
+        base = Path(dirpath)
+        out += [base / d for d in dirs] + [base / f for f in sorted(files)]
+    return sorted(out, key=lambda p: p.relative_to(folder).parts)
+
+
+def _hash(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 API = "/api/v1"
@@ -44,6 +46,20 @@ class DmsClient:
 
     def post(self, path: str, body: dict[str, Any] | None = None, **query: str) -> Any:
         return self._call("POST", path, query, body)
+
+    def download(self, path: str, dest: Path) -> None:
+        """Stream a GET answer's body into `dest`. Raises ApiError or DaemonUnreachable like `get`."""
+        request = urllib.request.Request(self.base_url + API + path, headers={"Accept": "*/*"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response, dest.open("wb") as f:
+                shutil.copyfileobj(response, f, 1024 * 1024)
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            raise self._unreachable(getattr(reason, "strerror", None) or str(reason)) from None
+        except TimeoutError:
+            raise self._unreachable(f"no answer within {self.timeout:g} s") from None
 
     def _call(self, method: str, path: str, query: dict[str, str], body: dict[str, Any] | None) -> Any:
         url = self.base_url + API + path

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from dms.artifacts.tarball import UnsafeTar, extract
 from dms.cli import render
 from dms.cli.client import DaemonUnreachable, DmsClient
 from dms.cli.target import Target
@@ -189,8 +193,22 @@ def jobs(ctx: typer.Context) -> None:
     render.out.print(table)
 
 
-def job(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:
-    """Show one job."""
+def job(
+    ctx: typer.Context,
+    job_id: Annotated[
+        str, typer.Argument(metavar="[get] JOB_ID", help="The job id; `get JOB_ID` downloads its outputs.")
+    ],
+    get_id: Annotated[str | None, typer.Argument(hidden=True)] = None,
+    out: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="DIR", help="With `get`: unpack here (default ./JOB_ID).")
+    ] = None,
+) -> None:
+    """Show one job; `nunet job get JOB_ID [-o DIR]` downloads and unpacks what it left in /outputs."""
+    if job_id == "get" and get_id:
+        get_outputs(_client(ctx), get_id, out or Path(get_id))
+        return
+    if get_id is not None or out is not None:
+        raise typer.BadParameter("expected `nunet job JOB_ID` or `nunet job get JOB_ID [-o DIR]`")
     j = _client(ctx).get(f"/run/jobs/{job_id}")
     r = j["resources"]
     rows = [
@@ -200,7 +218,21 @@ def job(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job 
         ("Exit code", "" if j.get("exit_code") is None else str(j["exit_code"])), ("Reason", j.get("reason") or ""),
         ("Created", render.when(j["created_at"])), ("Updated", render.when(j["updated_at"])),
     ]  # fmt: skip
+    if j.get("outputs"):
+        rows.append(("Outputs", f"{j['outputs']['sha256']} ({j['outputs']['size']} bytes; nunet job get {job_id})"))
     render.out.print(render.fields_table(rows))
+
+
+def get_outputs(client: DmsClient, job_id: str, dest: Path) -> None:
+    """Download the job's outputs tar and unpack it into `dest`, refusing entries that would leave it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tar_path = Path(tmp) / "outputs.tar"
+        client.download(f"/run/jobs/{job_id}/outputs", tar_path)
+        try:
+            names = extract(tar_path, dest)
+        except (UnsafeTar, tarfile.TarError) as exc:
+            raise typer.BadParameter(f"the outputs of job {job_id} cannot be unpacked safely: {exc}") from None
+    render.line(f"{len(names)} entries of job {job_id}'s outputs unpacked into {dest}", style="bold")
 
 
 def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from dms.artifacts.staging import InputFailed, InputRef, JobFiles
+from dms.artifacts.staging import InputFailed, InputRef, JobFiles, OutputsTooLarge
+from dms.artifacts.store import Artifact
 from dms.executor.base import (
     ContainerSpec,
     EndReason,
@@ -214,9 +215,10 @@ class ProviderService:
         code: int | None = None
         final: CPState = CPState.FAILED
         reason: str | None = "the provider stopped"
+        outputs: Artifact | None = None
         try:
             state = await self._move(job_id, state, CPState.STARTING)
-            mounts = await self._stage_inputs(job_id, spec, sp_peer)
+            mounts = await self._stage_inputs(job_id, spec, sp_peer) + self._stage_outputs(job_id)
 
             async def started() -> None:
                 nonlocal state
@@ -227,25 +229,47 @@ class ProviderService:
                 await self._bound_logs(job_id)
 
             r = spec.resources
-            result = await self._executor.run(
-                ContainerSpec(
-                    job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
-                    cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
-                    network=network, gpus=gpus, mounts=mounts,
-                ),
-                logs,
-                started,
-            )  # fmt: skip
+            watcher = self._watch_outputs(job_id)
+            try:
+                result = await self._executor.run(
+                    ContainerSpec(
+                        job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
+                        cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
+                        network=network, gpus=gpus, mounts=mounts,
+                    ),
+                    logs,
+                    started,
+                )  # fmt: skip
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
             code = result.exit_code
             final, reason = outcome(result, r.memory_mb)
-        except (ExecutorError, InputFailed) as exc:
+            outputs = await self._files.collect_outputs(job_id) if self._files is not None else None
+        except (ExecutorError, InputFailed, OutputsTooLarge) as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
             if self._files is not None:
                 self._files.release(job_id)
             self._tasks.pop(job_id, None)
             self._log_batches.pop(job_id, None)
-            await asyncio.shield(self._finish(job_id, state, final, code, reason))
+            await asyncio.shield(self._finish(job_id, state, final, code, reason, outputs))
+
+    def _stage_outputs(self, job_id: str) -> tuple[Mount, ...]:
+        """The job's writable `/outputs` (dms.artifacts), collected into an artifact when it ends."""
+        if self._files is None:
+            return ()
+        return (Mount(str(self._files.prepare_outputs(job_id)), "/outputs", read_only=False),)
+
+    def _watch_outputs(self, job_id: str) -> asyncio.Task[None] | None:
+        """Stop the job once its /outputs passes the limit (a bind mount has no bound of its own)."""
+        if self._files is None:
+            return None
+
+        async def over() -> None:
+            await self._executor.cancel(job_id)
+
+        return asyncio.create_task(self._files.watch_outputs(job_id, over))
 
     async def _stage_inputs(self, job_id: str, spec: JobSpec, sp_peer: str) -> tuple[Mount, ...]:
         """The job's inputs fetched, verified and laid out, as the read-only `/inputs` mount (dms.artifacts)."""
@@ -264,12 +288,16 @@ class ProviderService:
         return new
 
     async def _finish(
-        self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None
+        self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None,
+        outputs: Artifact | None = None,
     ) -> None:
         transition(current, final)
         await self._jobs.update(job_id, state=final.value, exit_code=code, reason=reason)
         await self._allocations.release(job_id)
-        await self._emit(job_id, "result", {"state": final.value, "exit_code": code, "reason": reason})
+        result: dict[str, Any] = {"state": final.value, "exit_code": code, "reason": reason}
+        if outputs is not None:
+            result["outputs"] = {"sha256": outputs.sha256, "size": outputs.size}
+        await self._emit(job_id, "result", result)
         await self._on_capacity_change()
         log.info("job %s %s%s", job_id, final.value, f": {reason}" if reason and final != CPState.COMPLETED else "")
 

@@ -47,6 +47,9 @@ from dms.store.models import SPJobRow
 
 log = logging.getLogger(__name__)
 
+OutputsHook = Callable[[str, str, Any], Awaitable[dict[str, Any] | None]]
+"""(job id, provider's peer id, the outputs it reported) → what the job's end frame shows (dms.artifacts)."""
+
 ANSWER_TIMEOUT_S = 15.0
 Frame = dict[str, Any]
 
@@ -69,6 +72,7 @@ class RequesterService:
         settings: RequesterSettings,
         payments: PaymentGate,
         transactions: TransactionLog,
+        on_outputs: OutputsHook | None = None,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -78,6 +82,7 @@ class RequesterService:
         self._settings = settings
         self._payments = payments
         self._transactions = transactions
+        self._on_outputs = on_outputs
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, LineStream] = {}
         self._feed = EventFeed(events, "sp")
@@ -375,7 +380,12 @@ class RequesterService:
                 str(ev.data.get("state")), SPState.FAILED
             )
             code = ev.data.get("exit_code")
-            await self._end(job_id, state, ev.data.get("reason"), code if isinstance(code, int) else None)
+            outputs = None
+            if self._on_outputs is not None and "outputs" in ev.data and row.cp_peer_id:  # fetched before the end
+                outputs = await self._on_outputs(job_id, row.cp_peer_id, ev.data["outputs"])
+            await self._end(
+                job_id, state, ev.data.get("reason"), code if isinstance(code, int) else None, outputs=outputs
+            )
             return True
         return False
 
@@ -391,7 +401,8 @@ class RequesterService:
         log.info("job %s: %s (%s) sent: %s", job_id, action, outcome, tx)
 
     async def _end(
-        self, job_id: str, state: SPState, reason: str | None, code: int | None, *, settle: bool = True
+        self, job_id: str, state: SPState, reason: str | None, code: int | None, *, settle: bool = True,
+        outputs: dict[str, Any] | None = None,
     ) -> None:
         row = await self._row(job_id)
         was = SPState(row.state)
@@ -401,11 +412,12 @@ class RequesterService:
             lost = (reason or "").startswith("compute provider lost")
             started = was == SPState.RUNNING or state == SPState.COMPLETED
             await self._settle(job_id, outcome_of(state.value, container_started=started, provider_lost=lost))
+        extra = {"outputs": outputs} if outputs else {}
         if state == SPState.COMPLETED:
-            await self._frame(job_id, {"action": "job-completed", "detail": {"exit_code": code}})
+            await self._frame(job_id, {"action": "job-completed", "detail": {"exit_code": code, **extra}})
         else:
             why = reason or state.value
-            detail: dict[str, Any] = {"reason": why}
+            detail: dict[str, Any] = {"reason": why, **extra}
             if code is not None:
                 detail["exit_code"] = code
             await self._frame(job_id, {"action": "job-failed", "message": why, "detail": detail})

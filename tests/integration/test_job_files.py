@@ -1,10 +1,16 @@
-"""Job inputs between real daemons and a real Docker engine: an uploaded artifact and a URL on 127.0.0.1
-are readable and read-only under /inputs; a missing artifact, a refused address or an oversize URL fails
-the job before start, with the reason."""
+"""Job inputs and outputs between real daemons and a real Docker engine.
+
+Inputs: an uploaded artifact and a URL on 127.0.0.1 are readable and read-only under /inputs; a missing
+artifact, a refused address or an oversize URL fails the job before start, with the reason. Outputs: what
+the job leaves in /outputs reaches the SP as a tar, byte-identical, through REST and `nunet job get`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
+import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ from aiohttp import web
 from dms.app import Daemon
 from tests.conftest import PAYOUT, make_settings
 from tests.integration.test_artifacts import connected, eventually, upload
+from tests.procs import run_cli
 
 WEB_TEXT = b"served over http on loopback\n"
 
@@ -52,7 +59,8 @@ async def onboard(d: Daemon, share: float) -> None:
 
 @pytest.fixture
 async def cp_sp(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Daemon]]:
-    cp = Daemon(make_settings(tmp_path / "cp", artifacts={"allow_addresses": ["127.0.0.1/32"], "url_max_mb": 1}))
+    limits = {"allow_addresses": ["127.0.0.1/32"], "url_max_mb": 1, "outputs_max_mb": 1}
+    cp = Daemon(make_settings(tmp_path / "cp", artifacts=limits))
     await cp.start()
     assert cp.node is not None
     sp = Daemon(make_settings(tmp_path / "sp", p2p={"bootstrap_peers": [cp.node.addrs[0]]}))
@@ -136,3 +144,44 @@ async def test_inputs_are_fetched_mounted_read_only_or_fail_the_job(
         assert frames[-1]["action"] == "job-failed", frames[-1]
         assert why in frames[-1]["message"] and "input 1 (x)" in frames[-1]["message"]
         assert "SHOULD NOT RUN" not in out
+
+
+WRITE_OUTPUTS = (
+    "mkdir -p /outputs/sub && seq 1 20000 > /outputs/sub/numbers.txt && printf 'done' > /outputs/result.txt "
+    "&& ln -s result.txt /outputs/link && echo wrote"
+)
+
+
+async def test_outputs_reach_the_sp_as_a_tar(cp_sp: tuple[Daemon, Daemon], tmp_path: Path) -> None:
+    _, sp = cp_sp
+    frames, out = await run(sp, job(WRITE_OUTPUTS, []))
+    end = frames[-1]
+    assert end["action"] == "job-completed" and out == "wrote\n", end
+    outputs = end["detail"]["outputs"]
+    assert end["detail"]["exit_code"] == 0 and set(outputs) == {"sha256", "size"}
+    job_id = end["job_id"]
+    numbers = "".join(f"{i}\n" for i in range(1, 20001)).encode()
+    async with aiohttp.ClientSession(base_url=sp.url) as s:
+        async with s.get(f"/api/v1/run/jobs/{job_id}") as r:
+            assert (await r.json())["outputs"] == outputs
+        async with s.get(f"/api/v1/run/jobs/{job_id}/outputs") as r:
+            assert r.status == 200 and r.content_type == "application/x-tar"
+            body = await r.read()
+    assert hashlib.sha256(body).hexdigest() == outputs["sha256"] and len(body) == outputs["size"]
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert sorted(tar.getnames()) == ["link", "result.txt", "sub", "sub/numbers.txt"]
+        assert tar.getmember("link").issym()
+        numbers_file = tar.extractfile("sub/numbers.txt")
+        assert numbers_file is not None and numbers_file.read() == numbers
+    # the CLI downloads and unpacks the same bytes
+    dest = tmp_path / "got"
+    res = await asyncio.to_thread(run_cli, "job", "get", job_id, "-o", str(dest), dms=sp.url)  # daemon on this loop
+    assert res.returncode == 0, res.stderr
+    assert (dest / "sub" / "numbers.txt").read_bytes() == numbers and (dest / "link").read_text() == "done"
+
+    # past outputs_max_mb (1 MiB) the job is stopped and fails saying why; nothing is kept
+    frames, _ = await run(sp, job("dd if=/dev/zero of=/outputs/big bs=64k count=64; sleep 30", []))
+    end = frames[-1]
+    assert end["action"] == "job-failed" and "/outputs" in end["message"] and "outputs" not in end["detail"], end
+    async with aiohttp.ClientSession(base_url=sp.url) as s, s.get(f"/api/v1/run/jobs/{end['job_id']}/outputs") as r:
+        assert r.status == 404
