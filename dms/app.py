@@ -22,6 +22,7 @@ from dms.api.context import ApiContext
 from dms.api.server import build_web_app
 from dms.artifacts import PROTOCOL as ARTIFACT_PROTOCOL
 from dms.artifacts import ArtifactStore, ArtifactTransfer, StoreLimits
+from dms.artifacts.checkpoints import JobCheckpoints
 from dms.artifacts.outputs import JobOutputs
 from dms.artifacts.staging import JobFiles
 from dms.artifacts.urls import UrlLimits
@@ -197,6 +198,9 @@ class Daemon:
         files = JobFiles(artifacts, transfer, data_dir / "jobs", url_limits, int(a.outputs_max_mb * MIB))
         outputs = JobOutputs(artifacts.root / "jobs", transfer)
         await asyncio.to_thread(outputs.open)
+        checkpoints = JobCheckpoints(artifacts.root / "checkpoints", transfer)
+        await asyncio.to_thread(checkpoints.open)
+        self._stack.push_async_callback(checkpoints.close)
 
         payments = build_payments(s, data_dir)
         self._stack.push_async_callback(payments.close)
@@ -226,6 +230,7 @@ class Daemon:
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
             RequesterSettings(s.p2p.heartbeat_s), payments, transactions, outputs.receive,
+            checkpoints.receive,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)
@@ -236,7 +241,7 @@ class Daemon:
         context = ApiContext(
             settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
             transactions=transactions, database_path=str(store.path), version=__version__,
-            artifacts=artifacts, transfer=transfer, outputs=outputs,
+            artifacts=artifacts, transfer=transfer, outputs=outputs, checkpoints=checkpoints,
         )  # fmt: skip
         await self._serve(build_web_app(context))
 

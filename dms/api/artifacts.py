@@ -93,6 +93,31 @@ async def job_outputs(request: web.Request) -> web.FileResponse:
     return web.FileResponse(c.artifacts.path(art.sha256), headers=headers)
 
 
+class CheckpointOut(BaseModel):
+    job_id: str
+    seq: int = Field(description="1, 2, ... in the order the provider took them")
+    sha256: str = Field(description="The snapshot, a tar artifact: GET /api/v1/artifacts/{sha256}")
+    size: int
+    at: float = Field(description="When it was taken, seconds since the epoch (the provider's clock)")
+    final: bool = Field(description="Taken when the job ended or was cancelled")
+
+
+class CheckpointsOut(BaseModel):
+    checkpoints: list[CheckpointOut]
+
+
+async def all_checkpoints(request: web.Request) -> web.Response:
+    every = ctx(request).checkpoints.all()
+    return reply(CheckpointsOut(checkpoints=[CheckpointOut(job_id=j, **e) for j, es in every.items() for e in es]))
+
+
+async def job_checkpoints(request: web.Request) -> web.Response:
+    c = ctx(request)
+    job_id = request.match_info["job_id"]
+    await c.requester.get(job_id)  # 404 for an unknown job
+    return reply(CheckpointsOut(checkpoints=[CheckpointOut(job_id=job_id, **e) for e in c.checkpoints.of(job_id)]))
+
+
 async def fetch(request: web.Request) -> web.Response:
     sha = check_hash(request.match_info["sha256"])
     body = await parse_body(request, FetchBody)
@@ -113,4 +138,8 @@ ENDPOINTS = [
              body=FetchBody, response=ArtifactOut),
     Endpoint("GET", "/run/jobs/{job_id}/outputs", job_outputs,
              "The job's outputs (what it left in /outputs) as a tar", "run"),
+    Endpoint("GET", "/run/checkpoints", all_checkpoints, "Every job's checkpoints held by this node (as SP)", "run",
+             response=CheckpointsOut),
+    Endpoint("GET", "/run/jobs/{job_id}/checkpoints", job_checkpoints, "One job's checkpoints, oldest first", "run",
+             response=CheckpointsOut),
 ]  # fmt: skip

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dms.artifacts import ArtifactStore, ArtifactTransfer
+from dms.artifacts.checkpoints import JobCheckpoints
 from dms.artifacts.outputs import JobOutputs
 from dms.config import Settings
 from dms.jobs.provider import ProviderService
@@ -29,6 +30,7 @@ class ApiContext:
     artifacts: ArtifactStore
     transfer: ArtifactTransfer
     outputs: JobOutputs
+    checkpoints: JobCheckpoints
 
 
 CONTEXT = web.AppKey("context", ApiContext)

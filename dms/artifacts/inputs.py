@@ -45,3 +45,15 @@ def paths_problem(paths: Sequence[str]) -> str | None:
             if "/".join(parts[:i]) in seen:
                 return f"{p} is inside {'/'.join(parts[:i])}, which is a file"
     return None
+
+
+RESERVED = ("/inputs", "/outputs", "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/usr")
+
+
+def checkpoint_path_problem(path: str) -> str | None:
+    """Why `path` cannot be a job's checkpoint folder: absolute, plain names, not a system or dms folder."""
+    if not path.startswith("/") or path_problem(path[1:]):
+        return "an absolute path of plain names (letters, digits, . _ -), without . or .. parts"
+    if any(path == r or path.startswith(r + "/") for r in RESERVED):
+        return f"{path} is a system folder or one dms mounts itself"
+    return None

@@ -106,31 +106,47 @@ class JobFiles:
         return folder
 
     async def watch_outputs(self, job_id: str, on_over: Callable[[], Awaitable[None]]) -> None:
-        """Measure the job's /outputs until cancelled; await `on_over` once when it passes the limit."""
-        folder = self.folder(job_id) / "outputs"
+        """Measure the job's /outputs and checkpoint folder until cancelled; await `on_over` once when
+        together they pass the limit."""
+        folder = self.folder(job_id)
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
-            if await asyncio.to_thread(_du, folder, self.outputs_max) > self.outputs_max:
-                log.info("job %s: /outputs passed the limit of %d bytes; stopping it", job_id, self.outputs_max)
+            used = await asyncio.to_thread(_du, folder / "outputs", self.outputs_max)
+            used += await asyncio.to_thread(_du, folder / "checkpoint", self.outputs_max)
+            if used > self.outputs_max:
+                log.info("job %s: its files passed the limit of %d bytes; stopping it", job_id, self.outputs_max)
                 await on_over()
                 return
 
     async def collect_outputs(self, job_id: str) -> Artifact | None:
         """The job's /outputs as one tar artifact (None when it left nothing). Raises OutputsTooLarge."""
-        folder = self.folder(job_id) / "outputs"
+        return await self._pack(self.folder(job_id) / "outputs", "/outputs")
+
+    def prepare_checkpoint(self, job_id: str) -> Path:
+        """An empty folder for the job's checkpoint path (see dms.artifacts.checkpoints)."""
+        folder = self.folder(job_id) / "checkpoint"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        folder.chmod(0o777)
+        return folder
+
+    async def snapshot(self, job_id: str) -> Artifact | None:
+        """The job's checkpoint folder now, as a tar artifact (None while empty). Raises OutputsTooLarge."""
+        return await self._pack(self.folder(job_id) / "checkpoint", "the checkpoint path")
+
+    async def _pack(self, folder: Path, what: str) -> Artifact | None:
         used = await asyncio.to_thread(_du, folder, self.outputs_max)
         if used == 0:
             return None
         if used > self.outputs_max:
-            raise OutputsTooLarge(f"the job left more than {self.outputs_max} bytes in /outputs; nothing was kept")
+            raise OutputsTooLarge(f"the job left more than {self.outputs_max} bytes in {what}; nothing was kept")
         tmp = self._store.new_temp()
         try:
             await asyncio.to_thread(_tar, folder, tmp)
             sha, size = await asyncio.to_thread(_hash, tmp)
-            art = await self._store.adopt(tmp, sha, size)
+            return await self._store.adopt(tmp, sha, size)
         finally:
             self._store.discard(tmp)
-        return art
 
     def release(self, job_id: str) -> None:
         """Unpin the job's artifacts and remove its folder (call once the job has ended)."""

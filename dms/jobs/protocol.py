@@ -71,12 +71,13 @@ class Rejected(Strict):
 
 
 class Event(Strict):
-    """A numbered job event. `kind` is status (`state`), logs (`stdout`, `stderr`) or result."""
+    """A numbered job event. `kind` is status (`state`), logs (`stdout`, `stderr`), result, or checkpoint
+    (`seq`, `sha256`, `size`, `at`, `final`: dms.artifacts.checkpoints)."""
 
     type: Literal["event"]
     job_id: JobId
     seq: int = Field(ge=1)
-    kind: Literal["status", "logs", "result"]
+    kind: Literal["status", "logs", "result", "checkpoint"]
     data: dict[str, Any]
 
 

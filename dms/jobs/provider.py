@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from dms.artifacts.checkpoints import CheckpointRun
 from dms.artifacts.staging import InputFailed, InputRef, JobFiles, OutputsTooLarge
 from dms.artifacts.store import Artifact
 from dms.executor.base import (
@@ -218,11 +220,14 @@ class ProviderService:
         outputs: Artifact | None = None
         try:
             state = await self._move(job_id, state, CPState.STARTING)
-            mounts = await self._stage_inputs(job_id, spec, sp_peer) + self._stage_outputs(job_id)
+            mounts = await self._stage_inputs(job_id, spec, sp_peer) + self._stage_outputs(job_id, spec)
+            checkpoints = self._checkpoints(job_id, spec)
 
             async def started() -> None:
                 nonlocal state
                 state = await self._move(job_id, state, CPState.RUNNING)
+                if checkpoints is not None:
+                    checkpoints.start()
 
             async def logs(chunk: LogChunk) -> None:
                 await self._emit(job_id, "logs", {"stdout": chunk.stdout, "stderr": chunk.stderr})
@@ -245,6 +250,11 @@ class ProviderService:
                     watcher.cancel()
             code = result.exit_code
             final, reason = outcome(result, r.memory_mb)
+            if watcher is not None and watcher.done() and not watcher.cancelled() and self._files is not None:
+                limit = self._files.outputs_max
+                final, reason = CPState.FAILED, f"stopped: its files passed the limit of {limit} bytes"
+            if checkpoints is not None:
+                await checkpoints.finish()
             outputs = await self._files.collect_outputs(job_id) if self._files is not None else None
         except (ExecutorError, InputFailed, OutputsTooLarge) as exc:
             final, reason = CPState.FAILED, str(exc)
@@ -255,11 +265,24 @@ class ProviderService:
             self._log_batches.pop(job_id, None)
             await asyncio.shield(self._finish(job_id, state, final, code, reason, outputs))
 
-    def _stage_outputs(self, job_id: str) -> tuple[Mount, ...]:
-        """The job's writable `/outputs` (dms.artifacts), collected into an artifact when it ends."""
+    def _stage_outputs(self, job_id: str, spec: JobSpec) -> tuple[Mount, ...]:
+        """The job's writable `/outputs` and checkpoint folder (dms.artifacts), collected when it ends."""
         if self._files is None:
             return ()
-        return (Mount(str(self._files.prepare_outputs(job_id)), "/outputs", read_only=False),)
+        mounts = [Mount(str(self._files.prepare_outputs(job_id)), "/outputs", read_only=False)]
+        if spec.checkpoint is not None:
+            mounts.append(Mount(str(self._files.prepare_checkpoint(job_id)), spec.checkpoint.path, read_only=False))
+        return tuple(mounts)
+
+    def _checkpoints(self, job_id: str, spec: JobSpec) -> CheckpointRun | None:
+        if self._files is None or spec.checkpoint is None:
+            return None
+        files = self._files
+
+        async def emit(data: dict[str, Any]) -> None:
+            await self._emit(job_id, "checkpoint", data)
+
+        return CheckpointRun(functools.partial(files.snapshot, job_id), spec.checkpoint.interval_s, emit)
 
     def _watch_outputs(self, job_id: str) -> asyncio.Task[None] | None:
         """Stop the job once its /outputs passes the limit (a bind mount has no bound of its own)."""

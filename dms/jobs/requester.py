@@ -73,6 +73,7 @@ class RequesterService:
         payments: PaymentGate,
         transactions: TransactionLog,
         on_outputs: OutputsHook | None = None,
+        on_checkpoint: Callable[[str, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -83,6 +84,7 @@ class RequesterService:
         self._payments = payments
         self._transactions = transactions
         self._on_outputs = on_outputs
+        self._on_checkpoint = on_checkpoint
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, LineStream] = {}
         self._feed = EventFeed(events, "sp")
@@ -375,6 +377,8 @@ class RequesterService:
             await self._frame(job_id, {"action": "log-stream-response", "message": message})
         elif ev.kind == "status" and ev.data.get("state") == "running" and row.state == SPState.SUBMITTED.value:
             await self._jobs.update(job_id, state=transition(SPState.SUBMITTED, SPState.RUNNING).value)
+        elif ev.kind == "checkpoint" and self._on_checkpoint is not None and row.cp_peer_id:
+            self._on_checkpoint(job_id, row.cp_peer_id, ev.data)  # fetched in the background
         elif ev.kind == "result":
             state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
                 str(ev.data.get("state")), SPState.FAILED

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from dms.artifacts.inputs import MAX_INPUTS, path_problem, paths_problem, source_problem
+from dms.artifacts.inputs import MAX_INPUTS, checkpoint_path_problem, path_problem, paths_problem, source_problem
 
 ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IMAGE_REF = r"^[a-z0-9][a-z0-9._/:@-]*$"
@@ -54,6 +54,20 @@ class JobInput(Strict):
         return v
 
 
+class JobCheckpoint(Strict):
+    """Snapshot `path` every `interval_s` while the job runs, and when it ends (dms.artifacts.checkpoints)."""
+
+    path: str = Field("/workspace", max_length=512, description="The folder to snapshot (dms mounts it).")
+    interval_s: float = Field(ge=1, le=86_400, description="Seconds between snapshots.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if problem := checkpoint_path_problem(v):
+            raise ValueError(problem)
+        return v
+
+
 class JobSpec(Strict):
     image: str = Field(min_length=1, max_length=256, pattern=IMAGE_REF)
     command: list[Arg] = Field(default_factory=list, max_length=256)
@@ -62,6 +76,7 @@ class JobSpec(Strict):
     max_price: int = Field(ge=0, description="The most the job may cost, wei.")
     duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")
     inputs: list[JobInput] = Field(default_factory=list, max_length=MAX_INPUTS, description="Files under /inputs.")
+    checkpoint: JobCheckpoint | None = None
 
     @field_validator("inputs")
     @classmethod

@@ -185,3 +185,46 @@ async def test_outputs_reach_the_sp_as_a_tar(cp_sp: tuple[Daemon, Daemon], tmp_p
     assert end["action"] == "job-failed" and "/outputs" in end["message"] and "outputs" not in end["detail"], end
     async with aiohttp.ClientSession(base_url=sp.url) as s, s.get(f"/api/v1/run/jobs/{end['job_id']}/outputs") as r:
         assert r.status == 404
+
+
+COUNTER = (
+    "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo $i > /workspace/c.tmp; mv /workspace/c.tmp /workspace/counter; "
+    "sleep 0.1; done; echo counted"
+)
+
+
+def counter_in(tar_bytes: bytes) -> int:
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        f = tar.extractfile("counter")
+        assert f is not None
+        return int(f.read())
+
+
+async def test_checkpoints_reach_the_sp_numbered_with_the_final_state(cp_sp: tuple[Daemon, Daemon]) -> None:
+    _, sp = cp_sp
+    spec = {**job(COUNTER, []), "checkpoint": {"path": "/workspace", "interval_s": 1}}
+    frames, out = await run(sp, spec)
+    assert frames[-1]["action"] == "job-completed" and out == "counted\n", frames[-1]
+    job_id = frames[-1]["job_id"]
+    async with aiohttp.ClientSession(base_url=sp.url) as s:
+
+        async def final_recorded() -> list[dict[str, Any]] | None:
+            async with s.get(f"/api/v1/run/jobs/{job_id}/checkpoints") as r:
+                cps: list[dict[str, Any]] = (await r.json())["checkpoints"]
+            return cps if cps and cps[-1]["final"] else None
+
+        cps = await eventually(final_recorded, 20, "the final checkpoint reaches the SP")
+        assert [c["seq"] for c in cps] == list(range(1, len(cps) + 1)) and len(cps) >= 2, cps
+        assert all(c["job_id"] == job_id for c in cps) and not any(c["final"] for c in cps[:-1])
+        counters = []
+        for c in cps:
+            async with s.get(f"/api/v1/artifacts/{c['sha256']}") as r:  # held by the SP itself
+                body = await r.read()
+            assert hashlib.sha256(body).hexdigest() == c["sha256"]
+            counters.append(counter_in(body))
+        assert counters == sorted(counters) and counters[0] < 30 and counters[-1] == 30, counters
+        async with s.get("/api/v1/run/checkpoints") as r:
+            assert [c for c in (await r.json())["checkpoints"] if c["job_id"] == job_id] == cps
+        bad = {**job("true", []), "checkpoint": {"path": "/proc/x", "interval_s": 1}}
+        async with s.post("/api/v1/run/request-service", json=bad) as r:
+            assert r.status == 400 and "checkpoint.path" in (await r.json())["error"]["message"]
