@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 from dms.api.context import ctx
 from dms.api.endpoint import Body, Endpoint, Handler, parse_body, reply
 from dms.api.errors import error_response
+from dms.api.run import QuoteOut
 from dms.artifacts import (
     ArtifactCorrupt,
     ArtifactNotFound,
@@ -18,7 +20,9 @@ from dms.artifacts import (
     TransferFailed,
     check_hash,
 )
-from dms.errors import DmsError
+from dms.errors import Conflict, DmsError, NotFound
+from dms.jobs.spec import JobSpec
+from dms.jobs.states import SPState
 
 UPLOAD_CHUNK = 256 * 1024
 MIB = 1024 * 1024
@@ -118,6 +122,40 @@ async def job_checkpoints(request: web.Request) -> web.Response:
     return reply(CheckpointsOut(checkpoints=[CheckpointOut(job_id=job_id, **e) for e in c.checkpoints.of(job_id)]))
 
 
+class ResumeBody(Body):
+    checkpoint: int | None = Field(None, ge=1, description="The checkpoint's seq; the latest when absent.")
+
+
+class ResumedFrom(BaseModel):
+    job_id: str
+    checkpoint: int
+
+
+class ResumeOut(QuoteOut):
+    resumed_from: ResumedFrom
+
+
+async def resume(request: web.Request) -> web.Response:
+    """Quote a new run of an ended job, restored from one of its checkpoints; paid and followed like any."""
+    c = ctx(request)
+    job_id = request.match_info["job_id"]
+    body = await parse_body(request, ResumeBody) if request.can_read_body else ResumeBody()
+    row = await c.requester.get(job_id)
+    if not SPState(row.state).is_terminal():
+        raise Conflict(f"job {job_id} is still {row.state}; a job is resumed once it has ended", code="job_not_ended")
+    cps = c.checkpoints.of(job_id)
+    if not cps:
+        raise Conflict(f"job {job_id} has no checkpoints", code="no_checkpoint")
+    pick = cps[-1] if body.checkpoint is None else next((x for x in cps if x["seq"] == body.checkpoint), None)
+    if pick is None:
+        have = ", ".join(str(x["seq"]) for x in cps)
+        raise NotFound(f"job {job_id} has no checkpoint {body.checkpoint} (it has {have})", code="no_checkpoint")
+    spec = JobSpec.model_validate(row.spec).model_copy(update={"restore": pick["sha256"]})
+    quote: dict[str, Any] = await c.requester.request_service(spec, None)
+    out = {k: v for k, v in quote.items() if k != "candidates"}
+    return reply(ResumeOut.model_validate({**out, "resumed_from": {"job_id": job_id, "checkpoint": pick["seq"]}}))
+
+
 async def fetch(request: web.Request) -> web.Response:
     sha = check_hash(request.match_info["sha256"])
     body = await parse_body(request, FetchBody)
@@ -142,4 +180,7 @@ ENDPOINTS = [
              response=CheckpointsOut),
     Endpoint("GET", "/run/jobs/{job_id}/checkpoints", job_checkpoints, "One job's checkpoints, oldest first", "run",
              response=CheckpointsOut),
+    Endpoint("POST", "/run/jobs/{job_id}/resume", resume,
+             "Quote a new run of an ended job from one of its checkpoints (rollback)", "run",
+             body=ResumeBody, response=ResumeOut),
 ]  # fmt: skip

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dms.artifacts.inputs import is_hash
 from dms.artifacts.store import Artifact, ArtifactStore
+from dms.artifacts.tarball import UnsafeTar, extract
 from dms.artifacts.transfer import ArtifactTransfer
 from dms.artifacts.urls import UrlLimits, fetch_url
 from dms.errors import DmsError
@@ -130,6 +131,16 @@ class JobFiles:
         folder.chmod(0o777)
         return folder
 
+    async def restore(self, job_id: str, sha256: str, sp_peer: str) -> None:
+        """Unpack checkpoint `sha256` (fetched from the SP's node, verified) into the job's checkpoint folder,
+        writable by the job. Raises InputFailed."""
+        try:
+            art = await self._transfer.fetch(sp_peer, sha256)
+            self._store.pin(job_id, {art.sha256})
+            await asyncio.to_thread(_unpack, self._store.path(art.sha256), self.folder(job_id) / "checkpoint")
+        except (DmsError, UnsafeTar, tarfile.TarError, OSError) as exc:
+            raise InputFailed(f"checkpoint {sha256} could not be restored: {exc}") from exc
+
     async def snapshot(self, job_id: str) -> Artifact | None:
         """The job's checkpoint folder now, as a tar artifact (None while empty). Raises OutputsTooLarge."""
         return await self._pack(self.folder(job_id) / "checkpoint", "the checkpoint path")
@@ -152,6 +163,17 @@ class JobFiles:
         """Unpin the job's artifacts and remove its folder (call once the job has ended)."""
         self._store.unpin(job_id)
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+
+def _unpack(tar_path: Path, folder: Path) -> None:
+    extract(tar_path, folder)
+    for dirpath, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(dirpath, d), 0o777)
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666)
 
 
 def _du(folder: Path, stop_over: int) -> int:

@@ -235,6 +235,39 @@ def get_outputs(client: DmsClient, job_id: str, dest: Path) -> None:
     render.line(f"{len(names)} entries of job {job_id}'s outputs unpacked into {dest}", style="bold")
 
 
+def resume(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="An ended job with checkpoints.")],
+    checkpoint: Annotated[
+        int | None, typer.Option("--checkpoint", "-n", metavar="N", help="Its checkpoint N (default: the latest).")
+    ] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
+    pay_key: Annotated[
+        str | None,
+        typer.Option("--pay-key", envvar="NUNET_PAY_KEY", help="Private key that pays the escrow deposit."),
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option("--rpc-url", envvar="NUNET_RPC_URL", help="The chain's JSON-RPC URL (escrow).")
+    ] = None,
+) -> None:
+    """Run an ended job again from one of its checkpoints (a new job id), and follow it to the end."""
+    client = _client(ctx)
+    quote = client.post(f"/run/jobs/{job_id}/resume", {} if checkpoint is None else {"checkpoint": checkpoint})
+    new_id = quote["job_id"]
+    render.out.print(
+        Text(f"resuming {job_id} from checkpoint {quote['resumed_from']['checkpoint']} as job {new_id} "
+             f"for {quote['estimated_price']} wei", style="bold"),
+        soft_wrap=True,
+    )  # fmt: skip
+    tx_hash = None
+    if quote.get("escrow_address"):
+        if not pay_key or not rpc_url:
+            render.error("this daemon takes escrow payments: give --pay-key and --rpc-url to pay the deposit")
+            sys.exit(1)
+        tx_hash = deposit(quote, pay_key, rpc_url)
+    sys.exit(follow(client, new_id, pay=True, raw=frames, tx_hash=tx_hash))
+
+
 def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:
     """Cancel a job; a running container is stopped."""
     _client(ctx).post(f"/run/jobs/{job_id}/cancel")

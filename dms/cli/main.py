@@ -241,6 +241,7 @@ app.command(context_settings={"allow_interspersed_args": False})(jobs.run)
 app.command("jobs")(jobs.jobs)
 app.command("job")(jobs.job)
 app.command("cancel")(jobs.cancel)
+app.command("resume")(jobs.resume)
 app.command("transactions")(jobs.transactions)
 
 

@@ -221,6 +221,8 @@ class ProviderService:
         try:
             state = await self._move(job_id, state, CPState.STARTING)
             mounts = await self._stage_inputs(job_id, spec, sp_peer) + self._stage_outputs(job_id, spec)
+            if spec.restore is not None and self._files is not None:  # a resumed run: its checkpoint first
+                await self._files.restore(job_id, spec.restore, sp_peer)
             checkpoints = self._checkpoints(job_id, spec)
 
             async def started() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from dms.artifacts.inputs import MAX_INPUTS, checkpoint_path_problem, path_problem, paths_problem, source_problem
 
@@ -77,6 +77,15 @@ class JobSpec(Strict):
     duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")
     inputs: list[JobInput] = Field(default_factory=list, max_length=MAX_INPUTS, description="Files under /inputs.")
     checkpoint: JobCheckpoint | None = None
+    restore: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="A checkpoint (its sha256) unpacked into checkpoint.path first."
+    )
+
+    @model_validator(mode="after")
+    def _restore_needs_a_path(self) -> JobSpec:
+        if self.restore is not None and self.checkpoint is None:
+            raise ValueError("restore needs checkpoint (its path is where the checkpoint is unpacked)")
+        return self
 
     @field_validator("inputs")
     @classmethod

@@ -188,7 +188,8 @@ async def test_outputs_reach_the_sp_as_a_tar(cp_sp: tuple[Daemon, Daemon], tmp_p
 
 
 COUNTER = (
-    "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo $i > /workspace/c.tmp; mv /workspace/c.tmp /workspace/counter; "
+    "i=$(cat /workspace/counter 2>/dev/null || echo 0); echo start $i; "
+    "while [ $i -lt 30 ]; do i=$((i+1)); echo $i > /workspace/c.tmp; mv /workspace/c.tmp /workspace/counter; "
     "sleep 0.1; done; echo counted"
 )
 
@@ -200,11 +201,11 @@ def counter_in(tar_bytes: bytes) -> int:
         return int(f.read())
 
 
-async def test_checkpoints_reach_the_sp_numbered_with_the_final_state(cp_sp: tuple[Daemon, Daemon]) -> None:
+async def test_checkpoints_reach_the_sp_and_a_rollback_restores_one(cp_sp: tuple[Daemon, Daemon]) -> None:
     _, sp = cp_sp
     spec = {**job(COUNTER, []), "checkpoint": {"path": "/workspace", "interval_s": 1}}
     frames, out = await run(sp, spec)
-    assert frames[-1]["action"] == "job-completed" and out == "counted\n", frames[-1]
+    assert frames[-1]["action"] == "job-completed" and out == "start 0\ncounted\n", frames[-1]
     job_id = frames[-1]["job_id"]
     async with aiohttp.ClientSession(base_url=sp.url) as s:
 
@@ -228,3 +229,10 @@ async def test_checkpoints_reach_the_sp_numbered_with_the_final_state(cp_sp: tup
         bad = {**job("true", []), "checkpoint": {"path": "/proc/x", "interval_s": 1}}
         async with s.post("/api/v1/run/request-service", json=bad) as r:
             assert r.status == 400 and "checkpoint.path" in (await r.json())["error"]["message"]
+
+        # rollback: a new run of the ended job from checkpoint 1 continues from that counter
+        async with s.post(f"/api/v1/run/jobs/{job_id}/resume", json={"checkpoint": 99}) as r:
+            assert r.status == 404 and "has no checkpoint 99" in (await r.json())["error"]["message"]
+    res = await asyncio.to_thread(run_cli, "resume", job_id, "--checkpoint", "1", dms=sp.url)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"start {counters[0]}\ncounted\n" in res.stdout and "from checkpoint 1" in res.stdout

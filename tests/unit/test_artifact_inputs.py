@@ -53,3 +53,13 @@ def test_job_spec_refuses_bad_inputs_naming_the_field() -> None:
     assert err.value.errors()[0]["loc"] == ("inputs", 0, "path")
     with pytest.raises(ValidationError):
         JobSpec.model_validate({**base, "inputs": [{"source": "ftp://x/y", "path": "in"}]})
+
+
+def test_checkpoint_and_restore_rules() -> None:
+    base = {"image": "x", "resources": {"cpu_mhz": 1, "cores": 1.0, "memory_mb": 6}, "max_price": 0, "duration_s": 1}
+    ok = JobSpec.model_validate({**base, "checkpoint": {"interval_s": 5}, "restore": "b" * 64})
+    assert ok.checkpoint is not None and ok.checkpoint.path == "/workspace"
+    for bad in ({"checkpoint": {"path": "/outputs", "interval_s": 5}}, {"checkpoint": {"path": "rel", "interval_s": 5}},
+                {"checkpoint": {"interval_s": 0.5}}, {"restore": "b" * 64}):  # fmt: skip
+        with pytest.raises(ValidationError):
+            JobSpec.model_validate({**base, **bad})
