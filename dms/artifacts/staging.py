@@ -65,6 +65,12 @@ class JobFiles:
         self._url_limits = url_limits
         self.outputs_max = outputs_max
 
+    def clear(self) -> None:
+        """Remove every job folder: call at start-up, before any job runs (leftovers of a crash)."""
+        if self._root.exists():
+            for leftover in self._root.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+
     def folder(self, job_id: str) -> Path:
         return self._root / job_id
 
