@@ -17,19 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from dms.artifacts.checkpoints import CheckpointRun
-from dms.artifacts.staging import InputFailed, InputRef, JobFiles, OutputsTooLarge
+from dms.artifacts.jobrun import FilesAsk, RunFiles
+from dms.artifacts.staging import InputFailed, InputRef, JobFiles
 from dms.artifacts.store import Artifact
-from dms.executor.base import (
-    ContainerSpec,
-    EndReason,
-    Executor,
-    ExecutorError,
-    GpuAssignment,
-    LogChunk,
-    Mount,
-    RunResult,
-)
+from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import (
@@ -218,93 +209,63 @@ class ProviderService:
         final: CPState = CPState.FAILED
         reason: str | None = "the provider stopped"
         outputs: Artifact | None = None
+        files: RunFiles | None = None
         try:
             state = await self._move(job_id, state, CPState.STARTING)
-            mounts = await self._stage_inputs(job_id, spec, sp_peer) + self._stage_outputs(job_id, spec)
-            if spec.restore is not None and self._files is not None:  # a resumed run: its checkpoint first
-                await self._files.restore(job_id, spec.restore, sp_peer)
-            checkpoints = self._checkpoints(job_id, spec)
+            files = self._run_files(job_id, spec, sp_peer)
+            mounts = await files.prepare() if files is not None else ()
 
             async def started() -> None:
                 nonlocal state
                 state = await self._move(job_id, state, CPState.RUNNING)
-                if checkpoints is not None:
-                    checkpoints.start()
+                if files is not None:
+                    files.started()
 
             async def logs(chunk: LogChunk) -> None:
                 await self._emit(job_id, "logs", {"stdout": chunk.stdout, "stderr": chunk.stderr})
                 await self._bound_logs(job_id)
 
             r = spec.resources
-            watcher = self._watch_outputs(job_id)
-            try:
-                result = await self._executor.run(
-                    ContainerSpec(
-                        job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
-                        cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
-                        network=network, gpus=gpus, mounts=mounts,
-                    ),
-                    logs,
-                    started,
-                )  # fmt: skip
-            finally:
-                if watcher is not None:
-                    watcher.cancel()
+            result = await self._executor.run(
+                ContainerSpec(
+                    job_id=job_id, image=spec.image, command=tuple(spec.command), env=dict(spec.env),
+                    cores=r.cores, memory_mb=r.memory_mb, timeout_s=spec.duration_s,
+                    network=network, gpus=gpus, mounts=mounts,
+                ),
+                logs,
+                started,
+            )  # fmt: skip
             code = result.exit_code
             final, reason = outcome(result, r.memory_mb)
-            if watcher is not None and watcher.done() and not watcher.cancelled() and self._files is not None:
-                limit = self._files.outputs_max
-                final, reason = CPState.FAILED, f"stopped: its files passed the limit of {limit} bytes"
-            if checkpoints is not None:
-                await checkpoints.finish()
-            outputs = await self._files.collect_outputs(job_id) if self._files is not None else None
-        except (ExecutorError, InputFailed, OutputsTooLarge) as exc:
+            if files is not None:
+                outputs, failure = await files.finish()
+                final, reason = (CPState.FAILED, failure) if failure else (final, reason)
+        except (ExecutorError, InputFailed) as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
-            if self._files is not None:
-                self._files.release(job_id)
+            if files is not None:
+                await asyncio.shield(files.close())
             self._tasks.pop(job_id, None)
             self._log_batches.pop(job_id, None)
             await asyncio.shield(self._finish(job_id, state, final, code, reason, outputs))
 
-    def _stage_outputs(self, job_id: str, spec: JobSpec) -> tuple[Mount, ...]:
-        """The job's writable `/outputs` and checkpoint folder (dms.artifacts), collected when it ends."""
+    def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
+        """The run's inputs, outputs and checkpoints (dms.artifacts); None on a provider without them
+        (InputFailed when the job needs them)."""
         if self._files is None:
-            return ()
-        mounts = [Mount(str(self._files.prepare_outputs(job_id)), "/outputs", read_only=False)]
-        if spec.checkpoint is not None:
-            mounts.append(Mount(str(self._files.prepare_checkpoint(job_id)), spec.checkpoint.path, read_only=False))
-        return tuple(mounts)
-
-    def _checkpoints(self, job_id: str, spec: JobSpec) -> CheckpointRun | None:
-        if self._files is None or spec.checkpoint is None:
+            if spec.inputs or spec.restore:
+                raise InputFailed("this provider does not take job inputs")
             return None
-        files = self._files
+        ck = spec.checkpoint
+        ask = FilesAsk(
+            tuple(InputRef(i.source, i.path) for i in spec.inputs), ck.path if ck else None,
+            ck.interval_s if ck else 0.0, spec.restore,
+        )  # fmt: skip
 
         async def emit(data: dict[str, Any]) -> None:
             await self._emit(job_id, "checkpoint", data)
 
-        return CheckpointRun(functools.partial(files.snapshot, job_id), spec.checkpoint.interval_s, emit)
-
-    def _watch_outputs(self, job_id: str) -> asyncio.Task[None] | None:
-        """Stop the job once its /outputs passes the limit (a bind mount has no bound of its own)."""
-        if self._files is None:
-            return None
-
-        async def over() -> None:
-            await self._executor.cancel(job_id)
-
-        return asyncio.create_task(self._files.watch_outputs(job_id, over))
-
-    async def _stage_inputs(self, job_id: str, spec: JobSpec, sp_peer: str) -> tuple[Mount, ...]:
-        """The job's inputs fetched, verified and laid out, as the read-only `/inputs` mount (dms.artifacts)."""
-        if not spec.inputs:
-            return ()
-        if self._files is None:
-            raise InputFailed("this provider does not take job inputs")
-        refs = [InputRef(i.source, i.path) for i in spec.inputs]
-        folder = await self._files.prepare_inputs(job_id, refs, sp_peer)
-        return (Mount(str(folder), "/inputs", read_only=True),)
+        return RunFiles(self._files, job_id, ask, sp_peer, emit, functools.partial(self._executor.cancel, job_id))
 
     async def _move(self, job_id: str, current: CPState, new: CPState) -> CPState:
         transition(current, new)
