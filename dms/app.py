@@ -231,7 +231,7 @@ class Daemon:
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
             RequesterSettings(s.p2p.heartbeat_s), payments, transactions, outputs.receive,
-            checkpoints.receive,
+            checkpoints.receive, checkpoints.latest,
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)

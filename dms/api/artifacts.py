@@ -104,6 +104,8 @@ class CheckpointOut(BaseModel):
     size: int
     at: float = Field(description="When it was taken, seconds since the epoch (the provider's clock)")
     final: bool = Field(description="Taken when the job ended or was cancelled")
+    provider: str = Field("", description="The provider whose run took it")
+    run_seq: int = Field(0, description="Its number within that provider's run")
 
 
 class CheckpointsOut(BaseModel):

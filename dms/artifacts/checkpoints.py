@@ -94,6 +94,7 @@ class JobCheckpoints:
         self._transfer = transfer
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._numbers: dict[str, dict[tuple[str, int], int]] = {}
 
     def open(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
@@ -104,28 +105,45 @@ class JobCheckpoints:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def receive(self, job_id: str, cp_peer: str, reported: dict[str, Any]) -> None:
-        """Fetch and record a checkpoint a provider reported, in the background (errors are logged)."""
-        task = asyncio.create_task(self._receive(job_id, cp_peer, reported))
+        """Fetch and record a checkpoint a provider reported, in the background (errors are logged).
+
+        The SP numbers a job's checkpoints itself, in the order they are reported, across runs on
+        different providers (each provider numbers only its own run's); a provider's re-announcement of
+        the same snapshot as final keeps its number."""
+        if not JOB_ID.match(job_id) or not isinstance(reported.get("seq"), int):
+            log.warning("job %s: bad checkpoint report from %s: %r", job_id, cp_peer, reported)
+            return
+        numbers = self._numbers.setdefault(job_id, {})
+        if not numbers:
+            numbers.update({(e.get("provider", ""), e.get("run_seq", e["seq"])): e["seq"] for e in self.of(job_id)})
+        key = (cp_peer, reported["seq"])
+        seq = numbers.setdefault(key, max(numbers.values(), default=0) + 1)
+        task = asyncio.create_task(self._receive(job_id, cp_peer, seq, reported))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _receive(self, job_id: str, cp_peer: str, reported: dict[str, Any]) -> None:
+    async def _receive(self, job_id: str, cp_peer: str, seq: int, reported: dict[str, Any]) -> None:
         try:
-            seq, at = reported["seq"], reported["at"]
-            if not JOB_ID.match(job_id) or not isinstance(seq, int) or not isinstance(at, int | float):
-                raise ValueError("bad checkpoint report")
+            at = reported["at"]
+            if not isinstance(at, int | float):
+                raise ValueError("bad checkpoint time")
             art = await self._transfer.fetch(cp_peer, check_hash(str(reported["sha256"])))
         except (DmsError, KeyError, ValueError) as exc:
             log.warning("job %s: checkpoint %r not received from %s: %s", job_id, reported.get("seq"), cp_peer, exc)
             return
         entry = {"seq": seq, "sha256": art.sha256, "size": art.size, "at": float(at),
-                 "final": bool(reported.get("final"))}  # fmt: skip
+                 "final": bool(reported.get("final")), "provider": cp_peer, "run_seq": reported["seq"]}  # fmt: skip
         async with self._locks.setdefault(job_id, asyncio.Lock()):
             entries = [e for e in self.of(job_id) if e["seq"] != seq] + [entry]
             entries.sort(key=lambda e: int(e["seq"]))
             tmp = self._root / f".{job_id}.json.tmp"
             tmp.write_text(json.dumps(entries))
             os.replace(tmp, self._root / f"{job_id}.json")
+
+    def latest(self, job_id: str) -> tuple[int, str] | None:
+        """The newest checkpoint held for `job_id` (its number and hash), if any."""
+        entries = self.of(job_id)
+        return (int(entries[-1]["seq"]), str(entries[-1]["sha256"])) if entries else None
 
     def of(self, job_id: str) -> list[dict[str, Any]]:
         """The checkpoints recorded for `job_id`, by sequence number."""

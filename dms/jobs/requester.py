@@ -74,6 +74,7 @@ class RequesterService:
         transactions: TransactionLog,
         on_outputs: OutputsHook | None = None,
         on_checkpoint: Callable[[str, str, dict[str, Any]], None] | None = None,
+        latest_checkpoint: Callable[[str], tuple[int, str] | None] | None = None,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -85,6 +86,7 @@ class RequesterService:
         self._transactions = transactions
         self._on_outputs = on_outputs
         self._on_checkpoint = on_checkpoint
+        self._latest_checkpoint = latest_checkpoint
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, LineStream] = {}
         self._feed = EventFeed(events, "sp")
@@ -107,13 +109,7 @@ class RequesterService:
 
     async def request_service(self, spec: JobSpec, target_peer: str | None) -> dict[str, Any]:
         """Choose a provider and return the quote; NotFound-like Conflict when nobody fits."""
-        r = spec.resources
-        needs = Needs(
-            channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
-            duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
-            gpu_vendor=r.gpu_vendor, target_peer=target_peer,
-        )  # fmt: skip
-        placement = place(self._candidates(), needs)
+        placement = place(self._candidates(), await self._needs(spec, target_peer))
         if not placement.ranked:
             raise Conflict(f"no compute provider can run this job: {placement.explain()}", code="no_provider")
         best = placement.ranked[0]
@@ -133,6 +129,14 @@ class RequesterService:
         )
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
+
+    async def _needs(self, spec: JobSpec, target_peer: str | None) -> Needs:
+        r = spec.resources
+        return Needs(
+            channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
+            duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
+            gpu_vendor=r.gpu_vendor, target_peer=target_peer,
+        )  # fmt: skip
 
     def _attempts(self) -> int:
         return 1 if self._payments.escrow else self._settings.max_attempts
@@ -336,8 +340,7 @@ class RequesterService:
             await stream.close()
             reason = msg.reason if isinstance(msg, Rejected) else "unexpected answer"
             break
-        await self._end(row.job_id, SPState.FAILED, f"compute provider lost: {reason}", None)
-        return None
+        return await self._lost(row.job_id, f"compute provider lost: {reason}")
 
     async def _follow(self, job_id: str, stream: LineStream) -> None:
         """Relay the provider's events until the result; re-attach once the stream drops, within the bound."""
@@ -346,8 +349,13 @@ class RequesterService:
                 msg = decode_to_requester(await stream.receive(3 * self._settings.heartbeat_s))
             except TimeoutError:
                 silent = 3 * self._settings.heartbeat_s
-                await self._end(job_id, SPState.FAILED, f"compute provider lost: silent for {silent:g} s", None)
-                return
+                self._streams.pop(job_id, None)
+                await stream.close()
+                next_stream = await self._lost(job_id, f"compute provider lost: silent for {silent:g} s")
+                if next_stream is None:
+                    return
+                stream = next_stream
+                continue
             except ProtocolError as exc:
                 log.warning("job %s: bad message from the provider: %s", job_id, exc)
                 continue
@@ -365,6 +373,46 @@ class RequesterService:
                 return
             if isinstance(msg, Event) and msg.job_id == job_id and await self._on_event(job_id, msg):
                 return
+
+    async def _lost(self, job_id: str, reason: str) -> LineStream | None:
+        """The provider is gone: a job that asked `resume: on-failure` runs on another provider from its
+        latest checkpoint, on the same job id (payment mode none: with escrow a new run needs its own
+        deposit, which is not asked for yet); any other job fails with `reason`."""
+        row = await self._row(job_id)
+        spec = JobSpec.model_validate(row.spec)
+        if spec.resume == "on-failure" and not self._payments.escrow and row.cp_peer_id:
+            stream = await self._resume_elsewhere(row, spec, reason)
+            if stream is not None:
+                return stream
+            reason += "; no other provider took it over"
+        await self._end(job_id, SPState.FAILED, reason, None)
+        return None
+
+    async def _resume_elsewhere(self, row: SPJobRow, spec: JobSpec, reason: str) -> LineStream | None:
+        runs: list[dict[str, Any]] = row.quote.get("runs") or [{"run": 1, "compute_provider": row.cp_peer_id}]
+        gone = {r["compute_provider"] for r in runs}
+        latest = self._latest_checkpoint(row.job_id) if self._latest_checkpoint else None
+        if latest is not None and spec.checkpoint is not None:
+            spec = spec.model_copy(update={"restore": latest[1]})
+        ranked = place(self._candidates(), await self._needs(spec, None)).ranked
+        for x in [x for x in ranked if x.candidate.peer_id not in gone][: self._settings.max_attempts]:
+            peer = x.candidate.peer_id
+            deploy = Deploy(type="deploy", job_id=row.job_id, spec=spec, payment=Payment(price=x.price))
+            try:
+                stream = await self._dialer.open(peer, PROTOCOL)
+            except NetworkError:
+                continue
+            if not isinstance(await self._offer(stream, deploy), Accepted):
+                await stream.close()
+                continue
+            run = {"run": len(runs) + 1, "compute_provider": peer, "checkpoint": latest[0] if latest else None}
+            await self._jobs.update(row.job_id, cp_peer_id=peer, cp_seq=0, quote={**row.quote, "runs": [*runs, run]})
+            self._streams[row.job_id] = stream
+            detail = {**run, "reason": reason}
+            await self._frame(row.job_id, {"action": "job-resumed", "detail": detail})
+            log.info("job %s resumed on %s: %s", row.job_id, peer, run)
+            return stream
+        return None
 
     async def _on_event(self, job_id: str, ev: Event) -> bool:
         """Apply one provider event; True once the job has ended."""
