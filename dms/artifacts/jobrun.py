@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from dms.artifacts.staging import InputRef, JobFiles, OutputsTooLarge
 from dms.artifacts.store import Artifact
 from dms.errors import DmsError
 from dms.executor.base import Mount
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class RunFiles:
         if ask.checkpoint_path is not None:
             mounts.append(Mount(str(f.prepare_checkpoint(job_id)), ask.checkpoint_path, read_only=False))
             if ask.restore is not None:
+                log.info("job %s: restoring checkpoint %s from %s", job_id, ask.restore, self._sp_peer)
                 await f.restore(job_id, ask.restore, self._sp_peer)
         return tuple(mounts)
 

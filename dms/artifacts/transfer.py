@@ -150,6 +150,7 @@ class ArtifactTransfer:
                 raise ArtifactCorrupt(f"peer {peer_id} sent bytes that do not hash to {sha}; they were discarded")
             art = await self._store.adopt(partial, sha, size)
             self.stats.fetched += 1
+            log.info("artifact %s (%d bytes) fetched from %s", sha, size, peer_id)
             return art
 
     async def _one_stream(

@@ -1,6 +1,7 @@
 """A job outlives its provider: SIGKILL the provider mid-run and the job resumes on a second provider
 from its last checkpoint, on the same job id, and completes with its counter continuing (not from 0);
-its outputs download byte-identical to what the job wrote."""
+its outputs download byte-identical to what the job wrote. And the other side of it: a provider whose SP
+is gone stops a resumable run within 3 heartbeats (its SP may have started it elsewhere)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from tests.e2e.test_daemon_process import onboard
+from tests.e2e.test_network_and_jobs import containers_of
 from tests.procs import DmsProcess, post, wait_for
 
 HB = 1.0
@@ -86,3 +88,35 @@ async def test_job_resumes_on_another_provider_after_a_sigkill(dms_process: Call
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         log = tar.extractfile("log")
         assert log is not None and log.read() == "".join(f"{i}\n" for i in range(1, COUNT + 1)).encode()
+    # the killed provider, restarted, removes its orphaned container; the SP does not listen to that run
+    first.start()
+    assert await containers_of(job_id) == []
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
+
+
+async def test_a_provider_fences_a_resumable_run_once_its_sp_is_gone(dms_process: Callable[..., DmsProcess]) -> None:
+    cp = dms_process("cp").start()
+    onboard(cp, 0.4)
+    me = cp.get("/api/v1/peers/self")
+    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
+    onboard(sp, 0.2)
+    wait_for(lambda: me["peer_id"] in peer_ids(sp), 20, "the SP sees the provider")
+    long_job = COUNTER.replace(f"-lt {COUNT}", "-lt 900")  # 90 s unless stopped
+    spec = {
+        "image": "dms-test/busybox:1", "command": ["sh", "-c", long_job],
+        "resources": {"cpu_mhz": 300, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
+        "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
+    }  # fmt: skip
+    job_id = post(sp, "/run/request-service", spec)["job_id"]
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        status = {"transaction_type": "fund", "transaction_status": "success"}
+        await ws.send_json({"action": "send-status", "job_id": job_id, "message": status})
+        path = f"/api/v1/run/jobs/{job_id}/checkpoints"
+        await asyncio.to_thread(wait_for, lambda: sp.get(path)["checkpoints"], 30, "a checkpoint")
+    assert await containers_of(job_id), "the job runs"
+    sp.kill9()
+    t0 = time.monotonic()
+    while await containers_of(job_id):
+        assert time.monotonic() - t0 < 3 * HB + 8, "the provider did not stop the run"
+        await asyncio.sleep(0.2)
