@@ -236,3 +236,39 @@ async def test_checkpoints_reach_the_sp_and_a_rollback_restores_one(cp_sp: tuple
     res = await asyncio.to_thread(run_cli, "resume", job_id, "--checkpoint", "1", dms=sp.url)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"start {counters[0]}\ncounted\n" in res.stdout and "from checkpoint 1" in res.stdout
+
+
+async def test_a_cancelled_job_leaves_a_final_checkpoint(cp_sp: tuple[Daemon, Daemon]) -> None:
+    _, sp = cp_sp
+    long_count = (
+        "i=0; while [ $i -lt 900 ]; do i=$((i+1)); echo $i > /workspace/c.tmp; mv /workspace/c.tmp /workspace/counter; "
+        "if [ $i = 5 ]; then echo five; fi; sleep 0.1; done"
+    )
+    spec = {**job(long_count, []), "checkpoint": {"path": "/workspace", "interval_s": 60}}
+    async with aiohttp.ClientSession(base_url=sp.url) as s:
+        async with s.post("/api/v1/run/request-service", json=spec) as r:
+            job_id = (await r.json())["job_id"]
+        async with s.ws_connect("/api/v1/run/deploy") as ws:
+            await ws.receive_json(timeout=10)
+            status = {"transaction_type": "fund", "transaction_status": "success"}
+            await ws.send_json({"action": "send-status", "job_id": job_id, "message": status})
+            seen = ""
+            while "five" not in seen:  # the counter has reached 5
+                frame = await ws.receive_json(timeout=60)
+                if frame["action"] == "log-stream-response":
+                    seen += (frame.get("message") or {}).get("stdout", "")
+            async with s.post(f"/api/v1/run/jobs/{job_id}/cancel") as r:
+                assert r.status == 200
+            while (frame := await ws.receive_json(timeout=60))["action"] not in ("job-completed", "job-failed"):
+                pass
+        assert frame["message"] == "cancelled"
+
+        async def final() -> list[dict[str, Any]] | None:
+            async with s.get(f"/api/v1/run/jobs/{job_id}/checkpoints") as r:
+                cps: list[dict[str, Any]] = (await r.json())["checkpoints"]
+            return cps or None
+
+        cps = await eventually(final, 20, "the checkpoint taken at the cancel reaches the SP")
+        assert len(cps) == 1 and cps[0]["final"]  # none at the 60 s interval: only the one taken at the end
+        async with s.get(f"/api/v1/artifacts/{cps[0]['sha256']}") as r:
+            assert 5 <= counter_in(await r.read()) < 900
