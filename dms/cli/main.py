@@ -14,6 +14,7 @@ import typer
 
 from dms import __version__
 from dms.cli import jobs, render
+from dms.cli.artifacts import artifact_app
 from dms.cli.client import ApiError, DaemonUnreachable, DmsClient
 from dms.cli.peers import peer_app
 from dms.cli.target import URL_ENV, Target
@@ -31,6 +32,7 @@ device_app = typer.Typer(help="Whether this machine accepts jobs.", no_args_is_h
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(device_app, name="device")
 app.add_typer(peer_app, name="peer")
+app.add_typer(artifact_app, name="artifact")
 
 MemoryOpt = Annotated[int, typer.Option("--memory", "-m", metavar="MB", help="Memory to reserve, in MB.")]
 CpuOpt = Annotated[int, typer.Option("--cpu", "-c", metavar="MHz", help="CPU to reserve, in MHz (cores x clock).")]

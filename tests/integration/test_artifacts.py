@@ -18,6 +18,7 @@ from dms.artifacts import PROTOCOL
 from dms.network import P2PNode
 from dms.network.streams import NetLineStream
 from tests.conftest import make_settings
+from tests.procs import run_cli
 
 Handler = Callable[[NetLineStream], Awaitable[None]]
 
@@ -170,3 +171,17 @@ async def test_dropped_transfer_resumes_at_its_offset(rogue: tuple[Daemon, P2PNo
     assert await metric(b, "dms_artifact_transfers_resumed_total") == 1
     async with aiohttp.ClientSession() as s, s.get(f"{b.url}/api/v1/artifacts/{sha}") as r:
         assert await r.read() == data
+
+
+async def test_cli_puts_gets_and_lists(daemon: Daemon, tmp_path: Path) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(300_000))
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    put = await asyncio.to_thread(run_cli, "artifact", "put", str(src), dms=daemon.url)  # the daemon is on this loop
+    assert put.returncode == 0 and put.stdout.split()[:2] == [sha, "300000"], put.stdout + put.stderr
+    got = await asyncio.to_thread(run_cli, "artifact", "get", sha, "-o", str(tmp_path / "out.bin"), dms=daemon.url)
+    assert got.returncode == 0 and (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+    listed = await asyncio.to_thread(run_cli, "artifact", "list", dms=daemon.url)
+    assert sha in listed.stdout
+    missing = await asyncio.to_thread(run_cli, "artifact", "get", "0" * 64, dms=daemon.url)
+    assert missing.returncode == 1 and "no artifact" in missing.stderr
