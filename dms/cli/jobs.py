@@ -55,6 +55,17 @@ def run(
     max_price: Annotated[int, typer.Option("--max-price", metavar="WEI", help="The most it may cost.")] = 10**18,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment.")] = None,
     target_peer: Annotated[str | None, typer.Option("--peer", help="Run on this provider only.")] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", metavar="SOURCE=PATH",
+                     help="A file for /inputs/PATH: a local file (uploaded first), an artifact's sha256 or a URL."),
+    ] = None,
+    checkpoint_every: Annotated[
+        float | None, typer.Option("--checkpoint-every", metavar="S", help="Snapshot /workspace every S seconds.")
+    ] = None,
+    resume_on_failure: Annotated[
+        bool, typer.Option("--resume-on-failure", help="If its provider is lost, go on elsewhere from a checkpoint.")
+    ] = False,
     frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
     pay_key: Annotated[
         str | None,
@@ -76,6 +87,12 @@ def run(
     }
     if target_peer:
         body["target_peer"] = target_peer
+    if inputs:
+        body["inputs"] = [job_input(client, x) for x in inputs]
+    if checkpoint_every is not None:
+        body["checkpoint"] = {"path": "/workspace", "interval_s": checkpoint_every}
+    if resume_on_failure:
+        body["resume"] = "on-failure"
     quote = client.post("/run/request-service", body)
     job_id = quote["job_id"]
     provider = quote["compute_provider"]["peer_id"]
@@ -90,6 +107,16 @@ def run(
         tx_hash = deposit(quote, pay_key, rpc_url)
         render.out.print(Text(f"paid: deposit {tx_hash}", style="bold"), soft_wrap=True)
     sys.exit(follow(client, job_id, pay=True, raw=frames, tx_hash=tx_hash))
+
+
+def job_input(client: DmsClient, arg: str) -> dict[str, str]:
+    """`SOURCE=PATH` as a job input; a SOURCE that is a local file is uploaded and named by its hash."""
+    source, sep, path = arg.rpartition("=")
+    if not sep or not source or not path:
+        raise typer.BadParameter(f"{arg!r}: expected SOURCE=PATH", param_hint="'--input'")
+    if "://" not in source and Path(source).is_file():
+        source = client.upload("/artifacts", Path(source))["sha256"]
+    return {"source": source, "path": path}
 
 
 def deposit(quote: dict[str, Any], key: str, rpc_url: str) -> str:

@@ -272,3 +272,14 @@ async def test_a_cancelled_job_leaves_a_final_checkpoint(cp_sp: tuple[Daemon, Da
         assert len(cps) == 1 and cps[0]["final"]  # none at the 60 s interval: only the one taken at the end
         async with s.get(f"/api/v1/artifacts/{cps[0]['sha256']}") as r:
             assert 5 <= counter_in(await r.read()) < 900
+
+
+async def test_nunet_run_uploads_a_local_input(cp_sp: tuple[Daemon, Daemon], tmp_path: Path) -> None:
+    _, sp = cp_sp
+    src = tmp_path / "local.txt"
+    src.write_text("from the user's disk\n")
+    argv = ["run", "--memory", "64", "--input", f"{src}=data/x.txt", "--", "cat", "/inputs/data/x.txt"]
+    res = await asyncio.to_thread(run_cli, *argv, dms=sp.url)  # the daemons are on this loop
+    assert res.returncode == 0 and "from the user's disk" in res.stdout, res.stdout + res.stderr
+    bad = await asyncio.to_thread(run_cli, "run", "--input", "no-equals-sign", "--", "true", dms=sp.url)
+    assert bad.returncode == 2 and "SOURCE=PATH" in bad.stderr
