@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from dms.cli import render
+from dms.cli.lazy import lazy_module
 from dms.cli.target import Target
+
+if TYPE_CHECKING:
+    from rich import table as rich_table
+
+    from dms.cli import render
+else:
+    render, rich_table = lazy_module("dms.cli.render"), lazy_module("rich.table")
 
 module_app = typer.Typer(help="WASM modules this node can run or send with a job.", no_args_is_help=True)
 
@@ -40,7 +46,7 @@ def add(
 def ls(ctx: typer.Context) -> None:
     """List the modules in the registry."""
     rows = _target(ctx).client().get("/modules")["modules"]
-    table = Table("Name", "sha256", "Size", "Imports", "Description")
+    table = rich_table.Table("Name", "sha256", "Size", "Imports", "Description")
     for m in rows:
         table.add_row(m["name"], m["sha256"][:16], str(m["size"]), str(len(m["imports"])), m["description"])
     render.out.print(table)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 
 class ExecutorError(Exception):
@@ -32,6 +33,15 @@ class GpuAssignment:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host folder dms itself prepared for the job (its inputs, its outputs); never one a job asked for."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     job_id: str
     image: str
@@ -51,6 +61,11 @@ class ContainerSpec:
     """The executor that runs it: "docker" or "wasm"."""
     fuel: int | None = None
     """wasm: an instruction budget (wasmtime fuel), or None."""
+    mounts: tuple[Mount, ...] = ()
+    workspace_seed: str | None = None
+    """A host folder copied onto the job's disk before it starts (a restored checkpoint)."""
+    workspace_dump: str | None = None
+    """A host folder the job's disk is copied into once the job has ended (its last checkpoint)."""
 
 
 @dataclass(frozen=True)
@@ -114,3 +129,12 @@ class Executor(Protocol):
 
     async def reconcile(self) -> list[Leftover]:
         """Report and remove every container of this instance left from before a restart."""
+
+
+@runtime_checkable
+class HasWorkspace(Protocol):
+    """An executor whose jobs have a disk at /workspace that can be copied out while they run (checkpoints)."""
+
+    async def dump_workspace(self, job_id: str, dest: Path) -> None:
+        """Copy the running job's /workspace into the empty folder `dest`. Raises ExecutorError (no such
+        job running, or its disk cannot be read)."""

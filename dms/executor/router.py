@@ -8,8 +8,18 @@ docker. The set works when any of its executors does.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from dms.executor.base import ContainerSpec, Executor, ExecutorError, Leftover, LogSink, RunResult, StartHook
+from dms.executor.base import (
+    ContainerSpec,
+    Executor,
+    ExecutorError,
+    HasWorkspace,
+    Leftover,
+    LogSink,
+    RunResult,
+    StartHook,
+)
 from dms.executor.modules import SHA256
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,13 @@ class ExecutorSet:
             return await executor.run(spec, on_logs, on_start)
         finally:
             self._running.pop(spec.job_id, None)
+
+    async def dump_workspace(self, job_id: str, dest: Path) -> None:
+        """The running job's executor copies its /workspace (HasWorkspace); ExecutorError when it cannot."""
+        executor = self._by_kind.get(self._running.get(job_id, ""))
+        if not isinstance(executor, HasWorkspace):
+            raise ExecutorError(f"job {job_id} has no disk to copy on this provider")
+        await executor.dump_workspace(job_id, dest)
 
     async def cancel(self, job_id: str) -> None:
         """The executor running the job stops it; a job not started yet is marked cancelled with every one

@@ -28,7 +28,7 @@ from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
 from dms.jobs.settlement import SettlementWorker
-from dms.jobs.sp_job import CancelJob, Deps, Frame, Pay, SPJob, log_frames
+from dms.jobs.sp_job import CancelJob, Deps, FileHooks, Frame, Pay, SPJob, log_frames
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState
 from dms.jobs.tasks import cancel_and_wait
@@ -89,6 +89,7 @@ class RequesterService:
         payments: PaymentGate,
         transactions: TransactionLog,
         modules: ModuleStore | None = None,
+        files: FileHooks | None = None,
     ) -> None:
         self._jobs = jobs
         self._candidates = candidates
@@ -99,7 +100,7 @@ class RequesterService:
         self._feed = EventFeed(events, "sp")
         self._settler = SettlementWorker(transactions, payments)
         self._deps = Deps(
-            jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules
+            jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules, files
         )
         self._owners: dict[str, SPJob] = {}
         self._placed: dict[str, Placed] = {}

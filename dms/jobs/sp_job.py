@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,14 +45,29 @@ def log_frames(stdout: str, stderr: str) -> list[Frame]:
     return [{"action": "log-stream-response", name: text} for name, text in streams if text]
 
 
-def final_frame(state: SPState, reason: str | None, code: int | None) -> Frame:
+def final_frame(state: SPState, reason: str | None, code: int | None, outputs: dict[str, Any] | None = None) -> Frame:
+    extra = {"outputs": outputs} if outputs else {}
     if state == SPState.COMPLETED:
-        return {"action": "job-completed", "message": None, "detail": {"exit_code": code}}
+        return {"action": "job-completed", "message": None, "detail": {"exit_code": code, **extra}}
     why = reason or state.value
-    detail: dict[str, Any] = {"reason": why}
+    detail: dict[str, Any] = {"reason": why, **extra}
     if code is not None:
         detail["exit_code"] = code
     return {"action": "job-failed", "message": why, "detail": detail}
+
+
+OutputsHook = Callable[[str, str, Any], Awaitable[dict[str, Any] | None]]
+"""(job id, provider's peer id, the outputs it reported) -> what the job's end frame shows (dms.artifacts)."""
+CheckpointHook = Callable[[str, str, dict[str, Any]], None]
+"""(job id, provider's peer id, the checkpoint event's data): fetched in the background (dms.artifacts)."""
+
+
+@dataclass(frozen=True)
+class FileHooks:
+    """The SP's side of a job's files (dms.artifacts): they keep their own records, never the job's row."""
+
+    on_outputs: OutputsHook
+    on_checkpoint: CheckpointHook
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,8 @@ class Deps:
     """Wakes the settlement worker once a settlement is owed."""
     modules: ModuleStore | None = None
     """Where a wasm job's module comes from when its provider asks for it."""
+    files: FileHooks | None = None
+    """Outputs and checkpoints of the jobs (None: a node without dms.artifacts)."""
 
 
 @dataclass
@@ -96,6 +113,14 @@ class Offered:
     refusals: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class OutputsFetched:
+    """The provider's result, once the outputs it reported have been fetched (or failed to be)."""
+
+    result: Event
+    outputs: dict[str, Any] | None
+
+
 def _answer(msg: object, error: Exception | None) -> None:
     """Resolve a command's future once (other messages have none)."""
     if isinstance(msg, Pay | CancelJob) and not msg.done.done():
@@ -117,6 +142,7 @@ class SPJob:
         self._paying: str | None = None  # the tx hash being verified
         self._cancel_wanted = False
         self._started = False  # the provider reported the container running
+        self._result_in = False  # the provider's result came; its outputs are being fetched
         self._closed = False  # the loop has ended: commands are refused from now on
 
     def submit(self, msg: object) -> None:
@@ -200,7 +226,9 @@ class SPJob:
             await self._offered(msg)
         elif isinstance(msg, FromProvider):
             await self._on_event(msg.event)
-        elif isinstance(msg, Lost):
+        elif isinstance(msg, OutputsFetched):
+            await self._on_result(msg.result, msg.outputs)
+        elif isinstance(msg, Lost) and not self._result_in:
             await self._end(SPState.FAILED, f"compute provider lost: {msg.reason}", None)
 
     def _refuse_rest(self) -> None:
@@ -293,21 +321,24 @@ class SPJob:
         frames = await self._frames({"action": "deployment-response", "message": {"success": True, "content": content}})
         transition(self.state, SPState.SUBMITTED)
         await self._commit(SPState.SUBMITTED, frames, cp_peer_id=msg.peer)
+        if self._row is not None:
+            self._row.cp_peer_id = msg.peer
         self._follow(msg.peer, msg.stream, 0)
         if self._cancel_wanted and self._link is not None:
             with contextlib.suppress(NetworkError):
                 await self._link.cancel()
 
     async def _on_event(self, ev: Event) -> None:
+        files, peer = self._d.files, self._row.cp_peer_id if self._row else None
         if ev.kind == "result":
-            state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
-                str(ev.data.get("state")), SPState.FAILED
-            )
-            code = ev.data.get("exit_code")
-            reason = ev.data.get("reason")
-            await self._end(state, reason if isinstance(reason, str) else None, code if isinstance(code, int) else None,
-                            cp_seq=ev.seq)  # fmt: skip
+            if files is not None and peer and "outputs" in ev.data:  # fetched by a helper before the end
+                self._result_in = True
+                self._start_helper(self._fetch_outputs(files, peer, ev))
+            else:
+                await self._on_result(ev, None)
             return
+        if ev.kind == "checkpoint" and files is not None and peer:
+            files.on_checkpoint(self.job_id, peer, ev.data)  # fetched in the background, kept in its own record
         new = self.state
         frames: list[Numbered] = []
         if ev.kind == "logs":
@@ -316,6 +347,15 @@ class SPJob:
             new = transition(self.state, SPState.RUNNING)
             self._started = True
         await self._commit(new, frames, cp_seq=ev.seq)
+
+    async def _on_result(self, ev: Event, outputs: dict[str, Any] | None) -> None:
+        state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
+            str(ev.data.get("state")), SPState.FAILED
+        )
+        code = ev.data.get("exit_code")
+        reason = ev.data.get("reason")
+        await self._end(state, reason if isinstance(reason, str) else None, code if isinstance(code, int) else None,
+                        cp_seq=ev.seq, outputs=outputs)  # fmt: skip
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -335,13 +375,13 @@ class SPJob:
 
     async def _end(
         self, state: SPState, reason: str | None, code: int | None, *, settle: bool = True,
-        before: list[Frame] | None = None, **values: Any,
+        before: list[Frame] | None = None, outputs: dict[str, Any] | None = None, **values: Any,
     ) -> None:  # fmt: skip
         """The final move, its frames and the settlement it owes (escrow), in one transaction; the settlement
         worker sends the release or refund after that, so the final frame never waits for the chain."""
         was = self.state
         transition(was, state)
-        frames = await self._frames(*(before or []), final_frame(state, reason, code))
+        frames = await self._frames(*(before or []), final_frame(state, reason, code, outputs))
         owed = []
         tx_hash = self._row.tx_hash if self._row else None
         if settle and self._d.payments.escrow and tx_hash and was not in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
@@ -373,6 +413,14 @@ class SPJob:
         if self._link is not None:
             await self._link.close()
             self._link = None
+
+    async def _fetch_outputs(self, files: FileHooks, peer: str, result: Event) -> None:
+        try:
+            outputs = await files.on_outputs(self.job_id, peer, result.data["outputs"])
+        except Exception:  # the job's end is stored regardless; its outputs are then missing
+            log.exception("job %s: outputs not received", self.job_id)
+            outputs = None
+        self.submit(OutputsFetched(result, outputs))
 
     async def _verify(self, tx_hash: str) -> None:
         assert self._row is not None
