@@ -41,7 +41,7 @@ async def run_job(sp: DmsProcess, spec: dict[str, Any]) -> tuple[float, dict[str
         while True:
             frame = await ws.receive_json(timeout=300)
             if frame["action"] == "log-stream-response":
-                out += (frame.get("message") or {}).get("stdout", "")
+                out += frame.get("stdout", "")
             if frame["action"] in ("job-completed", "job-failed", "error"):
                 assert frame["action"] == "job-completed", frame
                 break

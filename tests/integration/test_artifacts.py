@@ -85,12 +85,12 @@ async def test_upload_ranged_download_and_transfer_between_daemons(two: tuple[Da
         async with s.get(f"{a.url}/api/v1/artifacts/{sha}", headers={"Range": "bytes=100-199"}) as r:
             assert r.status == 206 and await r.read() == data[100:200]
         async with s.get(f"{b.url}/api/v1/artifacts/{sha}") as r:
-            assert r.status == 404 and (await r.json())["error"]["code"] == "artifact_not_found"
+            assert r.status == 404 and (await r.json())["code"] == "artifact_not_found"
         async with s.get(f"{b.url}/api/v1/artifacts/not-a-hash") as r:
             assert r.status == 400
         # over max_upload_mb (8 MiB): refused, nothing kept
         async with s.post(a.url + "/api/v1/artifacts", data=b"\0" * (8 * 1024 * 1024 + 1)) as r:
-            assert r.status == 413 and (await r.json())["error"]["code"] == "artifact_too_large"
+            assert r.status == 413 and (await r.json())["code"] == "artifact_too_large"
         async with s.get(a.url + "/api/v1/artifacts") as r:
             assert [x["sha256"] for x in (await r.json())["artifacts"]] == [sha]
     assert await fetch(b, sha, a.node.peer_id) == (200, {"sha256": sha, "size": len(data)})
@@ -99,7 +99,7 @@ async def test_upload_ranged_download_and_transfer_between_daemons(two: tuple[Da
     assert await metric(b, "dms_artifact_transfers_fetched_total") == 1
     # a hash nobody has: the peer says so, and the answer names it
     status, body = await fetch(b, "0" * 64, a.node.peer_id)
-    assert status == 502 and "no artifact" in body["error"]["message"]
+    assert status == 502 and "no artifact" in body["error"]
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ async def test_wrong_bytes_are_refused_and_counted(rogue: tuple[Daemon, P2PNode,
     offsets: list[int] = []
     behaviour.append(sender(bytes(wrong), len(data), offsets))
     status, body = await fetch(b, sha, node.peer_id)
-    assert status == 502 and body["error"]["code"] == "artifact_corrupt"
+    assert status == 502 and body["code"] == "artifact_corrupt"
     assert await metric(b, "dms_artifact_transfers_refused_total") == 1
     async with aiohttp.ClientSession() as s, s.get(f"{b.url}/api/v1/artifacts/{sha}") as r:
         assert r.status == 404  # nothing unverified is kept
