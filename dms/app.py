@@ -38,7 +38,7 @@ from dms.jobs.logbudget import LogLimits
 from dms.jobs.protocol import PROTOCOL
 from dms.jobs.provider import ProviderService, ProviderSettings
 from dms.jobs.requester import RequesterService, RequesterSettings
-from dms.jobs.sp_job import FileHooks
+from dms.jobs.sp_files import FileHooks
 from dms.network import NetworkError, NetworkSettings, P2PNode
 from dms.onboarding.hardware import measure
 from dms.onboarding.service import OnboardingService

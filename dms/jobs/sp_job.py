@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
+from dms.jobs.sp_files import FileHooks, OutputsFetched, fetch_outputs
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import Dialer, LineStream, NetworkError
@@ -54,20 +55,6 @@ def final_frame(state: SPState, reason: str | None, code: int | None, outputs: d
     if code is not None:
         detail["exit_code"] = code
     return {"action": "job-failed", "message": why, "detail": detail}
-
-
-OutputsHook = Callable[[str, str, Any], Awaitable[dict[str, Any] | None]]
-"""(job id, provider's peer id, the outputs it reported) -> what the job's end frame shows (dms.artifacts)."""
-CheckpointHook = Callable[[str, str, dict[str, Any]], None]
-"""(job id, provider's peer id, the checkpoint event's data): fetched in the background (dms.artifacts)."""
-
-
-@dataclass(frozen=True)
-class FileHooks:
-    """The SP's side of a job's files (dms.artifacts): they keep their own records, never the job's row."""
-
-    on_outputs: OutputsHook
-    on_checkpoint: CheckpointHook
 
 
 @dataclass(frozen=True)
@@ -111,14 +98,6 @@ class Offered:
     stream: LineStream | None
     peer: str | None
     refusals: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class OutputsFetched:
-    """The provider's result, once the outputs it reported have been fetched (or failed to be)."""
-
-    result: Event
-    outputs: dict[str, Any] | None
 
 
 def _answer(msg: object, error: Exception | None) -> None:
@@ -333,7 +312,7 @@ class SPJob:
         if ev.kind == "result":
             if files is not None and peer and "outputs" in ev.data:  # fetched by a helper before the end
                 self._result_in = True
-                self._start_helper(self._fetch_outputs(files, peer, ev))
+                self._start_helper(fetch_outputs(files, self.job_id, peer, ev, self.submit))
             else:
                 await self._on_result(ev, None)
             return
@@ -413,14 +392,6 @@ class SPJob:
         if self._link is not None:
             await self._link.close()
             self._link = None
-
-    async def _fetch_outputs(self, files: FileHooks, peer: str, result: Event) -> None:
-        try:
-            outputs = await files.on_outputs(self.job_id, peer, result.data["outputs"])
-        except Exception:  # the job's end is stored regardless; its outputs are then missing
-            log.exception("job %s: outputs not received", self.job_id)
-            outputs = None
-        self.submit(OutputsFetched(result, outputs))
 
     async def _verify(self, tx_hash: str) -> None:
         assert self._row is not None
