@@ -23,6 +23,7 @@ from dms.artifacts import (
 from dms.errors import Conflict, DmsError, NotFound
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState
+from dms.limits import MAX_SEQ
 
 UPLOAD_CHUNK = 256 * 1024
 MIB = 1024 * 1024
@@ -125,7 +126,7 @@ async def job_checkpoints(request: web.Request) -> web.Response:
 
 
 class ResumeBody(Body):
-    checkpoint: int | None = Field(None, ge=1, description="The checkpoint's seq; the latest when absent.")
+    checkpoint: int | None = Field(None, ge=1, le=MAX_SEQ, description="The checkpoint's seq; the latest when absent.")
 
 
 class ResumedFrom(BaseModel):
@@ -168,7 +169,7 @@ async def fetch(request: web.Request) -> web.Response:
 ENDPOINTS = [
     Endpoint("POST", "/artifacts", _mapped(upload),
              "Store the request body as an artifact (streamed; artifacts.max_upload_mb)", "artifacts",
-             response=ArtifactOut),
+             response=ArtifactOut, ok_status=201),
     Endpoint("GET", "/artifacts", list_artifacts, "The artifacts on this node, most recently used first",
              "artifacts", response=ArtifactsOut),
     Endpoint("GET", "/artifacts/{sha256}", download, "Download an artifact (HTTP Range requests honoured)",

@@ -17,6 +17,7 @@ from dms.jobs.nunet import NuNetJob, estimated_price, to_spec
 from dms.jobs.requester import RequesterService
 from dms.jobs.spec import JobResources, JobSpec
 from dms.jobs.states import SPState
+from dms.limits import GO_INT_MAX as GO_INT
 from dms.store.models import SPJobRow
 
 
@@ -96,18 +97,18 @@ class NuNetParams(GoBody):
 
 class NuNetConstraints(GoBody):
     complexity: str = Field("", max_length=32, description="Low, Moderate or High (NuNet's price rate).")
-    cpu: int = Field(0, description="MHz.")
-    ram: int = Field(0, description="MB.")
-    vram: int = Field(0, description="MB per GPU.")
-    power: int = Field(0, description="W (NuNet's price).")
-    time: int = Field(0, description="Minutes: the paid run time.")
+    cpu: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="MHz.")
+    ram: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="MB.")
+    vram: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="MB per GPU.")
+    power: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="W (NuNet's price).")
+    time: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="Minutes: the paid run time.")
 
 
 class NuNetRequestBody(GoBody):
     """NuNet's DeploymentRequest, read as Go reads it; the keys NuNet's SP fills in itself are ignored."""
 
     address_user: str = Field("", max_length=200)
-    max_ntx: int = Field(0, description="The most NuNet's own estimate may be, NTX.")
+    max_ntx: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="The most NuNet's own estimate may be, NTX.")
     blockchain: str = Field("", max_length=32)
     service_type: str = Field("", max_length=32, description="ml-training-cpu or ml-training-gpu.")
     tx_hash: str = Field("", max_length=100)
