@@ -45,7 +45,8 @@ async def provider(tmp_path: Path) -> AsyncIterator[ProviderService]:
         machine, OnboardingStore(store), AllocationStore(store), tmp_path / "m.json", ["nunet-test"], "t"
     )
     await onboarding.onboard(
-        reserved=Resources(machine.cpu_mhz // 2, machine.memory_mb // 2), channel="nunet-test",
+        reserved=Resources(machine.cpu_mhz // 2, machine.memory_mb // 2, disk_mb=machine.disk_mb // 2),
+        channel="nunet-test",
         payment_addr=PAYOUT, ntx_price=1000, is_available=True,
     )  # fmt: skip
     docker = DockerExecutor("t-wasm", url=f"tcp://127.0.0.1:{free_port()}")  # nothing listens there
