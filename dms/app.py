@@ -252,7 +252,7 @@ class Daemon:
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
             RequesterSettings(s.p2p.heartbeat_s, quote_ttl_s=s.job.quote_ttl_s), payments, transactions, modules,
-            FileHooks(outputs.receive, checkpoints.receive),
+            FileHooks(outputs.receive, checkpoints.receive, checkpoints.latest),
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)

@@ -74,6 +74,9 @@ def run(
     checkpoint_every: Annotated[
         float | None, typer.Option("--checkpoint-every", metavar="S", help="Snapshot /workspace every S seconds.")
     ] = None,
+    resume_on_failure: Annotated[
+        bool, typer.Option("--resume-on-failure", help="If its provider is lost, go on elsewhere from a checkpoint.")
+    ] = False,
     frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
     pay_key: Annotated[
         str | None,
@@ -104,6 +107,8 @@ def run(
         body["inputs"] = [job_input(client, x) for x in inputs]
     if checkpoint_every is not None:
         body["checkpoint"] = {"path": "/workspace", "interval_s": checkpoint_every}
+    if resume_on_failure:
+        body["resume"] = "on-failure"
     quote = client.post("/run/request-service", body)
     job_id = quote["job_id"]
     provider = quote["compute_provider"]["peer_id"]

@@ -272,14 +272,23 @@ class DockerExecutor:
             await self._disks.remove(disk)
 
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
-        """Copy a running job's /workspace into the empty folder `dest` (a checkpoint). Raises ExecutorError."""
+        """Copy a running job's /workspace into the empty folder `dest` (a checkpoint): the container is
+        paused meanwhile (cgroup freezer), so the copy never catches a write half done. Raises ExecutorError."""
         disk = self._live_disks.get(job_id)
         if disk is None:
             raise ExecutorError(f"job {job_id} has no disk on this provider")
+        container = self._client().containers.container(volume_name(self._instance, job_id))
+        try:
+            await container.pause()
+        except aiodocker.DockerError as exc:  # it has just ended: its last copy is taken after the end
+            raise ExecutorError(f"job {job_id} is not running: {exc.message}") from exc
         try:
             await self._disks.dump(disk, dest)
         except JobDiskError as exc:
             raise ExecutorError(f"cannot read the job's disk: {exc}") from exc
+        finally:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.unpause()
 
     async def _delete_volume(self, name: str) -> None:
         with contextlib.suppress(aiodocker.DockerError):

@@ -122,8 +122,8 @@ class JobDisks:
         return JobDisk(job_id, size_mb, image, loop)
 
     async def dump(self, disk: JobDisk, dest: Path) -> None:
-        """Copy the disk's files into the empty folder `dest` (a checkpoint). While the job runs the file
-        system is flushed first and read as it is on the image (crash-consistent). Raises JobDiskError."""
+        """Copy the disk's files into the empty folder `dest` (a checkpoint), read from the image after a
+        flush: the caller keeps the job from writing meanwhile (paused, or ended). Raises JobDiskError."""
         if disk.image is None:
             raise JobDiskError("a checkpoint needs an ext4 job disk (this machine has no loop devices)")
         await _tool("sync")

@@ -124,6 +124,8 @@ class ProviderService:
         self._modules = modules
         self._module_problems: dict[str, str | None] = {}
         self._files = files
+        self._followers: defaultdict[str, int] = defaultdict(int)
+        self._fences: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
@@ -163,7 +165,7 @@ class ProviderService:
             log.info("reconciled job %s after restart: %s", row.job_id, state)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks.values())
+        await cancel_and_wait([*self._fences, *self._tasks.values()])
 
     async def job(self, job_id: str) -> CPJobRow | None:
         """The job as this provider runs it (None if it never reached here)."""
@@ -479,7 +481,7 @@ class ProviderService:
                 await stream.send(encode(Rejected(type="rejected", job_id=first.job_id, reason=reason)))
                 return
             await stream.send(encode(Accepted(type="accepted", job_id=first.job_id)))
-            await self._follow(stream, first.job_id, after)
+            await self._follow_fenced(stream, first.job_id, after)
         except (StreamClosed, TimeoutError):
             pass
         finally:
@@ -496,6 +498,31 @@ class ProviderService:
         if row is None or row.sp_peer_id != peer:
             return f"no job {req.job_id} from this peer"
         return None
+
+    async def _follow_fenced(self, stream: LineStream, job_id: str, after: int) -> None:
+        """`_follow`; once the last requester stream of a running job that may be resumed elsewhere
+        (`resume: on-failure`) is gone, the job is stopped unless one re-attaches within 3 heartbeats:
+        its SP may have started a new run elsewhere (the stop takes the last checkpoint first)."""
+        self._followers[job_id] += 1
+        try:
+            await self._follow(stream, job_id, after)
+        finally:
+            self._followers[job_id] -= 1
+            if not self._followers[job_id]:
+                del self._followers[job_id]
+                if job_id in self._tasks:
+                    fence = asyncio.create_task(self._fence(job_id))
+                    self._fences.add(fence)
+                    fence.add_done_callback(self._fences.discard)
+
+    async def _fence(self, job_id: str) -> None:
+        row = await self._jobs.get(job_id)
+        if row is None or row.spec.get("resume") != "on-failure":
+            return
+        await asyncio.sleep(3 * self._settings.heartbeat_s)  # the SP's own bound for re-attaching
+        if job_id in self._tasks and not self._followers.get(job_id):
+            log.warning("job %s: its requester is gone for 3 heartbeats; stopping it (it may run elsewhere)", job_id)
+            await self._executor.cancel(job_id)
 
     async def _follow(self, stream: LineStream, job_id: str, after: int) -> None:
         """Send stored events after `after`, then live ones, heartbeats while quiet; listen for cancel."""

@@ -101,8 +101,9 @@ class RequesterService:
         self._feed = EventFeed(events, "sp")
         self._settler = SettlementWorker(transactions, payments)
         self._deps = Deps(
-            jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules, files
-        )
+            jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules, files,
+            self._replacements,
+        )  # fmt: skip
         self._owners: dict[str, SPJob] = {}
         self._placed: dict[str, Placed] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -156,12 +157,7 @@ class RequesterService:
         if spec.module is not None and (self._modules is None or not self._modules.has(spec.module)):
             missing = f"module {spec.module} is not in this node's module registry (add it: nunet module add FILE)"
             raise InvalidInput.of([FieldProblem("module", missing)])
-        needs = Needs(
-            channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
-            duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
-            gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
-            executor=spec.executor,
-        )  # fmt: skip
+        needs = await self._needs(spec, target_peer)
         wire_problem(spec)
         try:
             why = too_long(spec.duration_s, await self._payments.refund_delay_s())
@@ -194,6 +190,21 @@ class RequesterService:
         self._placed[job_id] = Placed(best.candidate.peer_id, r.cpu_mhz, r.memory_mb, time.monotonic())
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
+
+    async def _needs(self, spec: JobSpec, target_peer: str | None) -> Needs:
+        r = spec.resources
+        return Needs(
+            channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
+            duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
+            gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
+            executor=spec.executor,
+        )  # fmt: skip
+
+    async def _replacements(self, spec: JobSpec, gone: frozenset[str]) -> list[tuple[str, int]]:
+        """Providers that could take over a lost job's run, best first (resume after loss, sp_resume.py)."""
+        ranked = place(self._candidates(), await self._needs(spec, None)).ranked
+        fit = [(x.candidate.peer_id, x.price) for x in ranked if x.candidate.peer_id not in gone]
+        return fit[: self._settings.max_attempts]
 
     def _minus_in_flight(self, candidates: list[Candidate]) -> list[Candidate]:
         """Providers' advertised free capacity less what this SP placed there that their adverts cannot show

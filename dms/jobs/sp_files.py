@@ -28,6 +28,8 @@ class FileHooks:
 
     on_outputs: OutputsHook
     on_checkpoint: CheckpointHook
+    latest_checkpoint: Callable[[str], tuple[int, str] | None]
+    """job id -> its newest checkpoint held here (number, sha256): where a resumed run starts."""
 
 
 @dataclass(frozen=True)

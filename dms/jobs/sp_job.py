@@ -24,6 +24,7 @@ from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
 from dms.jobs.sp_files import FileHooks, OutputsFetched, fetch_outputs
+from dms.jobs.sp_resume import NotResumed, Replacements, Resumed, resume_elsewhere, runs_of
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import Dialer, LineStream, NetworkError
@@ -71,6 +72,8 @@ class Deps:
     """Where a wasm job's module comes from when its provider asks for it."""
     files: FileHooks | None = None
     """Outputs and checkpoints of the jobs (None: a node without dms.artifacts)."""
+    replacements: Replacements | None = None
+    """Who could take over a `resume: on-failure` job whose provider is lost (None: such jobs fail)."""
 
 
 @dataclass
@@ -208,7 +211,11 @@ class SPJob:
         elif isinstance(msg, OutputsFetched):
             await self._on_result(msg.result, msg.outputs)
         elif isinstance(msg, Lost) and not self._result_in:
-            await self._end(SPState.FAILED, f"compute provider lost: {msg.reason}", None)
+            await self._lost(f"compute provider lost: {msg.reason}")
+        elif isinstance(msg, Resumed):
+            await self._resumed(msg)
+        elif isinstance(msg, NotResumed):
+            await self._end(SPState.FAILED, msg.reason, None)
 
     def _refuse_rest(self) -> None:
         """Answer what is still queued once the job ended (or the service stops); refuse what comes later."""
@@ -335,6 +342,31 @@ class SPJob:
         reason = ev.data.get("reason")
         await self._end(state, reason if isinstance(reason, str) else None, code if isinstance(code, int) else None,
                         cp_seq=ev.seq, outputs=outputs)  # fmt: skip
+
+    async def _lost(self, reason: str) -> None:
+        """A job that asked `resume: on-failure` (payment mode none) runs again elsewhere from its latest
+        checkpoint (a helper looks for a provider); any other job fails with `reason`."""
+        row, d = self._row, self._d
+        may = row is not None and row.cp_peer_id and row.spec.get("resume") == "on-failure"
+        if row is None or not may or d.payments.escrow or d.replacements is None or d.files is None:
+            await self._end(SPState.FAILED, reason, None)
+            return
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+        latest = d.files.latest_checkpoint
+        self._start_helper(resume_elsewhere(row, reason, d.dialer, d.replacements, latest, self.submit, d.modules))
+
+    async def _resumed(self, msg: Resumed) -> None:
+        """The new provider took the job over: it is the job's provider from now on (its events numbered
+        afresh), the run is kept in the quote's `runs`, and dashboards get a `job-resumed` frame."""
+        assert self._row is not None
+        quote = {**self._row.quote, "runs": [*runs_of(self._row), msg.run]}
+        frames = await self._frames({"action": "job-resumed", "detail": {**msg.run, "reason": msg.reason}})
+        await self._commit(self.state, frames, cp_peer_id=msg.peer, cp_seq=0, quote=quote)
+        self._row.cp_peer_id, self._row.quote = msg.peer, quote
+        log.info("job %s resumed on %s: %s", self.job_id, msg.peer, msg.run)
+        self._follow(msg.peer, msg.stream, 0)
 
     # --- writing --------------------------------------------------------------------------------
 

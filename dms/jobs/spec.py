@@ -90,6 +90,9 @@ class JobSpec(Strict):
     duration_s: int = Field(gt=0, le=MAX_DURATION_S, description="Paid run time; the job is stopped after it.")
     inputs: list[JobInput] = Field(default_factory=list, max_length=MAX_INPUTS, description="Files under /inputs.")
     checkpoint: JobCheckpoint | None = None
+    resume: Literal["never", "on-failure"] = Field(
+        "never", description="on-failure: if the provider is lost, run again elsewhere from the latest checkpoint."
+    )
     restore: str | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="A checkpoint (its sha256) unpacked into checkpoint.path first."
     )

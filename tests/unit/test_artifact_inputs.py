@@ -65,13 +65,11 @@ def test_checkpoint_and_restore_rules() -> None:
             JobSpec.model_validate({**base, **bad})
 
 
-def test_a_checkpoint_is_only_of_the_jobs_disk_and_resume_on_failure_is_refused() -> None:
-    """The checkpoint is the job's bounded disk, /workspace; resume after loss is not offered (a clear 400)."""
+def test_a_checkpoint_is_only_of_the_jobs_disk() -> None:
+    """The checkpoint is the job's bounded disk, /workspace; a wasm job has none."""
     base = {"image": "x", "resources": {"cpu_mhz": 1, "cores": 1.0, "memory_mb": 6}, "max_price": 0, "duration_s": 1}
     with pytest.raises(ValidationError, match="bounded disk, /workspace"):
         JobSpec.model_validate({**base, "checkpoint": {"path": "/data", "interval_s": 5}})
-    with pytest.raises(ValidationError, match="resume"):
-        JobSpec.model_validate({**base, "checkpoint": {"interval_s": 5}, "resume": "on-failure"})
     wasm = {**base, "executor": "wasm", "module": "a" * 64, "image": None}
     with pytest.raises(ValidationError, match="for docker jobs"):
         JobSpec.model_validate({**wasm, "checkpoint": {"interval_s": 5}})
