@@ -29,7 +29,8 @@ from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
 from dms.jobs.settlement import SettlementWorker
 from dms.jobs.sp_files import FileHooks
-from dms.jobs.sp_job import CancelJob, Deps, Frame, Pay, SPJob, log_frames
+from dms.jobs.sp_job import Deps, SPJob
+from dms.jobs.sp_messages import CancelJob, Frame, Pay, log_frames
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState
 from dms.jobs.tasks import cancel_and_wait

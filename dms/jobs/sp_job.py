@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
 from dms.jobs.sp_files import FileHooks, OutputsFetched, fetch_outputs
+from dms.jobs.sp_messages import CancelJob, Frame, Offered, Pay, Verified, answer, final_frame, log_frames
 from dms.jobs.sp_resume import NotResumed, Replacements, Resumed, resume_elsewhere, runs_of
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
@@ -36,26 +37,6 @@ from dms.store.jobs import Duplicate, JobStore, NewEvent, TransactionLog
 from dms.store.models import SPJobRow, TransactionRow
 
 log = logging.getLogger(__name__)
-
-Frame = dict[str, Any]
-
-
-def log_frames(stdout: str, stderr: str) -> list[Frame]:
-    """The dashboard frames for one log batch: NuNet's `log-stream-response`, one stream per frame, at the
-    top level of the frame (`{"action": "log-stream-response", "stdout": "..."}`)."""
-    streams = (("stdout", stdout), ("stderr", stderr))
-    return [{"action": "log-stream-response", name: text} for name, text in streams if text]
-
-
-def final_frame(state: SPState, reason: str | None, code: int | None, outputs: dict[str, Any] | None = None) -> Frame:
-    extra = {"outputs": outputs} if outputs else {}
-    if state == SPState.COMPLETED:
-        return {"action": "job-completed", "message": None, "detail": {"exit_code": code, **extra}}
-    why = reason or state.value
-    detail: dict[str, Any] = {"reason": why, **extra}
-    if code is not None:
-        detail["exit_code"] = code
-    return {"action": "job-failed", "message": why, "detail": detail}
 
 
 @dataclass(frozen=True)
@@ -74,42 +55,6 @@ class Deps:
     """Outputs and checkpoints of the jobs (None: a node without dms.artifacts)."""
     replacements: Replacements | None = None
     """Who could take over a `resume: on-failure` job whose provider is lost (None: such jobs fail)."""
-
-
-@dataclass
-class Pay:
-    """The dashboard's `send-status`."""
-
-    status: str
-    tx_hash: str | None
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-@dataclass
-class CancelJob:
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-@dataclass(frozen=True)
-class Verified:
-    tx: str | None
-    error: Exception | None
-
-
-@dataclass(frozen=True)
-class Offered:
-    stream: LineStream | None
-    peer: str | None
-    refusals: tuple[str, ...]
-
-
-def _answer(msg: object, error: Exception | None) -> None:
-    """Resolve a command's future once (other messages have none)."""
-    if isinstance(msg, Pay | CancelJob) and not msg.done.done():
-        if error is None:
-            msg.done.set_result(None)
-        else:
-            msg.done.set_exception(error)
 
 
 class SPJob:
@@ -133,7 +78,7 @@ class SPJob:
     async def ask(self, cmd: Pay | CancelJob) -> None:
         """Submit a command and wait for its answer (a Conflict saying why it was refused)."""
         if self._closed:  # the owner is gone (its service forgets it a moment later)
-            _answer(cmd, self._refusal(cmd))
+            answer(cmd, self._refusal(cmd))
         else:
             self.submit(cmd)
         await cmd.done
@@ -152,17 +97,17 @@ class SPJob:
                 try:
                     await self._handle(msg)
                 except Conflict as exc:
-                    _answer(msg, exc)
+                    answer(msg, exc)
                 except Exception as exc:
                     if storage_fault(exc) is None:
-                        _answer(msg, Conflict(f"job {self.job_id}: internal error in the service provider"))
+                        answer(msg, Conflict(f"job {self.job_id}: internal error in the service provider"))
                         raise
                     # The disk is full: nothing was stored, the asker is told, the job waits for space.
                     log.warning("job %s: %s", self.job_id, storage_fault(exc))
-                    _answer(msg, exc)
+                    answer(msg, exc)
                     if isinstance(msg, Verified):
                         self._paying = None  # the payment can be reported again once there is room
-                _answer(msg, None)
+                answer(msg, None)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -224,7 +169,7 @@ class SPJob:
             msg = self._inbox.get_nowait()
             if isinstance(msg, Offered) and msg.stream is not None:
                 asyncio.create_task(msg.stream.close())  # noqa: RUF006 - close() never raises
-            _answer(msg, self._refusal(msg))
+            answer(msg, self._refusal(msg))
 
     def _refusal(self, msg: object) -> Conflict:
         if not self.state.is_terminal():
