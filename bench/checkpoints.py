@@ -77,7 +77,7 @@ async def main() -> None:
             sp = DmsProcess(Path(tmp), "sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
             try:
                 onboard(sp, 0.2)
-                wait_for(lambda: me["peer_id"] in {p["peer_id"] for p in sp.get("/api/v1/peers/dht")["peers"]},
+                wait_for(lambda: me["peer_id"] in {p["peer_id"] for p in sp.get("/api/v1/peers/dht/dump")},
                          20, "the SP sees the CP")  # fmt: skip
                 for _ in range(args.rounds):
                     plain.append((await run_job(sp, job(args.count, False)))[0])

@@ -96,7 +96,7 @@ async def main() -> None:
             procs.append(sp)
             onboard(sp, 0.2)
             for _ in range(args.rounds):
-                wait_for(lambda: set(cps) <= {p["peer_id"] for p in sp.get("/api/v1/peers/dht")["peers"]}, 30,
+                wait_for(lambda: set(cps) <= {p["peer_id"] for p in sp.get("/api/v1/peers/dht/dump")}, 30,
                          "the SP sees both providers")  # fmt: skip
                 a, b, c = await one_round(sp, cps)
                 floor.append(a)
