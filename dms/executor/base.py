@@ -138,3 +138,14 @@ class HasWorkspace(Protocol):
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
         """Copy the running job's /workspace into the empty folder `dest`. Raises ExecutorError (no such
         job running, or its disk cannot be read)."""
+
+
+@runtime_checkable
+class Adoptable(Protocol):
+    """An executor whose jobs outlive its process (dms.jobs.adopt.Adopting, as the executor side sees it)."""
+
+    async def adopt(self, job_id: str) -> bool:
+        """Whether the job's container still runs here; if so it is the executor's again (not reconciled)."""
+
+    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
+        """Its output after engine time `after_ns`, then its result, as `Executor.run` gives them."""

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from dms.executor.base import (
+    Adoptable,
     ContainerSpec,
     Executor,
     ExecutorError,
@@ -61,6 +62,25 @@ class ExecutorSet:
             return await executor.run(spec, on_logs, on_start)
         finally:
             self._running.pop(spec.job_id, None)
+
+    async def adopt(self, job_id: str) -> bool:
+        """After a restart: whether an executor that keeps its jobs across restarts still runs this one
+        (it is then that executor's again)."""
+        for kind, executor in self._by_kind.items():
+            if isinstance(executor, Adoptable) and await executor.adopt(job_id):
+                self._running[job_id] = kind
+                return True
+        return False
+
+    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
+        """An adopted job's output after `after_ns`, then its result. Raises ExecutorError if not adopted."""
+        executor = self._by_kind.get(self._running.get(job_id, ""))
+        if not isinstance(executor, Adoptable):
+            raise ExecutorError(f"job {job_id} was not adopted by an executor here")
+        try:
+            return await executor.follow(job_id, after_ns, on_logs, timeout_s)
+        finally:
+            self._running.pop(job_id, None)
 
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
         """The running job's executor copies its /workspace (HasWorkspace); ExecutorError when it cannot."""
