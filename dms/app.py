@@ -21,6 +21,12 @@ from aiohttp import web
 from dms import __version__
 from dms.api.context import ApiContext
 from dms.api.server import build_web_app
+from dms.artifacts import PROTOCOL as ARTIFACT_PROTOCOL
+from dms.artifacts import ArtifactStore, ArtifactTransfer, StoreLimits
+from dms.artifacts.checkpoints import JobCheckpoints
+from dms.artifacts.outputs import JobOutputs
+from dms.artifacts.staging import JobFiles
+from dms.artifacts.urls import UrlLimits
 from dms.capacity import advert_for, candidates_from
 from dms.config import Settings
 from dms.errors import DmsError
@@ -33,6 +39,7 @@ from dms.jobs.logbudget import LogLimits
 from dms.jobs.protocol import PROTOCOL
 from dms.jobs.provider import ProviderService, ProviderSettings
 from dms.jobs.requester import RequesterService, RequesterSettings
+from dms.jobs.sp_files import FileHooks
 from dms.network import NetworkError, NetworkSettings, P2PNode
 from dms.onboarding.hardware import measure
 from dms.onboarding.service import OnboardingService
@@ -52,6 +59,8 @@ JOB_DISKS_NAME = "job-disks"  # running jobs' /workspace images (sparse files)
 MODULES_DIR = "modules"
 WASM_WORK_DIR = "wasm-jobs"
 SHUTDOWN_GRACE_S = 10.0
+MIB = 1024 * 1024
+ARTIFACT_CLEAN_EVERY_S = 600.0
 
 
 class StartupError(Exception):
@@ -186,6 +195,31 @@ class Daemon:
         )  # fmt: skip
         await onboarding.start()
 
+        a = s.artifacts
+        artifacts = ArtifactStore(data_dir / "artifacts", StoreLimits(int(a.quota_mb * MIB), a.max_age_h * 3600))
+        await asyncio.to_thread(artifacts.open)
+        cleaner = asyncio.create_task(artifacts.clean_forever(min(ARTIFACT_CLEAN_EVERY_S, a.max_age_h * 360)))
+        self._stack.callback(cleaner.cancel)
+
+        rec = await onboarding.get()
+        try:
+            node = P2PNode(
+                network_settings(s, rec.channel if rec else None),
+                identity_path=data_dir / IDENTITY_NAME,
+                version=__version__,
+            )
+        except DmsError as exc:
+            raise StartupError(f"p2p settings: {exc} (in {self.config_source})") from exc
+        transfer = ArtifactTransfer(artifacts, node, stall_s=a.stall_s, max_size=int(a.max_upload_mb * MIB))
+        url_limits = UrlLimits.of(int(a.url_max_mb * MIB), a.url_timeout_s, a.allow_addresses)
+        files = JobFiles(artifacts, transfer, data_dir / "jobs", url_limits, int(a.outputs_max_mb * MIB))
+        await asyncio.to_thread(files.clear)  # no job runs yet: what is there was left by a crash
+        outputs = JobOutputs(artifacts.root / "jobs", transfer)
+        await asyncio.to_thread(outputs.open)
+        checkpoints = JobCheckpoints(artifacts.root / "checkpoints", transfer)
+        await asyncio.to_thread(checkpoints.open)
+        self._stack.push_async_callback(checkpoints.close)
+
         payments = build_payments(s, data_dir)
         self._stack.push_async_callback(payments.close)
         docker = DockerExecutor(
@@ -201,21 +235,13 @@ class Daemon:
             onboarding, allocations, executor, JobStore(store, CPJobRow), EventLog(store),
             ProviderSettings(s.docker.allow_network, tuple(s.docker.image_allowlist), s.p2p.heartbeat_s,
                              LogLimits(budget=s.job.log_budget_kb * 1024, rate=s.job.log_rate_kb_s * 1024)),
-            publish, payments, modules,
+            publish, payments, modules, files,
         )  # fmt: skip
         await provider.start()
         self._stack.push_async_callback(provider.stop)
 
-        rec = await onboarding.get()
-        try:
-            node = P2PNode(
-                network_settings(s, rec.channel if rec else None),
-                identity_path=data_dir / IDENTITY_NAME,
-                version=__version__,
-            )
-        except DmsError as exc:
-            raise StartupError(f"p2p settings: {exc} (in {self.config_source})") from exc
         node.handle(PROTOCOL, provider.serve)
+        node.handle(ARTIFACT_PROTOCOL, transfer.serve)
         try:
             await node.start()
         except NetworkError as exc:
@@ -230,6 +256,7 @@ class Daemon:
         requester = RequesterService(
             JobStore(store, SPJobRow), EventLog(store), lambda: candidates_from(node.peers()), channel, node,
             RequesterSettings(s.p2p.heartbeat_s, quote_ttl_s=s.job.quote_ttl_s), payments, transactions, modules,
+            FileHooks(outputs.receive, checkpoints.receive, checkpoints.latest),
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)
@@ -240,6 +267,7 @@ class Daemon:
         context = ApiContext(
             settings=s, onboarding=onboarding, provider=provider, requester=requester, node=node,
             transactions=transactions, database_path=str(store.path), version=__version__, modules=modules,
+            artifacts=artifacts, transfer=transfer, outputs=outputs, checkpoints=checkpoints,
         )  # fmt: skip
         await self._serve(build_web_app(context))
 

@@ -7,6 +7,7 @@ them reads the environment or the file themselves.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -126,6 +127,30 @@ class Docker(_Section):
     image_allowlist: list[str] = Field(default_factory=list)
 
 
+class Artifacts(_Section):
+    quota_mb: float = Field(10240, gt=0, description="MiB the artifact store may hold in all.")
+    max_age_h: float = Field(168, gt=0, description="An artifact unused for this long is removed (unless pinned).")
+    max_upload_mb: float = Field(1024, gt=0, description="Largest upload or transfer, MiB.")
+    stall_s: float = Field(30, gt=0, le=3600, description="A transfer silent this long is reopened at its offset.")
+    outputs_max_mb: float = Field(1024, gt=0, description="Most a job may leave in /outputs, MiB.")
+    url_max_mb: float = Field(1024, gt=0, description="Largest input fetched from a URL, MiB.")
+    url_timeout_s: float = Field(300, gt=0, description="Longest fetch of one input URL, seconds.")
+    allow_addresses: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) an input URL may reach although loopback, link-local or private.",
+    )
+
+    @field_validator("allow_addresses")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for v in values:
+            try:
+                ipaddress.ip_network(v, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{v!r} is not a network (CIDR): {exc}") from None
+        return values
+
+
 class Settings(BaseSettings):
     """The whole configuration. Environment variables override the file: `DMS_REST__PORT=9998`."""
 
@@ -137,6 +162,7 @@ class Settings(BaseSettings):
     job: Job = Field(default_factory=Job)
     payment: Payment = Field(default_factory=Payment)
     docker: Docker = Field(default_factory=Docker)
+    artifacts: Artifacts = Field(default_factory=Artifacts)
 
     @field_validator("general")
     @classmethod

@@ -24,3 +24,5 @@ MAX_WEI = 10**27
 MAX_SEQ = 2**63 - 1
 # Chain ids: EIP-2294 bounds them to 2**64 / 2 - 36 so that signatures' v values fit in 64 bits.
 MAX_CHAIN_ID = 2**63 - 37
+# The largest int NuNet's Go server decodes (int64): the bound of the numbers in NuNet's bodies.
+GO_INT_MAX = 2**63 - 1

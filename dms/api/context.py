@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from dms.artifacts import ArtifactStore, ArtifactTransfer
+from dms.artifacts.checkpoints import JobCheckpoints
+from dms.artifacts.outputs import JobOutputs
 from dms.config import Settings
 from dms.executor.modules import ModuleStore
 from dms.jobs.provider import ProviderService
@@ -42,6 +45,10 @@ class ApiContext:
     transactions: TransactionLog
     database_path: str
     version: str
+    artifacts: ArtifactStore
+    transfer: ArtifactTransfer
+    outputs: JobOutputs
+    checkpoints: JobCheckpoints
     default_peer: DefaultPeer = field(default_factory=DefaultPeer)
     nunet_quote: NuNetQuote = field(default_factory=NuNetQuote)
     modules: ModuleStore | None = None

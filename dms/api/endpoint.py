@@ -45,6 +45,8 @@ class Endpoint:
     alt_response: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
     """Error statuses the route answers by design (e.g. 501 for a NuNet route dms does not offer), documented."""
+    ok_status: int = 200
+    """The status of a success (201 where the route stores something new)."""
 
 
 class GoBody(BaseModel):

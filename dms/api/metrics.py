@@ -46,6 +46,15 @@ class DmsCollector(Collector):
         for peer_id, seconds in sorted(self._c.node.rtts().items()):
             rtt.add_metric([peer_id], seconds)
         yield rtt
+        t = self._c.transfer.stats
+        yield CounterMetricFamily(
+            "dms_artifact_transfers_refused", "Artifact transfers whose bytes did not match their hash", value=t.refused
+        )
+        yield CounterMetricFamily("dms_artifact_transfers_fetched", "Artifacts fetched from peers", value=t.fetched)
+        yield CounterMetricFamily("dms_artifact_transfers_resumed", "Transfers resumed at an offset", value=t.resumed)
+        yield CounterMetricFamily("dms_artifact_bytes_received", "Artifact bytes received from peers", value=t.bytes_in)
+        yield CounterMetricFamily("dms_artifact_bytes_sent", "Artifact bytes sent to peers", value=t.bytes_out)
+        yield GaugeMetricFamily("dms_artifact_store_bytes", "Bytes in the artifact store", value=self._c.artifacts.used)
         yield GaugeMetricFamily("dms_jobs_running", "Jobs running on this provider", value=self._c.provider.running)
         yield GaugeMetricFamily(
             "dms_executor_available",

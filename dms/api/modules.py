@@ -78,7 +78,7 @@ async def delete(request: web.Request) -> web.Response:
 
 ENDPOINTS = [
     Endpoint("POST", "/modules", add, "Add a WASM module (body: the binary or WAT text) to this node's registry",
-             "modules", response=ModuleOut,
+             "modules", response=ModuleOut, ok_status=201,
              query=(Query("name", "The module's name.", required=True), Query("description", "What it does."))),
     Endpoint("GET", "/modules", list_modules, "The WASM modules in this node's registry", "modules",
              response=ModulesOut),

@@ -49,7 +49,7 @@ def build_spec(endpoints: Sequence[Endpoint], base: str, version: str) -> dict[s
             if ep.alt_response is not None:
                 out = {"oneOf": [out, _schema(ep.alt_response, "out", components)]}
             ok["content"] = {"application/json": {"schema": out}}
-        op["responses"]["200"] = ok
+        op["responses"][str(ep.ok_status)] = ok
         for status in ep.errors:
             op["responses"][str(status)] = error_ref
         bodies = [b for b in (ep.body, ep.alt_body) if b is not None]

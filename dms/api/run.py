@@ -11,11 +11,13 @@ from pydantic import BaseModel, Field
 
 from dms.api.context import ctx
 from dms.api.endpoint import Endpoint, GoBody, go_keys, read_object, reply, validate
+from dms.artifacts import Artifact
 from dms.errors import DmsError
 from dms.jobs.nunet import NuNetJob, estimated_price, to_spec
 from dms.jobs.requester import RequesterService
 from dms.jobs.spec import JobResources, JobSpec
 from dms.jobs.states import SPState
+from dms.limits import GO_INT_MAX as GO_INT
 from dms.store.models import SPJobRow
 
 
@@ -39,6 +41,11 @@ class QuoteOut(BaseModel):
     chain_id: int | None = None
 
 
+class OutputsOut(BaseModel):
+    sha256: str
+    size: int
+
+
 class JobOut(BaseModel):
     job_id: str
     state: str
@@ -53,9 +60,10 @@ class JobOut(BaseModel):
     reason: str | None
     created_at: datetime
     updated_at: datetime
+    outputs: OutputsOut | None = Field(None, description="What the job left in /outputs, as a tar artifact.")
 
     @classmethod
-    def of(cls, row: SPJobRow) -> JobOut:
+    def of(cls, row: SPJobRow, outputs: Artifact | None = None) -> JobOut:
         spec = JobSpec.model_validate(row.spec)
         return cls(
             job_id=row.job_id, state=row.state, executor=spec.executor, image=spec.image, module=spec.module,
@@ -63,6 +71,7 @@ class JobOut(BaseModel):
             compute_provider=row.cp_peer_id or row.quote["compute_provider"]["peer_id"],
             estimated_price=row.quote["estimated_price"], exit_code=row.exit_code, reason=row.reason,
             created_at=row.created_at, updated_at=row.updated_at,
+            outputs=OutputsOut(sha256=outputs.sha256, size=outputs.size) if outputs else None,
         )  # fmt: skip
 
 
@@ -88,18 +97,18 @@ class NuNetParams(GoBody):
 
 class NuNetConstraints(GoBody):
     complexity: str = Field("", max_length=32, description="Low, Moderate or High (NuNet's price rate).")
-    cpu: int = Field(0, description="MHz.")
-    ram: int = Field(0, description="MB.")
-    vram: int = Field(0, description="MB per GPU.")
-    power: int = Field(0, description="W (NuNet's price).")
-    time: int = Field(0, description="Minutes: the paid run time.")
+    cpu: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="MHz.")
+    ram: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="MB.")
+    vram: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="MB per GPU.")
+    power: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="W (NuNet's price).")
+    time: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="Minutes: the paid run time.")
 
 
 class NuNetRequestBody(GoBody):
     """NuNet's DeploymentRequest, read as Go reads it; the keys NuNet's SP fills in itself are ignored."""
 
     address_user: str = Field("", max_length=200)
-    max_ntx: int = Field(0, description="The most NuNet's own estimate may be, NTX.")
+    max_ntx: int = Field(0, ge=-GO_INT - 1, le=GO_INT, description="The most NuNet's own estimate may be, NTX.")
     blockchain: str = Field("", max_length=32)
     service_type: str = Field("", max_length=32, description="ml-training-cpu or ml-training-gpu.")
     tx_hash: str = Field("", max_length=100)
@@ -169,12 +178,15 @@ async def _nunet_request(request: web.Request, body: NuNetRequestBody) -> web.Re
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    rows = await ctx(request).requester.list()
-    return reply(JobsOut(jobs=[JobOut.of(r) for r in rows]))
+    c = ctx(request)
+    rows = await c.requester.list()
+    return reply(JobsOut(jobs=[JobOut.of(r, c.outputs.get(r.job_id)) for r in rows]))
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return reply(JobOut.of(await ctx(request).requester.get(request.match_info["job_id"])))
+    c = ctx(request)
+    row = await c.requester.get(request.match_info["job_id"])
+    return reply(JobOut.of(row, c.outputs.get(row.job_id)))
 
 
 async def cancel_job(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dms.api import deploy_ws, metrics, modules, nunet, onboarding, peers, run, wallet
+from dms.api import artifacts, deploy_ws, metrics, modules, nunet, onboarding, peers, run, wallet
 from dms.api.boundary import boundary_middleware, install_boundary
 from dms.api.context import CONTEXT, ApiContext
 from dms.api.dashboard import add_dashboard, security_headers
@@ -13,7 +13,13 @@ from dms.api.openapi import add_docs, build_spec
 
 BASE = "/api/v1"
 ENDPOINTS = [
-    *onboarding.ENDPOINTS, *peers.ENDPOINTS, *run.ENDPOINTS, *wallet.ENDPOINTS, *nunet.ENDPOINTS, *modules.ENDPOINTS
+    *onboarding.ENDPOINTS,
+    *peers.ENDPOINTS,
+    *run.ENDPOINTS,
+    *wallet.ENDPOINTS,
+    *nunet.ENDPOINTS,
+    *modules.ENDPOINTS,
+    *artifacts.ENDPOINTS,
 ]
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 API = "/api/v1"
@@ -52,6 +54,41 @@ class DmsClient:
     def upload(self, path: str, data: bytes, content_type: str, **query: str) -> Any:
         """POST `data` as the raw body (a module, say) rather than JSON."""
         return self._call("POST", path, query, None, (data, content_type))
+
+    def download(self, path: str, dest: Path) -> None:
+        """Stream a GET answer's body into `dest`. Raises ApiError or DaemonUnreachable like `get`."""
+        headers = {"Accept": "*/*", **self._auth()}
+        request = urllib.request.Request(self.base_url + API + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response, dest.open("wb") as f:
+                shutil.copyfileobj(response, f, 1024 * 1024)
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            raise self._unreachable(getattr(reason, "strerror", None) or str(reason)) from None
+        except TimeoutError:
+            raise self._unreachable(f"no answer within {self.timeout:g} s") from None
+
+    def upload_file(self, path: str, src: Path) -> Any:
+        """POST a file's bytes as the body, streamed; the parsed JSON answer. Errors as `get`."""
+        with src.open("rb") as f:
+            request = urllib.request.Request(
+                self.base_url + API + path, data=f, method="POST",
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(src.stat().st_size),
+                         "Accept": "application/json", **self._auth()},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=max(self.timeout, 600)) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as exc:
+                raise _api_error(exc) from None
+            except urllib.error.URLError as exc:
+                reason = exc.reason
+                raise self._unreachable(getattr(reason, "strerror", None) or str(reason)) from None
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def _call(
         self,

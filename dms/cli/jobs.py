@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -66,6 +67,17 @@ def run(
     fuel: Annotated[
         int | None, typer.Option("--fuel", metavar="N", help="With --wasm: an instruction budget (wasmtime fuel).")
     ] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", metavar="SOURCE=PATH",
+                     help="A file for /inputs/PATH: a local file (uploaded first), an artifact's sha256 or a URL."),
+    ] = None,
+    checkpoint_every: Annotated[
+        float | None, typer.Option("--checkpoint-every", metavar="S", help="Snapshot /workspace every S seconds.")
+    ] = None,
+    resume_on_failure: Annotated[
+        bool, typer.Option("--resume-on-failure", help="If its provider is lost, go on elsewhere from a checkpoint.")
+    ] = False,
     frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
     pay_key: Annotated[
         str | None,
@@ -99,6 +111,12 @@ def run(
     }
     if target_peer:
         body["target_peer"] = target_peer
+    if inputs:
+        body["inputs"] = [job_input(client, x) for x in inputs]
+    if checkpoint_every is not None:
+        body["checkpoint"] = {"path": "/workspace", "interval_s": checkpoint_every}
+    if resume_on_failure:
+        body["resume"] = "on-failure"
     quote = client.post("/run/request-service", body)
     job_id = quote["job_id"]
     provider = quote["compute_provider"]["peer_id"]
@@ -114,6 +132,16 @@ def run(
         tx_hash = deposit(quote, pay_key, rpc_url)
         render.out.print(rich_text.Text(f"paid: deposit {tx_hash}", style="bold"), soft_wrap=True)
     sys.exit(follow(client, job_id, pay=True, raw=frames, tx_hash=tx_hash))
+
+
+def job_input(client: DmsClient, arg: str) -> dict[str, str]:
+    """`SOURCE=PATH` as a job input; a SOURCE that is a local file is uploaded and named by its hash."""
+    source, sep, path = arg.rpartition("=")
+    if not sep or not source or not path:
+        raise typer.BadParameter(f"{arg!r}: expected SOURCE=PATH", param_hint="'--input'")
+    if "://" not in source and Path(source).is_file():
+        source = client.upload_file("/artifacts", Path(source))["sha256"]
+    return {"source": source, "path": path}
 
 
 def deposit(quote: dict[str, Any], key: str, rpc_url: str) -> str:
@@ -217,8 +245,22 @@ def jobs(ctx: typer.Context) -> None:
     render.out.print(table)
 
 
-def job(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:
-    """Show one job."""
+def job(
+    ctx: typer.Context,
+    job_id: Annotated[
+        str, typer.Argument(metavar="[get] JOB_ID", help="The job id; `get JOB_ID` downloads its outputs.")
+    ],
+    get_id: Annotated[str | None, typer.Argument(hidden=True)] = None,
+    out: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="DIR", help="With `get`: unpack here (default ./JOB_ID).")
+    ] = None,
+) -> None:
+    """Show one job; `nunet job get JOB_ID [-o DIR]` downloads and unpacks what it left in /outputs."""
+    if job_id == "get" and get_id:
+        get_outputs(_client(ctx), get_id, out or Path(get_id))
+        return
+    if get_id is not None or out is not None:
+        raise typer.BadParameter("expected `nunet job JOB_ID` or `nunet job get JOB_ID [-o DIR]`")
     j = _client(ctx).get(f"/run/jobs/{job_id}")
     r = j["resources"]
     rows = [
@@ -229,7 +271,59 @@ def job(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job 
         ("Exit code", "" if j.get("exit_code") is None else str(j["exit_code"])), ("Reason", j.get("reason") or ""),
         ("Created", render.when(j["created_at"])), ("Updated", render.when(j["updated_at"])),
     ]  # fmt: skip
+    if j.get("outputs"):
+        rows.append(("Outputs", f"{j['outputs']['sha256']} ({j['outputs']['size']} bytes; nunet job get {job_id})"))
     render.out.print(render.fields_table(rows))
+
+
+def get_outputs(client: DmsClient, job_id: str, dest: Path) -> None:
+    """Download the job's outputs tar and unpack it into `dest`, refusing entries that would leave it."""
+    import tarfile
+    import tempfile
+
+    from dms.artifacts.tarball import UnsafeTar, extract
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tar_path = Path(tmp) / "outputs.tar"
+        client.download(f"/run/jobs/{job_id}/outputs", tar_path)
+        try:
+            names = extract(tar_path, dest)
+        except (UnsafeTar, tarfile.TarError) as exc:
+            raise typer.BadParameter(f"the outputs of job {job_id} cannot be unpacked safely: {exc}") from None
+    render.line(f"{len(names)} entries of job {job_id}'s outputs unpacked into {dest}", style="bold")
+
+
+def resume(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="An ended job with checkpoints.")],
+    checkpoint: Annotated[
+        int | None, typer.Option("--checkpoint", "-n", metavar="N", help="Its checkpoint N (default: the latest).")
+    ] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
+    pay_key: Annotated[
+        str | None,
+        typer.Option("--pay-key", envvar="NUNET_PAY_KEY", help="Private key that pays the escrow deposit."),
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option("--rpc-url", envvar="NUNET_RPC_URL", help="The chain's JSON-RPC URL (escrow).")
+    ] = None,
+) -> None:
+    """Run an ended job again from one of its checkpoints (a new job id), and follow it to the end."""
+    client = _client(ctx)
+    quote = client.post(f"/run/jobs/{job_id}/resume", {} if checkpoint is None else {"checkpoint": checkpoint})
+    new_id = quote["job_id"]
+    render.out.print(
+        rich_text.Text(f"resuming {job_id} from checkpoint {quote['resumed_from']['checkpoint']} as job {new_id} "
+             f"for {quote['estimated_price']} wei", style="bold"),
+        soft_wrap=True,
+    )  # fmt: skip
+    tx_hash = None
+    if quote.get("escrow_address"):
+        if not pay_key or not rpc_url:
+            render.error("this daemon takes escrow payments: give --pay-key and --rpc-url to pay the deposit")
+            sys.exit(1)
+        tx_hash = deposit(quote, pay_key, rpc_url)
+    sys.exit(follow(client, new_id, pay=True, raw=frames, tx_hash=tx_hash))
 
 
 def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:

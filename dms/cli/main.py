@@ -14,6 +14,7 @@ import typer
 
 from dms import __version__
 from dms.cli import jobs
+from dms.cli.artifacts import artifact_app
 from dms.cli.lazy import lazy_module
 from dms.cli.modules import module_app
 from dms.cli.peers import peer_app
@@ -49,6 +50,7 @@ app.add_typer(wallet_app, name="wallet")
 app.add_typer(device_app, name="device")
 app.add_typer(peer_app, name="peer")
 app.add_typer(module_app, name="module")
+app.add_typer(artifact_app, name="artifact")
 
 MemoryOpt = Annotated[int, typer.Option("--memory", "-m", metavar="MB", help="Memory to reserve, in MB.")]
 CpuOpt = Annotated[int, typer.Option("--cpu", "-c", metavar="MHz", help="CPU to reserve, in MHz (cores x clock).")]
@@ -286,6 +288,7 @@ app.command(context_settings={"allow_interspersed_args": False})(jobs.run)
 app.command("jobs")(jobs.jobs)
 app.command("job")(jobs.job)
 app.command("cancel")(jobs.cancel)
+app.command("resume")(jobs.resume)
 app.command("transactions")(jobs.transactions)
 
 

@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 else:
     rich_table, render = lazy_module("rich.table"), lazy_module("dms.cli.render")
 
+if TYPE_CHECKING:
+    from rich import table as rich_table
+
+    from dms.cli import render
+else:
+    render, rich_table = lazy_module("dms.cli.render"), lazy_module("rich.table")
+
 module_app = typer.Typer(help="WASM modules this node can run or send with a job.", no_args_is_help=True)
 
 

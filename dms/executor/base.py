@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -32,6 +33,15 @@ class GpuAssignment:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host folder dms itself prepared for the job (its inputs, its outputs); never one a job asked for."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     job_id: str
     image: str
@@ -51,6 +61,11 @@ class ContainerSpec:
     """The executor that runs it: "docker" or "wasm"."""
     fuel: int | None = None
     """wasm: an instruction budget (wasmtime fuel), or None."""
+    mounts: tuple[Mount, ...] = ()
+    workspace_seed: str | None = None
+    """A host folder copied onto the job's disk before it starts (a restored checkpoint)."""
+    workspace_dump: str | None = None
+    """A host folder the job's disk is copied into once the job has ended (its last checkpoint)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +132,18 @@ class Executor(Protocol):
 
 
 @runtime_checkable
+class HasWorkspace(Protocol):
+    """An executor whose jobs have a disk at /workspace that can be copied out while they run (checkpoints)."""
+
+    async def dump_workspace(self, job_id: str, dest: Path) -> None:
+        """Copy the running job's /workspace into the empty folder `dest`. Raises ExecutorError (no such
+        job running, or its disk cannot be read)."""
+
+
+@runtime_checkable
 class Adopting(Protocol):
+    """An executor whose jobs outlive its process (Docker: containers keep running across a restart)."""
+
     async def adopt(self, job_id: str) -> bool:
         """Whether the job's container still runs here; if so it is the executor's again (not reconciled)."""
 

@@ -2,8 +2,9 @@
 
 Sandbox defaults: no network unless the operator allows it, every capability dropped, no-new-privileges,
 a pids limit, memory (no swap) and CPU limits from the job's own request, never privileged, no host
-mounts. The root file system is read-only; the job writes only to its own disk at `/workspace`, a volume
-of exactly its `disk_mb` (`jobdisk.py`). The engine's own copy of the logs is bounded (json-file
+mounts but the ones dms prepares itself (`/inputs` read-only, `/outputs`). The root file system is
+read-only; the job writes only to its own disk at `/workspace`, a volume of exactly its `disk_mb`
+(`jobdisk.py`), which is also what its checkpoints are taken of. The engine's own copy of the logs is bounded (json-file
 `max-size` x `max-file`).
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import codecs
 import contextlib
 import json
+import logging
 import struct
 import tempfile
 import time
@@ -38,6 +40,8 @@ from dms.executor.base import (
     StartHook,
 )
 from dms.executor.jobdisk import WORKSPACE, JobDisk, JobDiskError, JobDisks
+
+log = logging.getLogger(__name__)
 
 LABEL_INSTANCE = "dms.instance"
 LABEL_JOB = "dms.job"
@@ -73,7 +77,8 @@ def container_config(spec: ContainerSpec, instance: str, disk: JobDisk | None = 
         "NanoCpus": int(spec.cores * 1e9),
         "ReadonlyRootfs": True,
         "Binds": [],
-        "Mounts": mounts,
+        "Mounts": mounts
+        + [{"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only} for m in spec.mounts],
         "Devices": [],
         "LogConfig": {
             "Type": "json-file",
@@ -188,6 +193,7 @@ class DockerExecutor:
         self._batch_s = log_batch_s
         self._docker: aiodocker.Docker | None = None
         self._cancelled: set[str] = set()
+        self._live_disks: dict[str, JobDisk] = {}
         self._adopted: set[str] = set()
 
     def _client(self) -> aiodocker.Docker:
@@ -233,10 +239,12 @@ class DockerExecutor:
         if not await self.has_image(spec.image):
             raise ImageMissing(f"image {spec.image} is not present on this machine")
         try:
-            disk = await self._disks.create(spec.job_id, spec.disk_mb)
+            seed = Path(spec.workspace_seed) if spec.workspace_seed else None
+            disk = await self._disks.create(spec.job_id, spec.disk_mb, seed)
         except JobDiskError as exc:
             raise ExecutorError(f"cannot make the job's disk: {exc}") from exc
         name = volume_name(self._instance, spec.job_id)
+        self._live_disks[spec.job_id] = disk
         try:
             try:
                 body = {
@@ -256,12 +264,37 @@ class DockerExecutor:
                 with contextlib.suppress(aiodocker.DockerError):
                     await container.delete(force=True)
             await self._delete_volume(name)  # the engine unmounts it: the image can now be read
+            if spec.workspace_dump is not None:
+                try:
+                    await self._disks.dump(disk, Path(spec.workspace_dump))
+                except JobDiskError as exc:
+                    log.warning("job %s: its last checkpoint could not be read: %s", spec.job_id, exc)
             if result.reason == EndReason.EXITED and result.exit_code != 0 and await self._disks.is_full(disk):
                 return RunResult(result.exit_code, EndReason.DISK_LIMIT)
             return result
         finally:
+            self._live_disks.pop(spec.job_id, None)
             await self._delete_volume(name)
             await self._disks.remove(disk)
+
+    async def dump_workspace(self, job_id: str, dest: Path) -> None:
+        """Copy a running job's /workspace into the empty folder `dest` (a checkpoint): the container is
+        paused meanwhile (cgroup freezer), so the copy never catches a write half done. Raises ExecutorError."""
+        disk = self._live_disks.get(job_id)
+        if disk is None:
+            raise ExecutorError(f"job {job_id} has no disk on this provider")
+        container = self._client().containers.container(volume_name(self._instance, job_id))
+        try:
+            await container.pause()
+        except aiodocker.DockerError as exc:  # it has just ended: its last copy is taken after the end
+            raise ExecutorError(f"job {job_id} is not running: {exc.message}") from exc
+        try:
+            await self._disks.dump(disk, dest)
+        except JobDiskError as exc:
+            raise ExecutorError(f"cannot read the job's disk: {exc}") from exc
+        finally:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.unpause()
 
     async def _delete_volume(self, name: str) -> None:
         with contextlib.suppress(aiodocker.DockerError):

@@ -93,9 +93,12 @@ class JobDisks:
     def _image(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.img"
 
-    async def create(self, job_id: str, size_mb: int) -> JobDisk:
-        """A fresh, empty disk of `size_mb` for the job. Raises JobDiskError."""
+    async def create(self, job_id: str, size_mb: int, seed: Path | None = None) -> JobDisk:
+        """A fresh disk of `size_mb` for the job, empty or holding a copy of folder `seed` (a restored
+        checkpoint: needs an ext4 disk). Raises JobDiskError."""
         if self._loops_work is False:
+            if seed is not None:
+                raise JobDiskError("restoring a checkpoint needs loop devices (the job's disk would be a tmpfs)")
             return JobDisk(job_id, size_mb, None, None)
         image = self._image(job_id)
         try:
@@ -105,7 +108,10 @@ class JobDisks:
         except OSError as exc:
             raise JobDiskError(f"cannot make the job's disk image {image}: {exc.strerror}") from exc
         try:
-            await _tool("mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", str(image))
+            populate = ("-d", str(seed)) if seed is not None else ()
+            await _tool(
+                "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", *populate, str(image)
+            )
             # Anyone may write at the top (images run as any user), as in /tmp.
             await _tool("debugfs", "-w", "-R", "sif / mode 041777", str(image))
             loop = (await _tool("losetup", "--find", "--show", str(image))).strip()
@@ -120,6 +126,17 @@ class JobDisks:
             raise
         self._loops_work = True
         return JobDisk(job_id, size_mb, image, loop)
+
+    async def dump(self, disk: JobDisk, dest: Path) -> None:
+        """Copy the disk's files into the empty folder `dest` (a checkpoint), read from the image after a
+        flush: the caller keeps the job from writing meanwhile (paused, or ended). Raises JobDiskError."""
+        if disk.image is None:
+            raise JobDiskError("a checkpoint needs an ext4 job disk (this machine has no loop devices)")
+        await _tool("sync")
+        await _tool("debugfs", "-R", f"rdump / {dest}", str(disk.image))
+        lost = dest / "lost+found"
+        if lost.is_dir() and not any(lost.iterdir()):
+            lost.rmdir()
 
     async def is_full(self, disk: JobDisk) -> bool:
         """Whether the job filled its disk. For ext4, read once the engine has unmounted the volume."""

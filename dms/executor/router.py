@@ -8,12 +8,14 @@ docker. The set works when any of its executors does.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from dms.executor.base import (
     Adopting,
     ContainerSpec,
     Executor,
     ExecutorError,
+    HasWorkspace,
     Leftover,
     LogSink,
     RunResult,
@@ -61,6 +63,32 @@ class ExecutorSet:
         finally:
             self._running.pop(spec.job_id, None)
 
+    async def adopt(self, job_id: str) -> bool:
+        """After a restart: whether an executor that keeps its jobs across restarts still runs this one
+        (it is then that executor's again)."""
+        for kind, executor in self._by_kind.items():
+            if isinstance(executor, Adopting) and await executor.adopt(job_id):
+                self._running[job_id] = kind
+                return True
+        return False
+
+    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
+        """An adopted job's output after `after_ns`, then its result. Raises ExecutorError if not adopted."""
+        executor = self._by_kind.get(self._running.get(job_id, ""))
+        if not isinstance(executor, Adopting):
+            raise ExecutorError(f"job {job_id} was not adopted by an executor here")
+        try:
+            return await executor.follow(job_id, after_ns, on_logs, timeout_s)
+        finally:
+            self._running.pop(job_id, None)
+
+    async def dump_workspace(self, job_id: str, dest: Path) -> None:
+        """The running job's executor copies its /workspace (HasWorkspace); ExecutorError when it cannot."""
+        executor = self._by_kind.get(self._running.get(job_id, ""))
+        if not isinstance(executor, HasWorkspace):
+            raise ExecutorError(f"job {job_id} has no disk to copy on this provider")
+        await executor.dump_workspace(job_id, dest)
+
     async def cancel(self, job_id: str) -> None:
         """The executor running the job stops it; a job not started yet is marked cancelled with every one
         (one whose engine does not answer has nothing of it to stop)."""
@@ -83,21 +111,3 @@ class ExecutorSet:
             if kinds.get(kind) is None:
                 found.extend(await ex.reconcile())
         return found
-
-    async def adopt(self, job_id: str) -> bool:
-        """Whether an executor that can adopt (Docker: its containers outlive the daemon) still runs the job."""
-        for kind, ex in self._by_kind.items():
-            if isinstance(ex, Adopting) and await ex.adopt(job_id):
-                self._running[job_id] = kind
-                return True
-        return False
-
-    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
-        kind = self._running.get(job_id)
-        executor = self._by_kind.get(kind) if kind is not None else None
-        if not isinstance(executor, Adopting):
-            raise ExecutorError(f"job {job_id} was not adopted by any executor")
-        try:
-            return await executor.follow(job_id, after_ns, on_logs, timeout_s)
-        finally:
-            self._running.pop(job_id, None)

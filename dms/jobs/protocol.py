@@ -90,12 +90,13 @@ class Rejected(Strict):
 
 
 class Event(Strict):
-    """A numbered job event. `kind` is status (`state`), logs (`stdout`, `stderr`) or result."""
+    """A numbered job event. `kind` is status (`state`), logs (`stdout`, `stderr`), result, or checkpoint
+    (`seq`, `sha256`, `size`, `at`, `final`: dms.artifacts.checkpoints)."""
 
     type: Literal["event"]
     job_id: JobId
     seq: int = Field(ge=1, le=limits.MAX_SEQ)
-    kind: Literal["status", "logs", "result"]
+    kind: Literal["status", "logs", "result", "checkpoint"]
     data: dict[str, Any]
 
 

@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from dms.artifacts.jobrun import FilesAsk, RunFiles
+from dms.artifacts.staging import InputFailed, InputRef, JobFiles
+from dms.artifacts.store import Artifact
 from dms.errors import DmsError
-from dms.executor.base import ContainerSpec, EndReason, Executor, ExecutorError, GpuAssignment, LogChunk, RunResult
+from dms.executor.base import (
+    ContainerSpec,
+    EndReason,
+    Executor,
+    ExecutorError,
+    GpuAssignment,
+    HasWorkspace,
+    LogChunk,
+    RunResult,
+)
 from dms.executor.modules import ModuleStore
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.adopt import Adopting, resume_point
@@ -98,6 +112,7 @@ class ProviderService:
         on_capacity_change: Callable[[], Awaitable[None]],
         payments: PaymentGate,
         modules: ModuleStore | None = None,
+        files: JobFiles | None = None,
     ) -> None:
         self._onboarding = onboarding
         self._allocations = allocations
@@ -109,6 +124,9 @@ class ProviderService:
         self._payments = payments
         self._modules = modules
         self._module_problems: dict[str, str | None] = {}
+        self._files = files
+        self._followers: defaultdict[str, int] = defaultdict(int)
+        self._fences: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
@@ -151,7 +169,7 @@ class ProviderService:
             log.info("reconciled job %s after restart: %s", row.job_id, state)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks.values())
+        await cancel_and_wait([*self._fences, *self._tasks.values()])
 
     async def job(self, job_id: str) -> CPJobRow | None:
         """The job as this provider runs it (None if it never reached here)."""
@@ -247,40 +265,78 @@ class ProviderService:
         await self._on_capacity_change()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
         network = ask.network_mode == "default"  # refusal() let it through only if the operator allows it
-        self._tasks[req.job_id] = asyncio.create_task(self._run(req.job_id, spec, assignment, network))
+        self._tasks[req.job_id] = asyncio.create_task(self._run(req.job_id, spec, assignment, network, sp_peer))
         log.info("admitted job %s from %s", req.job_id, sp_peer)
         return None
 
-    async def _run(self, job_id: str, spec: JobSpec, gpus: GpuAssignment | None, network: bool) -> None:
+    async def _run(self, job_id: str, spec: JobSpec, gpus: GpuAssignment | None, network: bool, sp_peer: str) -> None:
         state = CPState.ADMITTED
         code: int | None = None
         final: CPState = CPState.FAILED
         reason: str | None = "the provider stopped"
         budget = LogBudget(self._settings.log_limits, time.monotonic())
+        outputs: Artifact | None = None
+        files: RunFiles | None = None
         try:
             state = await self._move(job_id, state, CPState.STARTING)
+            files = self._run_files(job_id, spec, sp_peer)
+            mounts, seed, dump = await files.prepare() if files is not None else ((), None, None)
 
             async def started() -> None:
                 nonlocal state
                 state = await self._move(job_id, state, CPState.RUNNING)
+                if files is not None:
+                    files.started()
 
             r = spec.resources
             result = await self._executor.run(
                 ContainerSpec(
                     job_id=job_id, image=spec.runs, command=tuple(spec.argv), env=dict(spec.env),
                     cores=r.cores, memory_mb=r.memory_mb, disk_mb=r.disk_mb, timeout_s=spec.duration_s,
-                    network=network, gpus=gpus, kind=spec.executor, fuel=spec.fuel,
+                    network=network, gpus=gpus, kind=spec.executor, fuel=spec.fuel, mounts=mounts,
+                    workspace_seed=str(seed) if seed else None, workspace_dump=str(dump) if dump else None,
                 ),
                 self._log_sink(job_id, budget),
                 started,
             )  # fmt: skip
             code = result.exit_code
             final, reason = outcome(result, r.memory_mb, r.disk_mb)
-        except ExecutorError as exc:
+            if files is not None:
+                outputs, failure = await files.finish()
+                final, reason = (CPState.FAILED, failure) if failure else (final, reason)
+        except (ExecutorError, InputFailed) as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
+            if files is not None:
+                await asyncio.shield(files.close())
             self._tasks.pop(job_id, None)
-            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason))
+            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
+
+    def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
+        """The run's inputs, outputs and checkpoints (dms.artifacts); None on a provider without them
+        (InputFailed when the job needs them)."""
+        if self._files is None:
+            if spec.inputs or spec.restore:
+                raise InputFailed("this provider does not take job inputs")
+            return None
+        if spec.executor != "docker":
+            return None  # a wasm job has no /inputs, /outputs or disk to snapshot
+        ck = spec.checkpoint
+        ask = FilesAsk(
+            tuple(InputRef(i.source, i.path) for i in spec.inputs), ck.path if ck else None,
+            ck.interval_s if ck else 0.0, spec.restore,
+        )  # fmt: skip
+
+        async def emit(data: dict[str, Any]) -> None:
+            await self._emit(job_id, "checkpoint", data)
+
+        async def dump(dest: Path) -> None:
+            if not isinstance(self._executor, HasWorkspace):
+                raise ExecutorError("this provider's executor cannot copy a job's disk")
+            await self._executor.dump_workspace(job_id, dest)
+
+        stop = functools.partial(self._executor.cancel, job_id)
+        return RunFiles(self._files, job_id, ask, sp_peer, emit, stop, dump)
 
     async def _resume(self, row: CPJobRow) -> None:
         """Follow an adopted job to its end from where its stored output stops (after a restart)."""
@@ -334,8 +390,9 @@ class ProviderService:
         return logs
 
     async def _last_logs_then_finish(
-        self, job_id: str, budget: LogBudget, current: CPState, final: CPState, code: int | None, reason: str | None
-    ) -> None:
+        self, job_id: str, budget: LogBudget, current: CPState, final: CPState, code: int | None, reason: str | None,
+        outputs: Artifact | None = None,
+    ) -> None:  # fmt: skip
         """The tail of the output (after the marker, if the middle was dropped) goes before the result."""
         with contextlib.suppress(Exception):
             await self._emit_logs(job_id, budget.end())
@@ -343,13 +400,18 @@ class ProviderService:
         if budget.dropped_total:
             log.info("job %s: %d of %d characters of output dropped (log budget or rate)", job_id,
                      budget.dropped_total, budget.total)  # fmt: skip
-        await self._finish(job_id, current, final, code, reason)
+        await self._finish(job_id, current, final, code, reason, outputs)
 
-    async def _move(self, job_id: str, current: CPState, new: CPState, **values: Any) -> CPState:
-        """Store the move (compare-and-set on `current`) with its event, in one transaction; then publish it."""
+    async def _move(
+        self, job_id: str, current: CPState, new: CPState, shown: dict[str, Any] | None = None, **values: Any
+    ) -> CPState:
+        """Store the move (compare-and-set on `current`) with its event, in one transaction; then publish it.
+        `shown`: more for a result event only (its outputs), not stored in the row."""
         transition(current, new)
         kind, data = (
-            ("result", {"state": new.value, **values}) if new.is_terminal() else ("status", {"state": new.value})
+            ("result", {"state": new.value, **values, **(shown or {})})
+            if new.is_terminal()
+            else ("status", {"state": new.value})
         )
         item = Numbered(await self._feed.number(job_id), kind, data)
         await self._jobs.commit(
@@ -359,9 +421,16 @@ class ProviderService:
         return new
 
     async def _finish(
-        self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None
+        self,
+        job_id: str,
+        current: CPState,
+        final: CPState,
+        code: int | None,
+        reason: str | None,
+        outputs: Artifact | None = None,
     ) -> None:
-        await self._move(job_id, current, final, exit_code=code, reason=reason)
+        shown = {"outputs": {"sha256": outputs.sha256, "size": outputs.size}} if outputs is not None else None
+        await self._move(job_id, current, final, shown, exit_code=code, reason=reason)
         async with self._onboarding.ledger():
             await self._allocations.release(job_id)
         self._feed.forget(job_id)
@@ -435,7 +504,7 @@ class ProviderService:
                 await stream.send(encode(Rejected(type="rejected", job_id=first.job_id, reason=reason)))
                 return
             await stream.send(encode(Accepted(type="accepted", job_id=first.job_id)))
-            await self._follow(stream, first.job_id, after)
+            await self._follow_fenced(stream, first.job_id, after)
         except (StreamClosed, TimeoutError):
             pass
         finally:
@@ -455,6 +524,31 @@ class ProviderService:
         if waiting is not None:
             waiting.set()
         return None
+
+    async def _follow_fenced(self, stream: LineStream, job_id: str, after: int) -> None:
+        """`_follow`; once the last requester stream of a running job that may be resumed elsewhere
+        (`resume: on-failure`) is gone, the job is stopped unless one re-attaches within 3 heartbeats:
+        its SP may have started a new run elsewhere (the stop takes the last checkpoint first)."""
+        self._followers[job_id] += 1
+        try:
+            await self._follow(stream, job_id, after)
+        finally:
+            self._followers[job_id] -= 1
+            if not self._followers[job_id]:
+                del self._followers[job_id]
+                if job_id in self._tasks:
+                    fence = asyncio.create_task(self._fence(job_id))
+                    self._fences.add(fence)
+                    fence.add_done_callback(self._fences.discard)
+
+    async def _fence(self, job_id: str) -> None:
+        row = await self._jobs.get(job_id)
+        if row is None or row.spec.get("resume") != "on-failure":
+            return
+        await asyncio.sleep(3 * self._settings.heartbeat_s)  # the SP's own bound for re-attaching
+        if job_id in self._tasks and not self._followers.get(job_id):
+            log.warning("job %s: its requester is gone for 3 heartbeats; stopping it (it may run elsewhere)", job_id)
+            await self._executor.cancel(job_id)
 
     async def _follow(self, stream: LineStream, job_id: str, after: int) -> None:
         """Send stored events after `after`, then live ones, heartbeats while quiet; listen for cancel."""

@@ -28,7 +28,9 @@ from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
 from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
 from dms.jobs.settlement import SettlementWorker
-from dms.jobs.sp_job import CancelJob, Deps, Frame, Pay, SPJob, log_frames
+from dms.jobs.sp_files import FileHooks
+from dms.jobs.sp_job import Deps, SPJob
+from dms.jobs.sp_messages import CancelJob, Frame, Pay, log_frames
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState
 from dms.jobs.tasks import cancel_and_wait
@@ -89,6 +91,7 @@ class RequesterService:
         payments: PaymentGate,
         transactions: TransactionLog,
         modules: ModuleStore | None = None,
+        files: FileHooks | None = None,
     ) -> None:
         self._jobs = jobs
         self._candidates = candidates
@@ -99,8 +102,9 @@ class RequesterService:
         self._feed = EventFeed(events, "sp")
         self._settler = SettlementWorker(transactions, payments)
         self._deps = Deps(
-            jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules
-        )
+            jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules, files,
+            self._replacements,
+        )  # fmt: skip
         self._owners: dict[str, SPJob] = {}
         self._placed: dict[str, Placed] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -154,13 +158,7 @@ class RequesterService:
         if spec.module is not None and (self._modules is None or not self._modules.has(spec.module)):
             missing = f"module {spec.module} is not in this node's module registry (add it: nunet module add FILE)"
             raise InvalidInput.of([FieldProblem("module", missing)])
-        needs = Needs(
-            channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
-            duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
-            gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
-            executor=spec.executor,
-            max_rtt_ms=spec.max_rtt_ms, preferred_rtt_ms=spec.preferred_rtt_ms,
-        )  # fmt: skip
+        needs = await self._needs(spec, target_peer)
         wire_problem(spec)
         try:
             why = too_long(spec.duration_s, await self._payments.refund_delay_s())
@@ -193,6 +191,21 @@ class RequesterService:
         self._placed[job_id] = Placed(best.candidate.peer_id, r.cpu_mhz, r.memory_mb, time.monotonic())
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
+
+    async def _needs(self, spec: JobSpec, target_peer: str | None) -> Needs:
+        r = spec.resources
+        return Needs(
+            channel=await self._channel(), cpu_mhz=r.cpu_mhz, cores=r.cores, memory_mb=r.memory_mb,
+            duration_s=spec.duration_s, max_price=spec.max_price, gpus=r.gpus, vram_mb=r.vram_mb,
+            gpu_vendor=r.gpu_vendor, disk_mb=r.disk_mb, target_peer=target_peer, escrow=self._payments.escrow,
+            executor=spec.executor, max_rtt_ms=spec.max_rtt_ms, preferred_rtt_ms=spec.preferred_rtt_ms,
+        )  # fmt: skip
+
+    async def _replacements(self, spec: JobSpec, gone: frozenset[str]) -> list[tuple[str, int]]:
+        """Providers that could take over a lost job's run, best first (resume after loss, sp_resume.py)."""
+        ranked = place(self._candidates(), await self._needs(spec, None)).ranked
+        fit = [(x.candidate.peer_id, x.price) for x in ranked if x.candidate.peer_id not in gone]
+        return fit[: self._settings.max_attempts]
 
     def _minus_in_flight(self, candidates: list[Candidate]) -> list[Candidate]:
         """Providers' advertised free capacity less what this SP placed there that their adverts cannot show

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,9 @@ from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
+from dms.jobs.sp_files import FileHooks, OutputsFetched, fetch_outputs
+from dms.jobs.sp_messages import CancelJob, Frame, Offered, Pay, Verified, answer, final_frame, log_frames
+from dms.jobs.sp_resume import NotResumed, Replacements, Resumed, resume_elsewhere, runs_of
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import Dialer, LineStream, NetworkError
@@ -34,25 +37,6 @@ from dms.store.jobs import Duplicate, JobStore, NewEvent, TransactionLog
 from dms.store.models import SPJobRow, TransactionRow
 
 log = logging.getLogger(__name__)
-
-Frame = dict[str, Any]
-
-
-def log_frames(stdout: str, stderr: str) -> list[Frame]:
-    """The dashboard frames for one log batch: NuNet's `log-stream-response`, one stream per frame, at the
-    top level of the frame (`{"action": "log-stream-response", "stdout": "..."}`)."""
-    streams = (("stdout", stdout), ("stderr", stderr))
-    return [{"action": "log-stream-response", name: text} for name, text in streams if text]
-
-
-def final_frame(state: SPState, reason: str | None, code: int | None) -> Frame:
-    if state == SPState.COMPLETED:
-        return {"action": "job-completed", "message": None, "detail": {"exit_code": code}}
-    why = reason or state.value
-    detail: dict[str, Any] = {"reason": why}
-    if code is not None:
-        detail["exit_code"] = code
-    return {"action": "job-failed", "message": why, "detail": detail}
 
 
 @dataclass(frozen=True)
@@ -67,42 +51,10 @@ class Deps:
     """Wakes the settlement worker once a settlement is owed."""
     modules: ModuleStore | None = None
     """Where a wasm job's module comes from when its provider asks for it."""
-
-
-@dataclass
-class Pay:
-    """The dashboard's `send-status`."""
-
-    status: str
-    tx_hash: str | None
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-@dataclass
-class CancelJob:
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-@dataclass(frozen=True)
-class Verified:
-    tx: str | None
-    error: Exception | None
-
-
-@dataclass(frozen=True)
-class Offered:
-    stream: LineStream | None
-    peer: str | None
-    refusals: tuple[str, ...]
-
-
-def _answer(msg: object, error: Exception | None) -> None:
-    """Resolve a command's future once (other messages have none)."""
-    if isinstance(msg, Pay | CancelJob) and not msg.done.done():
-        if error is None:
-            msg.done.set_result(None)
-        else:
-            msg.done.set_exception(error)
+    files: FileHooks | None = None
+    """Outputs and checkpoints of the jobs (None: a node without dms.artifacts)."""
+    replacements: Replacements | None = None
+    """Who could take over a `resume: on-failure` job whose provider is lost (None: such jobs fail)."""
 
 
 class SPJob:
@@ -117,6 +69,7 @@ class SPJob:
         self._paying: str | None = None  # the tx hash being verified
         self._cancel_wanted = False
         self._started = False  # the provider reported the container running
+        self._result_in = False  # the provider's result came; its outputs are being fetched
         self._closed = False  # the loop has ended: commands are refused from now on
 
     def submit(self, msg: object) -> None:
@@ -125,7 +78,7 @@ class SPJob:
     async def ask(self, cmd: Pay | CancelJob) -> None:
         """Submit a command and wait for its answer (a Conflict saying why it was refused)."""
         if self._closed:  # the owner is gone (its service forgets it a moment later)
-            _answer(cmd, self._refusal(cmd))
+            answer(cmd, self._refusal(cmd))
         else:
             self.submit(cmd)
         await cmd.done
@@ -144,17 +97,17 @@ class SPJob:
                 try:
                     await self._handle(msg)
                 except Conflict as exc:
-                    _answer(msg, exc)
+                    answer(msg, exc)
                 except Exception as exc:
                     if storage_fault(exc) is None:
-                        _answer(msg, Conflict(f"job {self.job_id}: internal error in the service provider"))
+                        answer(msg, Conflict(f"job {self.job_id}: internal error in the service provider"))
                         raise
                     # The disk is full: nothing was stored, the asker is told, the job waits for space.
                     log.warning("job %s: %s", self.job_id, storage_fault(exc))
-                    _answer(msg, exc)
+                    answer(msg, exc)
                     if isinstance(msg, Verified):
                         self._paying = None  # the payment can be reported again once there is room
-                _answer(msg, None)
+                answer(msg, None)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -200,8 +153,14 @@ class SPJob:
             await self._offered(msg)
         elif isinstance(msg, FromProvider):
             await self._on_event(msg.event)
-        elif isinstance(msg, Lost):
-            await self._end(SPState.FAILED, f"compute provider lost: {msg.reason}", None)
+        elif isinstance(msg, OutputsFetched):
+            await self._on_result(msg.result, msg.outputs)
+        elif isinstance(msg, Lost) and not self._result_in:
+            await self._lost(f"compute provider lost: {msg.reason}")
+        elif isinstance(msg, Resumed):
+            await self._resumed(msg)
+        elif isinstance(msg, NotResumed):
+            await self._end(SPState.FAILED, msg.reason, None)
 
     def _refuse_rest(self) -> None:
         """Answer what is still queued once the job ended (or the service stops); refuse what comes later."""
@@ -210,7 +169,7 @@ class SPJob:
             msg = self._inbox.get_nowait()
             if isinstance(msg, Offered) and msg.stream is not None:
                 asyncio.create_task(msg.stream.close())  # noqa: RUF006 - close() never raises
-            _answer(msg, self._refusal(msg))
+            answer(msg, self._refusal(msg))
 
     def _refusal(self, msg: object) -> Conflict:
         if not self.state.is_terminal():
@@ -293,21 +252,24 @@ class SPJob:
         frames = await self._frames({"action": "deployment-response", "message": {"success": True, "content": content}})
         transition(self.state, SPState.SUBMITTED)
         await self._commit(SPState.SUBMITTED, frames, cp_peer_id=msg.peer)
+        if self._row is not None:
+            self._row.cp_peer_id = msg.peer
         self._follow(msg.peer, msg.stream, 0)
         if self._cancel_wanted and self._link is not None:
             with contextlib.suppress(NetworkError):
                 await self._link.cancel()
 
     async def _on_event(self, ev: Event) -> None:
+        files, peer = self._d.files, self._row.cp_peer_id if self._row else None
         if ev.kind == "result":
-            state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
-                str(ev.data.get("state")), SPState.FAILED
-            )
-            code = ev.data.get("exit_code")
-            reason = ev.data.get("reason")
-            await self._end(state, reason if isinstance(reason, str) else None, code if isinstance(code, int) else None,
-                            cp_seq=ev.seq)  # fmt: skip
+            if files is not None and peer and "outputs" in ev.data:  # fetched by a helper before the end
+                self._result_in = True
+                self._start_helper(fetch_outputs(files, self.job_id, peer, ev, self.submit))
+            else:
+                await self._on_result(ev, None)
             return
+        if ev.kind == "checkpoint" and files is not None and peer:
+            files.on_checkpoint(self.job_id, peer, ev.data)  # fetched in the background, kept in its own record
         new = self.state
         frames: list[Numbered] = []
         if ev.kind == "logs":
@@ -316,6 +278,40 @@ class SPJob:
             new = transition(self.state, SPState.RUNNING)
             self._started = True
         await self._commit(new, frames, cp_seq=ev.seq)
+
+    async def _on_result(self, ev: Event, outputs: dict[str, Any] | None) -> None:
+        state = {"completed": SPState.COMPLETED, "cancelled": SPState.CANCELLED}.get(
+            str(ev.data.get("state")), SPState.FAILED
+        )
+        code = ev.data.get("exit_code")
+        reason = ev.data.get("reason")
+        await self._end(state, reason if isinstance(reason, str) else None, code if isinstance(code, int) else None,
+                        cp_seq=ev.seq, outputs=outputs)  # fmt: skip
+
+    async def _lost(self, reason: str) -> None:
+        """A job that asked `resume: on-failure` (payment mode none) runs again elsewhere from its latest
+        checkpoint (a helper looks for a provider); any other job fails with `reason`."""
+        row, d = self._row, self._d
+        may = row is not None and row.cp_peer_id and row.spec.get("resume") == "on-failure"
+        if row is None or not may or d.payments.escrow or d.replacements is None or d.files is None:
+            await self._end(SPState.FAILED, reason, None)
+            return
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+        latest = d.files.latest_checkpoint
+        self._start_helper(resume_elsewhere(row, reason, d.dialer, d.replacements, latest, self.submit, d.modules))
+
+    async def _resumed(self, msg: Resumed) -> None:
+        """The new provider took the job over: it is the job's provider from now on (its events numbered
+        afresh), the run is kept in the quote's `runs`, and dashboards get a `job-resumed` frame."""
+        assert self._row is not None
+        quote = {**self._row.quote, "runs": [*runs_of(self._row), msg.run]}
+        frames = await self._frames({"action": "job-resumed", "detail": {**msg.run, "reason": msg.reason}})
+        await self._commit(self.state, frames, cp_peer_id=msg.peer, cp_seq=0, quote=quote)
+        self._row.cp_peer_id, self._row.quote = msg.peer, quote
+        log.info("job %s resumed on %s: %s", self.job_id, msg.peer, msg.run)
+        self._follow(msg.peer, msg.stream, 0)
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -335,13 +331,13 @@ class SPJob:
 
     async def _end(
         self, state: SPState, reason: str | None, code: int | None, *, settle: bool = True,
-        before: list[Frame] | None = None, **values: Any,
+        before: list[Frame] | None = None, outputs: dict[str, Any] | None = None, **values: Any,
     ) -> None:  # fmt: skip
         """The final move, its frames and the settlement it owes (escrow), in one transaction; the settlement
         worker sends the release or refund after that, so the final frame never waits for the chain."""
         was = self.state
         transition(was, state)
-        frames = await self._frames(*(before or []), final_frame(state, reason, code))
+        frames = await self._frames(*(before or []), final_frame(state, reason, code, outputs))
         owed = []
         tx_hash = self._row.tx_hash if self._row else None
         if settle and self._d.payments.escrow and tx_hash and was not in (SPState.QUOTED, SPState.AWAITING_PAYMENT):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from dms import limits
+from dms.artifacts.inputs import MAX_INPUTS, checkpoint_path_problem, path_problem, paths_problem, source_problem
 
 ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IMAGE_REF = r"^[a-z0-9][a-z0-9._/:@-]*$"
@@ -37,6 +38,41 @@ class JobResources(Strict):
     gpu_vendor: Literal["nvidia", "amd"] | None = None
 
 
+class JobInput(Strict):
+    """One file the provider fetches before the job starts and mounts read-only at `/inputs/<path>`."""
+
+    source: str = Field(min_length=1, max_length=2048, description="An artifact's sha256, or an http(s) URL.")
+    path: str = Field(min_length=1, max_length=512, description="Where under /inputs, e.g. `data/a.csv`.")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if problem := source_problem(v):
+            raise ValueError(problem)
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if problem := path_problem(v):
+            raise ValueError(problem)
+        return v
+
+
+class JobCheckpoint(Strict):
+    """Snapshot `path` every `interval_s` while the job runs, and when it ends (dms.artifacts.checkpoints)."""
+
+    path: str = Field("/workspace", max_length=512, description="The folder to snapshot (dms mounts it).")
+    interval_s: float = Field(ge=1, le=86_400, description="Seconds between snapshots.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if problem := checkpoint_path_problem(v):
+            raise ValueError(problem)
+        return v
+
+
 class JobSpec(Strict):
     executor: Literal["docker", "wasm"] = Field("docker", description="How the job runs: a container or a WASM module.")
     image: str | None = Field(None, min_length=1, max_length=256, pattern=IMAGE_REF, description="docker jobs.")
@@ -58,6 +94,14 @@ class JobSpec(Strict):
     preferred_rtt_ms: int | None = Field(
         None, ge=1, le=60_000, description="Providers within this round trip (ms) rank first; soft."
     )
+    inputs: list[JobInput] = Field(default_factory=list, max_length=MAX_INPUTS, description="Files under /inputs.")
+    checkpoint: JobCheckpoint | None = None
+    resume: Literal["never", "on-failure"] = Field(
+        "never", description="on-failure: if the provider is lost, run again elsewhere from the latest checkpoint."
+    )
+    restore: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="A checkpoint (its sha256) unpacked into checkpoint.path first."
+    )
 
     @model_validator(mode="after")
     def _fits_executor(self) -> JobSpec:
@@ -73,6 +117,8 @@ class JobSpec(Strict):
                 raise ValueError("a wasm job takes module and args, not image and command")
             if self.resources.gpus:
                 raise ValueError("a wasm job cannot use GPUs")
+            if self.inputs or self.checkpoint is not None or self.restore is not None:
+                raise ValueError("inputs, checkpoint and restore are for docker jobs")
         return self
 
     @property
@@ -86,3 +132,16 @@ class JobSpec(Strict):
     def argv(self) -> list[str]:
         """The command of a container, or the arguments of a module."""
         return self.command if self.executor == "docker" else self.args
+
+    @model_validator(mode="after")
+    def _restore_needs_a_path(self) -> JobSpec:
+        if self.restore is not None and self.checkpoint is None:
+            raise ValueError("restore needs checkpoint (its path is where the checkpoint is unpacked)")
+        return self
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, v: list[JobInput]) -> list[JobInput]:
+        if problem := paths_problem([i.path for i in v]):
+            raise ValueError(problem)
+        return v

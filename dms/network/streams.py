@@ -56,6 +56,28 @@ class TrioLines:
         self._buf = bytearray(rest)
         return line
 
+    async def read_some(self, limit: int, wait_s: float) -> bytes:
+        """Up to `limit` raw bytes (buffered ones first), as many as arrive within `wait_s`; b"" at the end.
+
+        Raises trio.TooSlowError when nothing at all arrived in time, StreamClosed when the stream broke.
+        """
+        with trio.move_on_after(wait_s) as scope:
+            while len(self._buf) < limit and not self._eof:
+                try:
+                    chunk = await self._stream.read(min(CHUNK, limit - len(self._buf)))
+                except StreamEOF:
+                    chunk = b""
+                except Exception as e:
+                    raise StreamClosed(f"the stream broke: {e or type(e).__name__}") from e
+                if not chunk:
+                    self._eof = True
+                self._buf += chunk
+        if scope.cancelled_caught and not self._buf:
+            raise trio.TooSlowError
+        data = bytes(self._buf[:limit])
+        del self._buf[:limit]
+        return data
+
     async def write(self, data: bytes) -> None:
         try:
             with trio.fail_after(WRITE_TIMEOUT_S):
@@ -96,6 +118,20 @@ class NetLineStream:
         except StreamClosed:
             raise
         except NetworkError as e:  # the p2p thread is stopping
+            raise StreamClosed(str(e)) from e
+
+    async def receive_bytes(self, limit: int, wait_s: float) -> bytes:
+        """Up to `limit` raw bytes (after the lines read so far); b"" at the end of the stream.
+
+        Raises TimeoutError when nothing arrived within `wait_s`, StreamClosed when the stream broke.
+        """
+        try:
+            return await self._thread.call(functools.partial(self._lines.read_some, limit, wait_s))
+        except trio.TooSlowError:
+            raise TimeoutError(f"no bytes from {self._remote} within {wait_s:g} s") from None
+        except StreamClosed:
+            raise
+        except NetworkError as e:
             raise StreamClosed(str(e)) from e
 
     async def close(self) -> None:

@@ -106,3 +106,39 @@ async def test_without_loop_devices_the_disk_is_a_sized_tmpfs(tmp_path: Path, mo
     finally:
         await ex.close()
     assert list((tmp_path / "disks").glob("*")) == []
+
+
+async def test_a_checkpoint_is_the_jobs_bounded_disk_restored_and_copied_out(
+    executor: DockerExecutor, tmp_path: Path
+) -> None:
+    """Checkpoints use the job's disk (one mount at /workspace, still bounded): a seed folder becomes the
+    disk's first contents, a running job's disk is copied out, and the ended job's disk once more."""
+    seed, live, final = tmp_path / "seed", tmp_path / "live", tmp_path / "final"
+    (seed / "sub").mkdir(parents=True)
+    (seed / "sub" / "counter").write_text("41\n")
+    live.mkdir()
+    final.mkdir()
+    logs = Logs()
+    job = spec(
+        "cat /workspace/sub/counter; echo 42 > /workspace/sub/counter; df -k /workspace | tail -1;"
+        "touch /workspace/ready; sleep 30",
+        disk_mb=16, workspace_seed=str(seed), workspace_dump=str(final),
+    )  # fmt: skip
+    config = container_config(job, "x", JobDisk(job.job_id, 16, tmp_path / "i.img", "/dev/loop9"))
+    assert [m["Target"] for m in config["HostConfig"]["Mounts"]] == ["/workspace"]  # one mount, the sized disk
+
+    async def started() -> None:
+        for _ in range(200):  # the job marks /workspace/ready once it wrote its counter
+            await executor.dump_workspace(job.job_id, live)
+            if (live / "ready").exists():
+                break
+            shutil.rmtree(live)
+            live.mkdir()
+        await executor.cancel(job.job_id)
+
+    result = await executor.run(job, logs, started)
+    assert result.reason == EndReason.CANCELLED, logs.stderr
+    assert logs.stdout.splitlines()[0] == "41"
+    assert int(logs.stdout.splitlines()[1].split()[1]) <= 16 * 1024  # still exactly its size
+    assert (live / "sub" / "counter").read_text() == "42\n"
+    assert (final / "sub" / "counter").read_text() == "42\n" and (final / "ready").exists()

@@ -44,12 +44,13 @@ def numeric_properties(spec: dict[str, Any], name: str, seen: set[str]) -> list[
 async def test_openapi_declares_a_maximum_for_every_number_in_a_request(http: aiohttp.ClientSession) -> None:
     async with http.get(f"{API}/openapi.json") as r:
         spec = await r.json()
-    bodies = {
-        op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    schemas = [
+        op["requestBody"]["content"]["application/json"]["schema"]
         for path in spec["paths"].values()
         for op in path.values()
         if "requestBody" in op
-    }
+    ]
+    bodies = {ref["$ref"].rsplit("/", 1)[1] for schema in schemas for ref in schema.get("oneOf", [schema])}
     assert {"OnboardBody", "ResourceConfigBody", "RequestServiceBody"} <= bodies
     seen: set[str] = set()
     fields = [f for body in sorted(bodies) for f in numeric_properties(spec, body, seen)]

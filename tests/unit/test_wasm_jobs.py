@@ -67,7 +67,8 @@ def test_matching_filters_by_executor_with_the_reason() -> None:
 
 
 NODE = NodeView(
-    onboarded=True, available=True, executor_problem=None, free=Resources(4000, 4000), machine_cores=4, gpus=(),
+    onboarded=True, available=True, executor_problem=None, free=Resources(4000, 4000, disk_mb=10_000),
+    machine_cores=4, gpus=(),
     image_allowlist=(), image_present=True, working_executors=("wasm",),
 )  # fmt: skip
 

@@ -1,0 +1,218 @@
+"""`/dms/artifacts/1.0.0`: one artifact from one peer, in chunks, resumable, verified on arrival.
+
+On one stream: the asker writes a line `{"sha256": h, "offset": n}`; the holder answers a line
+`{"size": N}` (or `{"error": "..."}`) and then the raw bytes from `n` to `N`, and closes. The asker
+appends them to `partial/<h>` while hashing; a stream that drops or stalls is reopened asking from the
+new offset (a bounded number of times without progress). Only when every byte is there and the whole
+hashes to `h` does the blob enter the store; otherwise the partial file is removed, the transfer is
+counted as refused, and the peer's bytes are never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from dms.artifacts.errors import ArtifactCorrupt, ArtifactTooLarge, QuotaExceeded, TransferFailed
+from dms.artifacts.store import Artifact, ArtifactStore, check_hash
+from dms.errors import DmsError
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "/dms/artifacts/1.0.0"
+CHUNK = 256 * 1024
+"""Bytes per send (libp2p messages of 8 MiB and more fail; small sends cost a bridge crossing each)."""
+READ = 1024 * 1024
+REQUEST_TIMEOUT_S = 10.0
+MAX_TRIES = 4
+"""Streams opened in a row without getting a single new byte before the transfer is given up."""
+
+
+class ByteStream(Protocol):
+    """A stream with one peer that carries lines and then raw bytes (dms.network's NetLineStream)."""
+
+    @property
+    def remote_peer(self) -> str: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def receive(self, wait_s: float) -> bytes: ...
+
+    async def receive_bytes(self, limit: int, wait_s: float) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class Opener(Protocol):
+    async def open(self, peer_id: str, protocol: str) -> ByteStream: ...
+
+
+@dataclass
+class TransferStats:
+    served: int = 0
+    fetched: int = 0
+    resumed: int = 0
+    refused: int = 0
+    """Transfers whose bytes did not hash to the name asked for."""
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class ArtifactTransfer:
+    def __init__(self, store: ArtifactStore, opener: Opener, *, stall_s: float, max_size: int) -> None:
+        self._store = store
+        self._opener = opener
+        self._stall_s = stall_s
+        self._max_size = max_size
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.stats = TransferStats()
+
+    # --- holder side ---
+
+    async def serve(self, stream: ByteStream) -> None:
+        """Answer one request: the header line, then the bytes from the asked offset."""
+        try:
+            req = json.loads(await stream.receive(REQUEST_TIMEOUT_S))
+            sha = check_hash(str(req["sha256"]))
+            offset = req.get("offset", 0)
+            if not isinstance(offset, int) or offset < 0:
+                raise ValueError("offset must be a non-negative integer")
+        except (TimeoutError, ValueError, KeyError, TypeError, DmsError) as exc:
+            with contextlib.suppress(DmsError):
+                await _answer(stream, {"error": f"bad request: {exc}"})
+            return
+        art = self._store.get(sha)
+        if art is None:
+            await _answer(stream, {"error": f"no artifact {sha} here"})
+            return
+        holder = f"serve:{id(stream)}"
+        self._store.pin(holder, {sha})
+        try:
+            path = self._store.path(sha)
+            await _answer(stream, {"size": art.size})
+            with path.open("rb") as f:
+                f.seek(min(offset, art.size))
+                while chunk := f.read(CHUNK):
+                    await stream.send(chunk)
+                    self.stats.bytes_out += len(chunk)
+            self.stats.served += 1
+        except DmsError as exc:  # the asker went away; it resumes from its offset if it wants
+            log.debug("serving artifact %s stopped: %s", sha, exc)
+        finally:
+            self._store.unpin(holder)
+
+    # --- asker side ---
+
+    async def fetch(self, peer_id: str, sha256: str) -> Artifact:
+        """The artifact, from the store or else from `peer_id`. Raises ArtifactCorrupt (the peer sent other
+        bytes), ArtifactTooLarge, QuotaExceeded, TransferFailed (with the last reason)."""
+        sha = check_hash(sha256)
+        lock = self._locks.setdefault(sha, asyncio.Lock())
+        async with lock:
+            have = self._store.get(sha)
+            if have is not None:
+                return have
+            partial = self._store.partial_path(sha)
+            digest, offset = await asyncio.to_thread(_hash_file, partial)
+            if offset:
+                self.stats.resumed += 1
+            tries, size, last = 0, -1, ""
+            while size < 0 or offset < size:
+                if tries >= MAX_TRIES:
+                    raise TransferFailed(f"artifact {sha} from {peer_id}: {last} ({tries} tries without progress)")
+                tries += 1
+                try:
+                    size, got = await self._one_stream(peer_id, sha, partial, offset, digest)
+                except _Progress as exc:  # the stream dropped or stalled: keep what came, ask from there
+                    last, got, size = str(exc), exc.got, exc.size
+                except TransferFailed:  # the peer refused, or answered garbage
+                    raise
+                except (DmsError, OSError, TimeoutError) as exc:  # cannot reach it, or no answer in time
+                    if isinstance(exc, (ArtifactTooLarge, QuotaExceeded)):
+                        raise
+                    last, got = str(exc) or type(exc).__name__, 0
+                if got:
+                    offset += got
+                    tries = 0
+                    if offset < size:
+                        self.stats.resumed += 1
+                        log.info("artifact %s from %s: resuming at byte %d of %d", sha, peer_id, offset, size)
+            if offset > size or digest.hexdigest() != sha:
+                partial.unlink(missing_ok=True)
+                self.stats.refused += 1
+                log.warning("refused artifact %s from %s: its bytes hash to something else", sha, peer_id)
+                raise ArtifactCorrupt(f"peer {peer_id} sent bytes that do not hash to {sha}; they were discarded")
+            art = await self._store.adopt(partial, sha, size)
+            self.stats.fetched += 1
+            log.info("artifact %s (%d bytes) fetched from %s", sha, size, peer_id)
+            return art
+
+    async def _one_stream(
+        self, peer_id: str, sha: str, partial: Path, offset: int, digest: Any
+    ) -> tuple[int, int]:
+        """One stream: (the size the peer announced, bytes appended). A drop after some bytes raises
+        _Progress so the caller keeps them; refusals raise TransferFailed."""
+        stream = await self._opener.open(peer_id, PROTOCOL)
+        got = 0
+        try:
+            await stream.send(json.dumps({"sha256": sha, "offset": offset}).encode() + b"\n")
+            try:
+                head = json.loads(await stream.receive(REQUEST_TIMEOUT_S))
+            except ValueError as exc:
+                raise TransferFailed(f"peer {peer_id} answered garbage: {exc}") from exc
+            if not isinstance(head, dict) or "error" in head:
+                err = head.get("error") if isinstance(head, dict) else head
+                raise TransferFailed(f"peer {peer_id} refused artifact {sha}: {err}")
+            size = head.get("size")
+            if not isinstance(size, int) or size < offset:
+                raise TransferFailed(f"peer {peer_id} announced a bad size {size!r} for artifact {sha}")
+            if size > self._max_size:
+                raise ArtifactTooLarge(f"artifact {sha} is {size} bytes, over the limit of {self._max_size}")
+            self._store.check_room(size)
+            with partial.open("ab") as f:
+                while offset + got < size:
+                    try:
+                        data = await stream.receive_bytes(min(READ, size - offset - got), self._stall_s)
+                    except (DmsError, TimeoutError) as exc:
+                        raise _Progress(str(exc), got, size) from exc
+                    if not data:
+                        msg = f"peer {peer_id} ended the stream at byte {offset + got} of {size}"
+                        raise _Progress(msg, got, size)
+                    f.write(data)
+                    digest.update(data)
+                    got += len(data)
+                    self.stats.bytes_in += len(data)
+            return size, got
+        finally:
+            await stream.close()
+
+
+class _Progress(TransferFailed):
+    """The stream ended early after `got` new bytes (kept in the partial file)."""
+
+    def __init__(self, message: str, got: int, size: int) -> None:
+        super().__init__(message)
+        self.got = got
+        self.size = size
+
+
+async def _answer(stream: ByteStream, obj: dict[str, Any]) -> None:
+    await stream.send(json.dumps(obj).encode() + b"\n")
+
+
+def _hash_file(path: Path) -> tuple[Any, int]:
+    """A sha256 object fed with the file's bytes, and its size (0 when absent)."""
+    digest = hashlib.sha256()
+    size = 0
+    if path.exists():
+        with path.open("rb") as f:
+            while block := f.read(READ):
+                digest.update(block)
+                size += len(block)
+    return digest, size

@@ -1,0 +1,122 @@
+"""A job outlives its provider: SIGKILL the provider mid-run and the job resumes on a second provider
+from its last checkpoint, on the same job id, and completes with its counter continuing (not from 0);
+its outputs download byte-identical to what the job wrote. And the other side of it: a provider whose SP
+is gone stops a resumable run within 3 heartbeats (its SP may have started it elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from tests.e2e.test_daemon_process import onboard
+from tests.e2e.test_network_and_jobs import containers_of
+from tests.procs import DmsProcess, post, wait_for
+
+HB = 1.0
+COUNT = 60
+COUNTER = (
+    "touch /workspace/log; i=$(tail -n1 /workspace/log); i=${i:-0}; echo start $i; "
+    f"while [ $i -lt {COUNT} ]; do i=$((i+1)); echo $i >> /workspace/log; sleep 0.1; done; "
+    "cp /workspace/log /outputs/log; echo counted"
+)
+
+
+def peer_ids(d: DmsProcess) -> set[str]:
+    return {p["peer_id"] for p in d.get("/api/v1/peers/dht/dump")}
+
+
+async def test_job_resumes_on_another_provider_after_a_sigkill(dms_process: Callable[..., DmsProcess]) -> None:
+    cps = [dms_process(f"cp{i}").start() for i in (1, 2)]
+    for cp in cps:
+        onboard(cp, 0.4)
+    ids = [cp.get("/api/v1/peers/self") for cp in cps]
+    sp = dms_process("sp", p2p={"bootstrap_peers": [i["addrs"][0] for i in ids]}).start()
+    onboard(sp, 0.2)
+    wait_for(lambda: {i["peer_id"] for i in ids} <= peer_ids(sp), 20, "the SP sees both providers")
+
+    spec = {
+        "image": "dms-test/busybox:1", "command": ["sh", "-c", COUNTER],
+        "resources": {"cpu_mhz": 300, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
+        "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
+    }  # fmt: skip
+    quote = post(sp, "/run/request-service", spec)
+    job_id = quote["job_id"]
+    first = next(cp for cp, i in zip(cps, ids, strict=True) if i["peer_id"] == quote["compute_provider"]["peer_id"])
+    other = ids[1] if first is cps[0] else ids[0]
+    frames: list[dict[str, Any]] = []
+    killed_at = 0.0
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        assert (await ws.receive_json(timeout=10))["action"] == "connected"
+        status = {"transaction_type": "fund", "transaction_status": "success"}
+        await ws.send_json({"action": "send-status", "job_id": job_id, "message": status})
+
+        async def kill_after_a_checkpoint() -> None:
+            nonlocal killed_at
+            path = f"/api/v1/run/jobs/{job_id}/checkpoints"
+            await asyncio.to_thread(wait_for, lambda: len(sp.get(path)["checkpoints"]) >= 2, 30, "2 checkpoints")
+            await asyncio.to_thread(first.kill9)
+            killed_at = time.monotonic()
+
+        killer = asyncio.create_task(kill_after_a_checkpoint())
+        while True:
+            frame = await ws.receive_json(timeout=120)
+            frames.append(frame)
+            if frame["action"] == "job-resumed":
+                resumed_after = time.monotonic() - killed_at
+            if frame["action"] in ("job-completed", "job-failed", "error"):
+                break
+        await killer
+
+    assert frames[-1]["action"] == "job-completed", frames[-1]
+    resumed = [f for f in frames if f["action"] == "job-resumed"]
+    assert len(resumed) == 1 and resumed[0]["job_id"] == job_id
+    detail = resumed[0]["detail"]
+    assert detail["compute_provider"] == other["peer_id"] and detail["run"] == 2 and detail["checkpoint"] >= 2
+    assert resumed_after <= 3 * HB + 5, resumed_after  # loss seen within 3 heartbeats, then a new dispatch
+    stdout = "".join(f.get("stdout", "") for f in frames if f["action"] == "log-stream-response")
+    starts = [int(line.split()[1]) for line in stdout.splitlines() if line.startswith("start ")]
+    assert starts[0] == 0 and len(starts) == 2 and starts[1] > 0, stdout  # the second run went on from the checkpoint
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["compute_provider"] == other["peer_id"]
+    async with aiohttp.ClientSession() as s, s.get(f"{sp.url}/api/v1/run/jobs/{job_id}/outputs") as r:
+        body = await r.read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        log = tar.extractfile("log")
+        assert log is not None and log.read() == "".join(f"{i}\n" for i in range(1, COUNT + 1)).encode()
+    # the killed provider, restarted, removes its orphaned container; the SP does not listen to that run
+    first.start()
+    assert await containers_of(job_id) == []
+    assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
+
+
+async def test_a_provider_fences_a_resumable_run_once_its_sp_is_gone(dms_process: Callable[..., DmsProcess]) -> None:
+    cp = dms_process("cp").start()
+    onboard(cp, 0.4)
+    me = cp.get("/api/v1/peers/self")
+    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
+    onboard(sp, 0.2)
+    wait_for(lambda: me["peer_id"] in peer_ids(sp), 20, "the SP sees the provider")
+    long_job = COUNTER.replace(f"-lt {COUNT}", "-lt 900")  # 90 s unless stopped
+    spec = {
+        "image": "dms-test/busybox:1", "command": ["sh", "-c", long_job],
+        "resources": {"cpu_mhz": 300, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
+        "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
+    }  # fmt: skip
+    job_id = post(sp, "/run/request-service", spec)["job_id"]
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        status = {"transaction_type": "fund", "transaction_status": "success"}
+        await ws.send_json({"action": "send-status", "job_id": job_id, "message": status})
+        path = f"/api/v1/run/jobs/{job_id}/checkpoints"
+        await asyncio.to_thread(wait_for, lambda: sp.get(path)["checkpoints"], 30, "a checkpoint")
+    assert await containers_of(job_id), "the job runs"
+    sp.kill9()
+    t0 = time.monotonic()
+    while await containers_of(job_id):
+        assert time.monotonic() - t0 < 3 * HB + 8, "the provider did not stop the run"
+        await asyncio.sleep(0.2)
