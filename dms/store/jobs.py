@@ -230,12 +230,13 @@ class TransactionLog:
     async def attempted(
         self, row_id: int, state: str, tx_hash: str | None, error: str | None, next_at: datetime | None
     ) -> None:
-        """Record one attempt of a pending settlement: its new state, and when to try again if still pending."""
+        """Record one attempt of a pending settlement: its new state, and when to try again if still pending.
+        Without a `tx_hash` the one already recorded stays: a broadcast transaction may still be mined."""
         q = (
             update(TransactionRow)
             .where(TransactionRow.id == row_id, TransactionRow.state.in_(OPEN))
-            .values(state=state, tx_hash=tx_hash, error=error, next_at=next_at, at=now(),
-                    attempts=TransactionRow.attempts + 1)
+            .values(state=state, tx_hash=TransactionRow.tx_hash if tx_hash is None else tx_hash, error=error,
+                    next_at=next_at, at=now(), attempts=TransactionRow.attempts + 1)
         )  # fmt: skip
         async with self._store.session() as s, s.begin():
             await s.execute(q)
