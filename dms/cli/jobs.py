@@ -30,6 +30,16 @@ else:
 WS_PATH = "/api/v1/run/deploy"
 
 
+# Options `run` and `resume` share: both follow a job to its end and may pay its deposit.
+FramesOpt = Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")]
+PayKeyOpt = Annotated[
+    str | None, typer.Option("--pay-key", envvar="NUNET_PAY_KEY", help="Private key that pays the escrow deposit.")
+]
+RpcUrlOpt = Annotated[
+    str | None, typer.Option("--rpc-url", envvar="NUNET_RPC_URL", help="The chain's JSON-RPC URL (escrow).")
+]
+
+
 def _client(ctx: typer.Context) -> DmsClient:
     target: Target = ctx.obj
     return target.client()
@@ -78,14 +88,9 @@ def run(
     resume_on_failure: Annotated[
         bool, typer.Option("--resume-on-failure", help="If its provider is lost, go on elsewhere from a checkpoint.")
     ] = False,
-    frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
-    pay_key: Annotated[
-        str | None,
-        typer.Option("--pay-key", envvar="NUNET_PAY_KEY", help="Private key that pays the escrow deposit."),
-    ] = None,
-    rpc_url: Annotated[
-        str | None, typer.Option("--rpc-url", envvar="NUNET_RPC_URL", help="The chain's JSON-RPC URL (escrow).")
-    ] = None,
+    frames: FramesOpt = False,
+    pay_key: PayKeyOpt = None,
+    rpc_url: RpcUrlOpt = None,
 ) -> None:
     """Run a container (or, with --wasm, a WASM module) on the best provider and follow it to the end;
     exit with its exit code."""
@@ -299,14 +304,9 @@ def resume(
     checkpoint: Annotated[
         int | None, typer.Option("--checkpoint", "-n", metavar="N", help="Its checkpoint N (default: the latest).")
     ] = None,
-    frames: Annotated[bool, typer.Option("--frames", help="Also print every websocket frame as JSON.")] = False,
-    pay_key: Annotated[
-        str | None,
-        typer.Option("--pay-key", envvar="NUNET_PAY_KEY", help="Private key that pays the escrow deposit."),
-    ] = None,
-    rpc_url: Annotated[
-        str | None, typer.Option("--rpc-url", envvar="NUNET_RPC_URL", help="The chain's JSON-RPC URL (escrow).")
-    ] = None,
+    frames: FramesOpt = False,
+    pay_key: PayKeyOpt = None,
+    rpc_url: RpcUrlOpt = None,
 ) -> None:
     """Run an ended job again from one of its checkpoints (a new job id), and follow it to the end."""
     client = _client(ctx)

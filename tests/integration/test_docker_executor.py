@@ -9,26 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dms.executor.base import ContainerSpec, EndReason, ExecutorUnavailable, ImageMissing, LogChunk
+from dms.executor.base import ContainerSpec, EndReason, ExecutorUnavailable, ImageMissing
 from dms.executor.docker import DockerExecutor, container_config
+from tests.integration.logsink import Logs
 
 IMAGE = "dms-test/busybox:1"
-
-
-class Logs:
-    def __init__(self) -> None:
-        self.chunks: list[LogChunk] = []
-
-    async def __call__(self, chunk: LogChunk) -> None:
-        self.chunks.append(chunk)
-
-    @property
-    def stdout(self) -> str:
-        return "".join(c.stdout for c in self.chunks)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(c.stderr for c in self.chunks)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import pytest
 from dms.executor.base import ContainerSpec, EndReason
 from dms.executor.docker import ENGINE_LOG_FILE_MB, ENGINE_LOG_FILES, DockerExecutor, container_config
 from dms.executor.jobdisk import JobDisk
-from tests.integration.test_docker_executor import IMAGE, Logs
+from tests.integration.logsink import Logs
+from tests.integration.test_docker_executor import IMAGE
 
 
 @pytest.fixture

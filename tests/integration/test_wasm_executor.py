@@ -11,26 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dms.executor.base import ContainerSpec, EndReason, ImageMissing, LogChunk
+from dms.executor.base import ContainerSpec, EndReason, ImageMissing
 from dms.executor.modules import ModuleStore, inspect_module
 from dms.executor.wasm import WasmExecutor
 from tests import wasm_modules as m
-
-
-class Logs:
-    def __init__(self) -> None:
-        self.chunks: list[LogChunk] = []
-
-    async def __call__(self, chunk: LogChunk) -> None:
-        self.chunks.append(chunk)
-
-    @property
-    def stdout(self) -> str:
-        return "".join(c.stdout for c in self.chunks)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(c.stderr for c in self.chunks)
+from tests.integration.logsink import Logs
 
 
 @pytest.fixture
