@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,35 +59,26 @@ class DmsClient:
 
     def download(self, path: str, dest: Path) -> None:
         """Stream a GET answer's body into `dest`. Raises ApiError or DaemonUnreachable like `get`."""
-        headers = {"Accept": "*/*", **self._auth()}
-        request = urllib.request.Request(self.base_url + API + path, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response, dest.open("wb") as f:
-                shutil.copyfileobj(response, f, 1024 * 1024)
-        except urllib.error.HTTPError as exc:
-            raise _api_error(exc) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            raise self._unreachable(getattr(reason, "strerror", None) or str(reason)) from None
-        except TimeoutError:
-            raise self._unreachable(f"no answer within {self.timeout:g} s") from None
+        url = self.base_url + API + path
+        request = urllib.request.Request(url, headers={"Accept": "*/*", **self._auth()})
+        with (
+            self._answers(url),
+            urllib.request.urlopen(request, timeout=self.timeout) as response,
+            dest.open("wb") as f,
+        ):
+            shutil.copyfileobj(response, f, 1024 * 1024)
 
     def upload_file(self, path: str, src: Path) -> Any:
         """POST a file's bytes as the body, streamed; the parsed JSON answer. Errors as `get`."""
+        url = self.base_url + API + path
         with src.open("rb") as f:
             request = urllib.request.Request(
-                self.base_url + API + path, data=f, method="POST",
+                url, data=f, method="POST",
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(src.stat().st_size),
                          "Accept": "application/json", **self._auth()},
             )  # fmt: skip
-            try:
-                with urllib.request.urlopen(request, timeout=max(self.timeout, 600)) as response:
-                    return json.load(response)
-            except urllib.error.HTTPError as exc:
-                raise _api_error(exc) from None
-            except urllib.error.URLError as exc:
-                reason = exc.reason
-                raise self._unreachable(getattr(reason, "strerror", None) or str(reason)) from None
+            with self._answers(url), urllib.request.urlopen(request, timeout=max(self.timeout, 600)) as response:
+                return json.load(response)
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -102,17 +95,21 @@ class DmsClient:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = {"Accept": "application/json", **self._auth()}
         if data is not None:
             headers["Content-Type"] = "application/json"
         if raw is not None:
             data, headers["Content-Type"] = raw
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        with self._answers(url), urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return json.load(response)
+
+    @contextlib.contextmanager
+    def _answers(self, url: str) -> Iterator[None]:
+        """Turn what urllib raises into ApiError (the daemon refused, or something else answered) or
+        DaemonUnreachable (no answer), for every call."""
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.load(response)
+            yield
         except urllib.error.HTTPError as exc:
             raise _api_error(exc) from None
         except urllib.error.URLError as exc:

@@ -13,23 +13,14 @@ import aiohttp
 import pytest
 
 from tests.e2e.test_daemon_process import onboard
-from tests.e2e.test_network_and_jobs import containers_of, job, known
+from tests.e2e.test_network_and_jobs import containers_of, job, known, pair
 from tests.procs import DmsProcess, post, wait_for
+
+__all__ = ["pair"]  # the fixture, shared with test_network_and_jobs
 
 TERMINAL = ("job-completed", "job-failed")
 WORK = "echo start; sleep 2; echo ran once"
 FUND = {"transaction_type": "fund", "transaction_status": "success"}
-
-
-@pytest.fixture
-def pair(dms_process: Callable[..., DmsProcess]) -> Iterator[tuple[DmsProcess, DmsProcess]]:
-    cp = dms_process("cp").start()
-    onboard(cp, 0.5)
-    me = cp.get("/api/v1/peers/self")
-    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
-    onboard(sp, 0.2)
-    wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
-    yield cp, sp
 
 
 async def start_job(sp: DmsProcess, kill_at: str) -> str:
