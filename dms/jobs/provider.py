@@ -64,7 +64,7 @@ from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.pricing import job_price
 from dms.store.allocations import AllocationStore
-from dms.store.jobs import Duplicate, EventLog, JobStore, NewEvent
+from dms.store.jobs import Duplicate, EventLog, JobStore, NewEvent, Stale
 from dms.store.models import CPJobRow
 
 log = logging.getLogger(__name__)
@@ -430,7 +430,15 @@ class ProviderService:
         outputs: Artifact | None = None,
     ) -> None:
         shown = {"outputs": {"sha256": outputs.sha256, "size": outputs.size}} if outputs is not None else None
-        await self._move(job_id, current, final, shown, exit_code=code, reason=reason)
+        try:
+            await self._move(job_id, current, final, shown, exit_code=code, reason=reason)
+        except Stale:
+            # This task is the row's one writer: it is out of step only when a cancellation (shutdown) landed
+            # after a move was stored but before it returned. End the job from where the row really is.
+            row = await self._jobs.get(job_id)
+            if row is None or CPState(row.state).is_terminal():
+                raise
+            await self._move(job_id, CPState(row.state), final, shown, exit_code=code, reason=reason)
         async with self._onboarding.ledger():
             await self._allocations.release(job_id)
         self._feed.forget(job_id)
