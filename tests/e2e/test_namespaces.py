@@ -196,9 +196,7 @@ def test_mdns_finds_peers_without_bootstrap(cluster: Callable[[int], Cluster]) -
 
     def connected_to_all() -> bool:
         """Dialled directly after mDNS, not only heard of through a third node (gossip may come first)."""
-        return all(
-            {p["peer_id"] for p in d.get("/api/v1/peers")} == set(ids.values()) - {ids[d.name]} for d in daemons
-        )
+        return all({p["peer_id"] for p in d.get("/api/v1/peers")} == set(ids.values()) - {ids[d.name]} for d in daemons)
 
     wait_for(
         lambda: sees_all(daemons, ids) and connected_to_all(),
