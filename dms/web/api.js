@@ -18,6 +18,14 @@ export class ApiError extends Error {
     }
     return out;
   }
+  // {dotted path: message}, for fields inside lists: "inputs.0.path" -> "inputs.0.path".
+  paths() {
+    const out = {};
+    for (const d of Array.isArray(this.details) ? this.details : []) {
+      if (d && d.field) out[String(d.field).replace(/^body\./, '').toLowerCase()] = d.message;
+    }
+    return out;
+  }
 }
 
 function errorOf(status, body) {
@@ -33,12 +41,24 @@ export async function api(method, path, body) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(path.startsWith('/auth') || path.startsWith('/metrics') ? path : BASE + path, init);
+  return answer(await fetch(path.startsWith('/auth') || path.startsWith('/metrics') ? path : BASE + path, init));
+}
+
+async function answer(res) {
   const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (!res.ok) throw new ApiError(res.status, errorOf(res.status, data));
   return data;
+}
+
+// A file (or any Blob) as the raw body: an artifact, a WASM module. Same-origin, the cookie carries the token.
+export async function upload(path, blob) {
+  const init = {
+    method: 'POST', credentials: 'same-origin', body: blob,
+    headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream' },
+  };
+  return answer(await fetch(BASE + path, init));
 }
 
 export const get = (path) => api('GET', path);

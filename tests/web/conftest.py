@@ -25,14 +25,26 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 
 @pytest.fixture
-def browser() -> Iterator[WebDriver]:
+def downloads(tmp_path: Path) -> Path:
+    """Where the browser saves what the page downloads (Chromium's download folder, set by its prefs)."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(downloads: Path) -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
+    prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    options.add_experimental_option("prefs", prefs)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    # Headless Chromium saves downloads only when told where (the prefs alone are not always enough).
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     try:
         yield driver
     finally:
@@ -60,9 +72,9 @@ def wait(driver: WebDriver, check: Callable[[WebDriver], Any], what: str, timeou
         raise AssertionError(f"not within {timeout} s: {what}\nbrowser console:\n{console(driver)}") from exc
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DmsProcess, DmsProcess]]:
-    """A compute provider and a service provider that knows it (as tests/e2e's pair), shared by a module's
+    """A compute provider and a service provider that knows it (as tests/e2e's pair), shared by the browser
     tests: each test makes its own jobs, and starting two daemons costs seconds on 2 cores."""
     root = tmp_path_factory.mktemp("pair")
     cp = DmsProcess(root, "cp")

@@ -49,9 +49,29 @@ out.guess = [
   cp.fieldErrors(nunetError('cardano node requires 10000MB of RAM and 6000MHz CPU and memory')),
   cp.fieldErrors(nunet),
 ];
-const sp = await import(process.argv[1] + '/sp.js');
+const sp = await import(process.argv[1] + '/jobspec.js');
 out.env = [sp.parseEnv('A=1\\n\\n B=x=y \\n'), sp.parseEnv('')];
 try { sp.parseEnv('A=1\\nnope'); } catch (e) { out.envError = e.message; }
+const form = {executor: 'docker', image: ' dms-test/busybox:1 ', command: 'sh -c "cp /inputs/a /outputs/"', module: '',
+              args: '', cpu_mhz: '500', cores: '0.5', memory_mb: '64', duration_s: '60', max_price: '1000', env: '',
+              target: '', checkpoint: false, cp_path: '/workspace', cp_interval: '5', resume: false};
+const inputs = [{source: 'ab'.repeat(32), path: 'a'}, {source: ' https://example.invalid/x ', path: ' b/c '}];
+out.bodies = [
+  sp.jobBody(form, inputs),
+  sp.jobBody({...form, checkpoint: true, cp_interval: '2', resume: true, target: ' 12D3x '}),
+  sp.jobBody({...form, executor: 'wasm', module: 'cd'.repeat(32), args: 'alpha "b c"'}, inputs),
+];
+const problem = (f) => { try { f(); return null; } catch (e) { return [e.field, e.message]; } };
+out.formErrors = [
+  problem(() => sp.jobBody({...form, executor: 'wasm'})),
+  problem(() => sp.jobBody(form, [{source: '', path: 'x'}])),
+  problem(() => sp.jobBody({...form, command: 'echo "open'})),
+  problem(() => sp.jobBody({...form, env: 'nope'})),
+];
+out.names = [sp.inputPath('my data (1).csv'), sp.inputPath('..'), sp.inputPath(''), sp.moduleName('hello world.wasm'),
+             sp.moduleName('__x.WAT'), sp.moduleName('...')];
+out.jobErrors = sp.jobErrors(new api.ApiError(400, {message: 'm', details: [
+  {field: 'inputs.0.path', message: 'bad path'}, {field: 'resources.cpu_mhz', message: 'too big'}]}));
 out.online = [api.onlineOf({online: true}), api.onlineOf({is_available: false})];
 console.log(JSON.stringify(out));
 """
@@ -97,3 +117,23 @@ def test_the_pages_helpers() -> None:
     assert detailed == {"cpu": "too big"}
     assert out["env"] == [{"A": "1", "B": "x=y"}, {}]
     assert out["envError"] == "line 2: expected KEY=value"
+    base = {"executor": "docker", "env": {}, "resources": {"cpu_mhz": 500, "cores": 0.5, "memory_mb": 64},
+            "max_price": 1000, "duration_s": 60, "image": "dms-test/busybox:1",
+            "command": ["sh", "-c", "cp /inputs/a /outputs/"]}  # fmt: skip
+    docker, checkpointed, wasm = out["bodies"]
+    assert docker == {**base, "inputs": [{"source": "ab" * 32, "path": "a"},
+                                         {"source": "https://example.invalid/x", "path": "b/c"}]}  # fmt: skip
+    assert checkpointed == {**base, "checkpoint": {"path": "/workspace", "interval_s": 2}, "resume": "on-failure",
+                            "target_peer": "12D3x"}  # fmt: skip
+    # a wasm job takes module and args, never image, command, inputs or checkpoints (the daemon refuses the mix)
+    assert wasm == {"executor": "wasm", "env": {}, "resources": base["resources"], "max_price": 1000,
+                    "duration_s": 60, "module": "cd" * 32, "args": ["alpha", "b c"]}  # fmt: skip
+    assert out["formErrors"] == [
+        ["module", "choose a module from the registry, or upload a .wasm file"],
+        ["inputs.0.source", "still uploading, or no URL given"],
+        ["command", "the command has an unclosed quote"],
+        ["env", "line 1: expected KEY=value"],
+    ]
+    assert out["names"] == ["my_data_1_.csv", "input", "input", "hello-world", "x", "module"]
+    assert out["jobErrors"] == {"path": "bad path", "cpu_mhz": "too big", "inputs.0.path": "bad path",
+                                "resources.cpu_mhz": "too big"}  # fmt: skip

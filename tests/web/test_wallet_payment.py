@@ -13,7 +13,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from tests.e2e.test_escrow import RELEASED, Market, market, settled  # noqa: F401  (market: the fixture)
 from tests.payments.anvil import CHAIN_ID
 from tests.web.conftest import screenshot, wait
-from tests.web.test_dashboard import submit_job_by_keyboard, text_of
+from tests.web.page import submit_job_by_keyboard, text_of
 
 PROVIDER = """
 window.__rpc = {queue: [], pending: {}, n: 0};
