@@ -3,8 +3,12 @@ job from quote to completed with its log lines, cancelling a long job, the netwo
 
 from __future__ import annotations
 
+import hashlib
+import urllib.error
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -109,7 +113,9 @@ def test_cancel_a_long_job(browser: WebDriver, pair: tuple[DmsProcess, DmsProces
     screenshot(browser, "cancelled")
 
 
-def test_with_a_token_the_page_asks_for_it_once(browser: WebDriver, dms_process: Callable[..., DmsProcess]) -> None:
+def test_with_a_token_the_page_asks_for_it_once(
+    browser: WebDriver, dms_process: Callable[..., DmsProcess], downloads: Path, tmp_path: Path
+) -> None:
     token = "a-token-for-the-browser-test"
     d = dms_process(rest={"api_token": token})
     d.proc = d.spawn()
@@ -128,6 +134,27 @@ def test_with_a_token_the_page_asks_for_it_once(browser: WebDriver, dms_process:
     # The token sits in an HttpOnly cookie: the page's scripts cannot read it.
     assert token not in browser.execute_script("return document.cookie;")
     assert any(c["name"] == "dms_token" and c["httpOnly"] for c in browser.get_cookies())
+
+    # Files cross the boundary on the cookie too: the job form's upload (a same-origin POST), and a download
+    # link as the page's outputs and checkpoint links are (a same-origin GET: a link sends no header, the
+    # cookie goes with it). Without the token the same GET is refused.
+    data = b"through the boundary\n"
+    (tmp_path / "note.txt").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    by_id(browser, "tab-sp").click()
+    wait(browser, lambda b: b.find_elements(By.ID, "job-input-file"), "the job form")
+    by_id(browser, "job-input-file").send_keys(str(tmp_path / "note.txt"))
+    wait(browser, lambda b: f"sha256 {sha[:6]}" in text_of(b, "in-0-file"), "the upload's hash")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        d.get(f"/api/v1/artifacts/{sha}")
+    assert refused.value.code == 401
+    browser.execute_script(
+        "const a = document.createElement('a'); a.href = arguments[0]; a.download = 'note.txt';"
+        "document.body.append(a); a.click(); a.remove();", f"/api/v1/artifacts/{sha}",
+    )  # fmt: skip
+    saved = downloads / "note.txt"
+    wait(browser, lambda _: saved.exists() and not list(downloads.glob("*.crdownload")), "the download")
+    assert saved.read_bytes() == data
 
 
 def test_the_page_follows_a_job_across_a_restart_of_its_daemon(

@@ -78,6 +78,7 @@ def test_an_uploaded_input_comes_back_in_the_downloaded_outputs(
     with tarfile.open(saved) as tar:
         copy = tar.extractfile("copy.bin")
         assert copy is not None and copy.read() == data
+    browser.execute_script("document.getElementById('outputs-link').scrollIntoView({block: 'center'});")
     screenshot(browser, "job-outputs")
 
 
@@ -137,6 +138,7 @@ def test_checkpoints_and_a_resume_from_checkpoint_1(browser: WebDriver, pair: tu
     fill(by_id(browser, "job-command"), f"sh -c '{COUNTER}'")
     by_id(browser, "job-checkpoint").click()
     fill(by_id(browser, "job-cp-interval"), "1")
+    by_id(browser, "job-resume").click()  # resume: on-failure, accepted by the daemon (nothing fails here)
     assert unlabelled_inputs(browser) == []
     job_id = quote_and_pay(browser)
     completed(browser, job_id)
@@ -147,6 +149,7 @@ def test_checkpoints_and_a_resume_from_checkpoint_1(browser: WebDriver, pair: tu
     assert [r.get_attribute("data-seq") for r in rows] == [str(c["seq"]) for c in cps] and len(cps) >= 2
     first = counter_in(sp, cps[0]["sha256"])
     assert 0 < first < 30, first
+    browser.execute_script("document.getElementById('checkpoints').scrollIntoView({block: 'center'});")
     screenshot(browser, "checkpoints")
 
     wait(browser, lambda b: b.find_elements(By.ID, "resume-1"), "the resume button of checkpoint 1")[0].click()
