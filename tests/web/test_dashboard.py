@@ -54,6 +54,20 @@ def test_onboard_through_the_form(browser: WebDriver, dms_process: Callable[...,
     wait(browser, lambda b: b.find_elements(By.ID, "g-cpu-res"), "the gauges")
     screenshot(browser, "compute-provider")
 
+    # Resource changes: over the machine, the error beside the field and nothing changes; then a real change,
+    # which the reservation gauge shows.
+    fill(by_id(browser, "rc-cpu"), str(machine["cpu"] * 10))
+    by_id(browser, "resource-btn").click()
+    error = wait(browser, lambda b: b.find_elements(By.ID, "rc-cpu-error"), "the reservation's CPU error")[0]
+    assert "MHz" in error.text, error.text
+    assert d.get("/api/v1/onboarding/status")["reserved"]["cpu"] == machine["cpu"] // 2
+    smaller = machine["cpu"] // 3
+    fill(by_id(browser, "rc-cpu"), str(smaller))
+    by_id(browser, "resource-btn").click()
+    wait(browser, lambda b: by_id(b, "g-cpu-res").get_attribute("value") == str(smaller), "the new reservation")
+    assert not browser.find_elements(By.ID, "rc-cpu-error")
+    assert d.get("/api/v1/onboarding/status")["reserved"]["cpu"] == smaller
+
     by_id(browser, "online-btn").click()
     wait(browser, lambda b: text_of(b, "cp-online") == "Offline", "offline")
     device = d.get("/api/v1/device/status")
@@ -101,12 +115,20 @@ def test_a_busybox_job_from_the_form_to_completed(browser: WebDriver, pair: tupl
 
 
 def test_cancel_a_long_job(browser: WebDriver, pair: tuple[DmsProcess, DmsProcess]) -> None:
-    _, sp = pair
+    cp, sp = pair
     browser.get(sp.url + "/#sp")
     job_id = submit_job_by_keyboard(browser, 'sh -c "echo started; sleep 300"', duration_s=600)
     wait(browser, lambda b: "started" in text_of(b, "job-log"), "the job's first line", timeout=60)
     assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "running"
-    browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] button.cancel').click()
+
+    # The provider's page while it runs: one running job, and the CPU it holds on the in-use gauge.
+    browser.get(cp.url + "/#cp")
+    wait(browser, lambda b: text_of(b, "cp-running") == "1", "the running job on the CP's page")
+    wait(browser, lambda b: by_id(b, "g-cpu-use").get_attribute("value") == "500", "the job's 500 MHz in use")
+    screenshot(browser, "compute-provider-running")
+    browser.get(sp.url + "/#sp")
+    cancel = f'tr[data-job-id="{job_id}"] button.cancel'
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, cancel), "the job's cancel button")[0].click()
     wait(browser, lambda b: text_of(b, "job-state") == "cancelled" or b.find_elements(
         By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] td.state.cancelled'), "cancelled", timeout=30)  # fmt: skip
     assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "cancelled"
