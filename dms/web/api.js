@@ -3,6 +3,9 @@
 
 export const BASE = '/api/v1';
 
+// pydantic's "Value error, " before a validator's own words says nothing to a person.
+const plain = (m) => String(m ?? '').replace(/^Value error, /, '');
+
 export class ApiError extends Error {
   constructor(status, error) {
     super(error.message || `HTTP ${status}`);
@@ -14,7 +17,7 @@ export class ApiError extends Error {
   fields() {
     const out = {};
     for (const d of Array.isArray(this.details) ? this.details : []) {
-      if (d && d.field) out[String(d.field).split('.').pop().toLowerCase()] = d.message;
+      if (d && d.field) out[String(d.field).split('.').pop().toLowerCase()] = plain(d.message);
     }
     return out;
   }
@@ -22,7 +25,7 @@ export class ApiError extends Error {
   paths() {
     const out = {};
     for (const d of Array.isArray(this.details) ? this.details : []) {
-      if (d && d.field) out[String(d.field).replace(/^body\./, '').toLowerCase()] = d.message;
+      if (d && d.field) out[String(d.field).replace(/^body\./, '').toLowerCase()] = plain(d.message);
     }
     return out;
   }

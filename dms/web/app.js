@@ -69,7 +69,10 @@ function Dashboard({ onUnauthorized }) {
       s.add(f.seq);
       following.current[f.job_id] = Math.max(following.current[f.job_id] || 0, f.seq);
     }
-    if (FRAME_STATE[f.action] && f.action !== 'job-submitted') delete following.current[f.job_id];
+    if (FRAME_STATE[f.action] && f.action !== 'job-submitted') {
+      delete following.current[f.job_id];
+      refreshNow.current();  // the job list shows the end at once, not at the next poll
+    }
     setFrames((old) => ({ ...old, [f.job_id]: [...(old[f.job_id] || []), frameEntry(f)] }));
   };
   const select = (id) => {
@@ -81,6 +84,8 @@ function Dashboard({ onUnauthorized }) {
     }
   };
 
+  const refreshNow = useRef(() => {});
+  refreshNow.current = () => refresh();
   async function refresh() {
     try {
       if (view === 'cp') setCp(await loadComputeProvider());

@@ -71,7 +71,7 @@ out.formErrors = [
 out.names = [sp.inputPath('my data (1).csv'), sp.inputPath('..'), sp.inputPath(''), sp.moduleName('hello world.wasm'),
              sp.moduleName('__x.WAT'), sp.moduleName('...')];
 out.jobErrors = sp.jobErrors(new api.ApiError(400, {message: 'm', details: [
-  {field: 'inputs.0.path', message: 'bad path'}, {field: 'resources.cpu_mhz', message: 'too big'}]}));
+  {field: 'inputs.0.path', message: 'bad path'}, {field: 'resources.cpu_mhz', message: 'Value error, too big'}]}));
 out.online = [api.onlineOf({online: true}), api.onlineOf({is_available: false})];
 console.log(JSON.stringify(out));
 """
