@@ -2,14 +2,14 @@
 // and the /run/deploy websocket only. Served by the daemon itself at / (never from a CDN).
 import { render } from './vendor/preact.module.js';
 import { useEffect, useRef, useState } from './vendor/hooks.module.js';
-import { ApiError, api, get, knownPeers, listOf, logLines, openDeploySocket } from './api.js';
+import { ApiError, api, get, knownPeers, listOf, openDeploySocket } from './api.js';
 import { ComputeProvider, loadComputeProvider } from './cp.js';
+import { FRAME_STATE, frameEntry } from './frames.js';
 import { Network } from './net.js';
 import { ServiceProvider } from './sp.js';
 import { Field, html } from './ui.js';
 
 const VIEWS = [['cp', 'Compute provider'], ['sp', 'Service provider'], ['net', 'Network']];
-const FRAME_STATE = { 'job-submitted': 'submitted', 'job-completed': 'completed', 'job-failed': 'failed' };
 
 function Login({ onDone }) {
   const [token, setToken] = useState('');
@@ -25,20 +25,6 @@ function Login({ onDone }) {
       autocomplete="current-password" />
     <button type="submit">Sign in</button>
   </form></section></main>`;
-}
-
-function frameEntry(f) {
-  const entry = { action: f.action, seq: f.seq };
-  if (f.action === 'log-stream-response') entry.lines = logLines(f);
-  if (FRAME_STATE[f.action]) entry.state = FRAME_STATE[f.action];
-  if (f.action === 'deployment-response') {
-    const ok = f.message && f.message.success;
-    entry.state = ok ? 'running' : 'failed';
-    entry.note = f.message && f.message.content;
-  }
-  if (f.action === 'job-failed') entry.note = typeof f.message === 'string' ? f.message : JSON.stringify(f.message);
-  if (f.action === 'job-completed' && f.detail) entry.note = `exit code ${f.detail.exit_code}`;
-  return entry;
 }
 
 function Dashboard({ onUnauthorized }) {

@@ -73,6 +73,14 @@ out.names = [sp.inputPath('my data (1).csv'), sp.inputPath('..'), sp.inputPath('
 out.jobErrors = sp.jobErrors(new api.ApiError(400, {message: 'm', details: [
   {field: 'inputs.0.path', message: 'bad path'}, {field: 'resources.cpu_mhz', message: 'Value error, too big'}]}));
 out.online = [api.onlineOf({online: true}), api.onlineOf({is_available: false})];
+const frames = await import(process.argv[1] + '/frames.js');
+out.frames = [
+  {action: 'job-resumed', job_id: 'j', seq: 9,
+   detail: {run: 2, compute_provider: '12D3b', checkpoint: 3, reason: 'lost'}},
+  {action: 'job-completed', job_id: 'j', seq: 10, detail: {exit_code: 0, outputs: {sha256: 'ab', size: 1}}},
+  {action: 'job-failed', job_id: 'j', seq: 3, message: 'input 1 (a) could not be fetched', detail: {reason: 'x'}},
+  {action: 'deployment-response', job_id: 'j', seq: 2, message: {success: true, content: 'deployed'}},
+].map(frames.frameEntry);
 console.log(JSON.stringify(out));
 """
 
@@ -133,6 +141,12 @@ def test_the_pages_helpers() -> None:
         ["inputs.0.source", "still uploading, or no URL given"],
         ["command", "the command has an unclosed quote"],
         ["env", "line 1: expected KEY=value"],
+    ]
+    assert out["frames"] == [
+        {"action": "job-resumed", "seq": 9, "note": "run 2 on 12D3b from checkpoint 3 (lost)"},
+        {"action": "job-completed", "seq": 10, "state": "completed", "note": "exit code 0"},
+        {"action": "job-failed", "seq": 3, "state": "failed", "note": "input 1 (a) could not be fetched"},
+        {"action": "deployment-response", "seq": 2, "state": "running", "note": "deployed"},
     ]
     assert out["names"] == ["my_data_1_.csv", "input", "input", "hello-world", "x", "module"]
     assert out["jobErrors"] == {"path": "bad path", "cpu_mhz": "too big", "inputs.0.path": "bad path",
