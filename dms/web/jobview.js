@@ -9,7 +9,7 @@ function Outputs({ job }) {
   if (!job.outputs) return null;
   const href = `${BASE}/run/jobs/${encodeURIComponent(job.job_id)}/outputs`;
   return html`<p class="row">
-    <a id="outputs-link" class="button" href=${href} download=${`${job.job_id}-outputs.tar`}>Download outputs</a>
+    <a id="outputs-link" class="button" href=${href} download=${`${job.job_id}.tar`}>Download outputs</a>
     <span class="muted">a tar of /outputs, ${job.outputs.size} bytes, sha256 ${short(job.outputs.sha256)}</span>
   </p>`;
 }

@@ -97,7 +97,12 @@ def test_a_wasm_job_from_a_module_uploaded_by_the_page(
     wait(browser, lambda b: b.find_elements(By.ID, "job-module-error"), "the missing module's error")
     by_id(browser, "job-module-file").send_keys(str(module))
     wait(browser, lambda b: by_id(b, "job-module").get_attribute("value") == sha, "the uploaded module, chosen")
-    assert any(m["sha256"] == sha for m in sp.get("/api/v1/modules")["modules"])
+    assert [m["name"] for m in sp.get("/api/v1/modules")["modules"] if m["sha256"] == sha] == ["printer"]
+    # The same file again: its name is taken, so it is added under the name with a suffix, and chosen.
+    by_id(browser, "job-module-file").send_keys(str(module))
+    wait(browser, lambda b: "added printer-" in text_of(b, "job-module-status"), "the second entry")
+    assert len([m for m in sp.get("/api/v1/modules")["modules"] if m["sha256"] == sha]) == 2
+    assert by_id(browser, "job-module").get_attribute("value") == sha
     fill(by_id(browser, "job-args"), 'alpha "beta gamma"')
     fill(by_id(browser, "job-env"), "K=v")
     assert unlabelled_inputs(browser) == []
