@@ -1,6 +1,7 @@
 // Compute provider: the machine, onboarding, the reservation, availability, gauges, running jobs, payments.
 import { useState } from './vendor/hooks.module.js';
-import { ApiError, api, deviceOnline, get, listOf, offboard, post, runningJobs } from './api.js';
+import { ApiError, api, deviceOnline, get, knownPeers, listOf, offboard, post, runningJobs } from './api.js';
+import { PeerTable } from './net.js';
 import { Field, Meter, html, short, when } from './ui.js';
 
 const CHANNELS = ['nunet-test', 'nunet-staging', 'nunet-team', 'nunet-edge'];
@@ -114,7 +115,7 @@ function ReservationForm({ status, refresh }) {
 }
 
 export function ComputeProvider({ data, refresh }) {
-  const { machine, status, online, running, transactions } = data;
+  const { machine, status, online, running, transactions, peers = [] } = data;
   if (!machine || !status) return html`<section><p class="muted">Loading…</p></section>`;
   const toggle = async () => { await post('/device/status', { is_available: !online }); await refresh(); };
   const r = status.reserved;
@@ -146,6 +147,10 @@ export function ComputeProvider({ data, refresh }) {
     <section>${status.onboarded
       ? html`<${ReservationForm} status=${status} refresh=${refresh} />`
       : html`<${OnboardForm} machine=${machine} refresh=${refresh} />`}</section>
+    <section class="wide" aria-labelledby="cp-peers-title">
+      <h2 id="cp-peers-title">Peers</h2>
+      <${PeerTable} id="cp-peers" peers=${peers} />
+    </section>
     <section class="wide" aria-labelledby="tx-title">
       <h2 id="tx-title">Earnings and settlements</h2>
       ${transactions.length === 0 ? html`<p class="muted">No payments yet.</p>` : html`<table id="transactions">
@@ -164,9 +169,12 @@ export async function loadComputeProvider() {
   if (status.onboarded) {
     try { online = await deviceOnline(); } catch { online = status.is_available; }
   }
-  const [running, tx] = await Promise.all([
+  const [running, tx, self, known] = await Promise.all([
     runningJobs().catch(() => null),
     api('GET', '/transactions?size_done=0').catch(() => []),  // NuNet's route needs size_done (0: all)
+    get('/peers/self').catch(() => ({})),
+    knownPeers().catch(() => []),
   ]);
-  return { machine, status, online, running, transactions: listOf(tx, 'transactions') };
+  const peers = known.filter((p) => p.peer_id !== (self.peer_id || self.ID));  // NuNet's dump lists this node too
+  return { machine, status, online, running, transactions: listOf(tx, 'transactions'), peers };
 }

@@ -41,6 +41,22 @@ export function jobColumns(jobs) {
   return [[...times, Math.max(Date.now() / 1000, times[times.length - 1] + 1)], [...times.map((_, i) => i + 1), times.length]];
 }
 
+// The known peers with their capacity, executors, price and RTT (the latest sample, else the daemon's own).
+export function PeerTable({ id, peers, rtt = {} }) {
+  if (peers.length === 0) return html`<p class="muted">No peers known yet.</p>`;
+  return html`<table id=${id}>
+    <thead><tr><th>Peer</th><th>Connected</th><th>Free CPU (MHz)</th><th>Cores</th><th>Free memory (MB)</th>
+      <th>GPUs</th><th>Executors</th><th>Price (wei/s/1000 MHz)</th><th>RTT (ms)</th></tr></thead>
+    <tbody>${peers.map((p) => {
+      const c = p.capacity;
+      const ms = rtt[p.peer_id] ?? p.rtt_ms;
+      return html`<tr><td title=${p.peer_id}>${short(p.peer_id)}</td><td>${p.connected ? 'yes' : 'no'}</td>
+        <td>${c.cpu_mhz ?? ''}</td><td>${c.cores ?? ''}</td><td>${c.memory_mb ?? ''}</td>
+        <td>${(c.gpus || []).length}</td><td>${(c.executors || []).join(', ')}</td><td>${c.ntx_price ?? ''}</td>
+        <td>${ms == null ? '' : Number(ms).toFixed(1)}</td></tr>`;
+    })}</tbody></table>`;
+}
+
 export function Network({ self, peers: all, samples, jobs }) {
   const selfId = self ? (self.peer_id || self.ID) : null;
   const peers = all.filter((p) => p.peer_id !== selfId);  // NuNet's dump lists this node too
@@ -54,17 +70,7 @@ export function Network({ self, peers: all, samples, jobs }) {
     </section>
     <section class="wide" aria-labelledby="peers-title">
       <h2 id="peers-title">Known peers</h2>
-      ${peers.length === 0 ? html`<p class="muted">No peers known yet.</p>` : html`<table id="peers">
-        <thead><tr><th>Peer</th><th>Connected</th><th>Free CPU (MHz)</th><th>Cores</th><th>Free memory (MB)</th>
-          <th>GPUs</th><th>Executors</th><th>Price (wei/s/1000 MHz)</th><th>RTT (ms)</th></tr></thead>
-        <tbody>${peers.map((p) => {
-          const c = p.capacity;
-          const rtt = latest[p.peer_id] ?? p.rtt_ms;
-          return html`<tr><td title=${p.peer_id}>${short(p.peer_id)}</td><td>${p.connected ? 'yes' : 'no'}</td>
-            <td>${c.cpu_mhz ?? ''}</td><td>${c.cores ?? ''}</td><td>${c.memory_mb ?? ''}</td>
-            <td>${(c.gpus || []).length}</td><td>${(c.executors || []).join(', ')}</td><td>${c.ntx_price ?? ''}</td>
-            <td>${rtt == null ? '' : Number(rtt).toFixed(1)}</td></tr>`;
-        })}</tbody></table>`}
+      <${PeerTable} id="peers" peers=${peers} rtt=${latest} />
     </section>
     <section aria-labelledby="rtt-title">
       <h2 id="rtt-title">Round-trip time</h2>

@@ -125,6 +125,11 @@ def test_cancel_a_long_job(browser: WebDriver, pair: tuple[DmsProcess, DmsProces
     browser.get(cp.url + "/#cp")
     wait(browser, lambda b: text_of(b, "cp-running") == "1", "the running job on the CP's page")
     wait(browser, lambda b: by_id(b, "g-cpu-use").get_attribute("value") == "500", "the job's 500 MHz in use")
+    # and its peers with their capacity: the SP, onboarded with a share of its machine
+    sp_id = sp.get("/api/v1/peers/self")["peer_id"]
+    peer = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f'#cp-peers td[title="{sp_id}"]'), "the SP")[0]
+    cells = [td.text for td in peer.find_element(By.XPATH, "..").find_elements(By.TAG_NAME, "td")]
+    assert int(cells[2]) > 0 and "docker" in cells[6], cells  # free CPU (MHz), executors
     screenshot(browser, "compute-provider-running")
     browser.get(sp.url + "/#sp")
     cancel = f'tr[data-job-id="{job_id}"] button.cancel'
