@@ -10,6 +10,7 @@ import os
 import tarfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 from selenium.webdriver.common.by import By
@@ -149,10 +150,15 @@ def test_checkpoints_and_a_resume_from_checkpoint_1(browser: WebDriver, pair: tu
     job_id = quote_and_pay(browser)
     completed(browser, job_id)
     assert "start 0" in text_of(browser, "job-log")
-    wait(browser, lambda b: "(final)" in text_of(b, "checkpoints"), "the final checkpoint in the list", 30)
-    cps = sp.get(f"/api/v1/run/jobs/{job_id}/checkpoints")["checkpoints"]
-    rows = browser.find_elements(By.CSS_SELECTOR, "#checkpoints tbody tr")
-    assert [r.get_attribute("data-seq") for r in rows] == [str(c["seq"]) for c in cps] and len(cps) >= 2
+
+    def listed(b: WebDriver) -> list[dict[str, Any]] | None:
+        """The SP's checkpoints once the final one is recorded and the page lists each of them."""
+        cps: list[dict[str, Any]] = sp.get(f"/api/v1/run/jobs/{job_id}/checkpoints")["checkpoints"]
+        rows = [r.get_attribute("data-seq") for r in b.find_elements(By.CSS_SELECTOR, "#checkpoints tbody tr")]
+        return cps if cps and cps[-1]["final"] and rows == [str(c["seq"]) for c in cps] else None
+
+    cps = wait(browser, listed, "every checkpoint, the final one last, in the page's list", 30)
+    assert len(cps) >= 2 and "(final)" in text_of(browser, "checkpoints"), cps
     first = counter_in(sp, cps[0]["sha256"])
     assert 0 < first < 30, first
     browser.execute_script("document.getElementById('checkpoints').scrollIntoView({block: 'center'});")
