@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,9 +21,22 @@ CLI = [sys.executable, "-m", "dms.cli"]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, below the kernel's ephemeral range (32768 and up here).
+
+    A port the kernel hands out for `bind(0)` comes from the same range as the source ports of outgoing
+    connections, so between this call and the daemon's bind a client could take it (seen once: a test's
+    REST call reached another daemon's libp2p listener). Below that range only another `free_port` competes.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port found between 10000 and {low}")
 
 
 def write_config(path: Path, data_dir: Path, port: int, **sections: dict[str, Any]) -> Path:
