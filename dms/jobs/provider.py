@@ -60,6 +60,7 @@ from dms.jobs.tasks import cancel_and_wait
 from dms.jobs.transport import LineStream, StreamClosed
 from dms.onboarding.rules import Resources
 from dms.onboarding.service import OnboardingService
+from dms.payments.contract import run_key
 from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.pricing import job_price
@@ -235,7 +236,8 @@ class ProviderService:
             price = job_price(rec.ntx_price, r.cpu_mhz, spec.duration_s)
             try:
                 tx_hash = await self._payments.verify(
-                    req.payment.tx_hash, req.job_id, rec.payment_addr, price, req.payment.arbiter,
+                    req.payment.tx_hash, run_key(req.job_id, req.payment.run), rec.payment_addr, price,
+                    req.payment.arbiter,
                     min_refund_deadline(spec.duration_s, time.time()),
                 )  # fmt: skip
             except PaymentRejected as exc:
@@ -411,7 +413,7 @@ class ProviderService:
         kind, data = (
             ("result", {"state": new.value, **values, **(shown or {})})
             if new.is_terminal()
-            else ("status", {"state": new.value})
+            else ("status", {"state": new.value, "at": time.time()})
         )
         item = Numbered(await self._feed.number(job_id), kind, data)
         await self._jobs.commit(
