@@ -172,6 +172,19 @@ async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: Any) -> None
     assert pay.w3.eth.get_balance(payouts[other_i]) == q["estimated_price"]
     assert pay.w3.eth.get_balance(payouts[first_i]) == 0
 
+    # a rollback (a new run of the ended job from its first checkpoint) is a new job: its own deposit
+    again = post(sp, f"/run/jobs/{job_id}/resume", {"checkpoint": 1})
+    assert again["resumed_from"] == {"job_id": job_id, "checkpoint": 1}
+    assert again["escrow_job_id"] == escrow_job_id_hex(again["job_id"]) and again["arbiter"] == arbiter
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        addr = again["compute_provider"]["payment_addr"]
+        await send_status(ws, again["job_id"], pay.deposit(escrow_job_id(again["job_id"]), addr, arbiter, price(120)))
+        while (frame := await ws.receive_json(timeout=60))["action"] not in ("job-completed", "job-failed", "error"):
+            pass
+    assert frame["action"] == "job-completed", frame
+    wait_for(lambda: settled(sp, again["job_id"], "release"), 30, "the rollback's run is released")
+
 
 async def test_an_unpaid_resume_quote_expires(paid_network: Any) -> None:
     pay, cps, ids, _payouts, sp = paid_network
