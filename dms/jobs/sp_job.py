@@ -206,8 +206,8 @@ class SPJob(Resuming):
         if self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
             await self._close_helpers()  # a payment check only reads
             await self._end(SPState.CANCELLED, "cancelled", None)
-        elif self.state == SPState.PAID:
-            self._cancel_wanted = True  # an offer is out: its answer decides (cancel at once if accepted)
+        elif self.state == SPState.PAID or self._link is None:
+            self._cancel_wanted = True  # an offer (or a resume) is out: its answer decides (cancel if accepted)
         elif self._link is not None:
             try:
                 await self._link.cancel()

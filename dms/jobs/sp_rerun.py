@@ -5,6 +5,7 @@ they start live in `sp_resume.py`; these methods run in the owner's task and are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from dms.jobs.sp_resume import (
     runs_of,
 )  # fmt: skip
 from dms.jobs.states import SPState, transition
-from dms.jobs.transport import LineStream
+from dms.jobs.transport import LineStream, NetworkError
 from dms.payments.contract import run_key
 from dms.store.models import SPJobRow, TransactionRow
 
@@ -49,6 +50,7 @@ class Owner(Protocol):
     _link: ProviderLink | None
     _clock: RunClock
     _started: bool
+    _cancel_wanted: bool
 
     def submit(self, msg: object) -> None: ...
     def _start_helper(self, work: Any) -> None: ...
@@ -94,6 +96,9 @@ class Resuming:
         expires) as for a first payment, and is dispatched once it is verified."""
         assert self._row is not None
         d = self._d
+        if self._cancel_wanted:  # cancelled while a provider was being looked for: the lost run is refunded
+            await self._end(SPState.CANCELLED, f"{msg.reason}; cancelled before it resumed", None)
+            return
         expires = (datetime.now(UTC) + timedelta(seconds=d.quote_ttl_s)).isoformat()
         quote = resume_quote(self._row, msg, d.payments.quote_fields(run_key(self.job_id, run_number(self._row) + 1)),
                              expires)  # fmt: skip
@@ -122,3 +127,6 @@ class Resuming:
         self._row.cp_peer_id, self._row.quote = msg.peer, quote
         log.info("job %s resumed on %s: %s", self.job_id, msg.peer, msg.run)
         self._follow(msg.peer, msg.stream, 0)
+        if self._cancel_wanted and self._link is not None:  # cancelled while it was being resumed
+            with contextlib.suppress(NetworkError):
+                await self._link.cancel()

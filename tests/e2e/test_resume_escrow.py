@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from eth_account import Account
+from eth_typing import ChecksumAddress
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.types import Wei
@@ -74,13 +77,21 @@ def settled(sp: DmsProcess, key: str, kind: str) -> bool:
     return any(t["job_id"] == key and t["kind"] == kind and t["state"] == "mined" for t in rows)
 
 
-@pytest.fixture
-def paid_network(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Any:
-    try:
-        anvil = Anvil(install(), tmp_path / "anvil.log")
-    except AnvilError as e:
-        pytest.fail(f"anvil is required for this test: {e}")
-    with anvil:
+@dataclass
+class PaidNetwork:
+    pay: Paying
+    cps: list[DmsProcess]
+    ids: list[dict[str, Any]]
+    """Each provider's `/peers/self`."""
+    payouts: list[ChecksumAddress]
+    sp: DmsProcess
+
+
+@contextmanager
+def paid_network_on(make: Callable[..., DmsProcess], anvil_log: Path) -> Iterator[PaidNetwork]:
+    """anvil with the escrow deployed, two providers and an SP in escrow mode (the SP's wallet funded for
+    gas), connected. Raises AnvilError when anvil cannot be had. Also used by bench/resume.py."""
+    with Anvil(install(), anvil_log) as anvil:
         w3 = Web3(HTTPProvider(anvil.url))
         deployer = w3.eth.accounts[0]
         art = load_artifact()
@@ -95,7 +106,7 @@ def paid_network(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Any:
         }  # fmt: skip
         cps, payouts = [], []
         for i in (1, 2):
-            cp = dms_process(f"cp{i}", payment=payment).start()
+            cp = make(f"cp{i}", payment=payment).start()
             payouts.append(Account.create().address)
             m = cp.get("/api/v1/onboarding/provisioned")
             post(cp, "/onboarding/onboard", {"memory": int(m["memory"] * 0.4), "cpu": int(m["cpu"] * 0.4),
@@ -103,7 +114,7 @@ def paid_network(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Any:
                                              "ntx_price": NTX_PRICE})  # fmt: skip
             cps.append(cp)
         ids = [cp.get("/api/v1/peers/self") for cp in cps]
-        sp = dms_process(
+        sp = make(
             "sp", payment=payment, p2p={"bootstrap_peers": [i["addrs"][0] for i in ids]},
             job={"quote_ttl_s": QUOTE_TTL_S},
         ).start()  # fmt: skip
@@ -115,7 +126,16 @@ def paid_network(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Any:
             w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": Wei(10**18)})
         )
         wait_for(lambda: {i["peer_id"] for i in ids} <= peer_ids(sp), 20, "the SP sees both providers")
-        yield Paying(w3, escrow), cps, ids, payouts, sp
+        yield PaidNetwork(Paying(w3, escrow), cps, ids, payouts, sp)
+
+
+@pytest.fixture
+def paid_network(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Iterator[PaidNetwork]:
+    try:
+        with paid_network_on(dms_process, tmp_path / "anvil.log") as net:
+            yield net
+    except AnvilError as e:
+        pytest.fail(f"anvil is required for this test: {e}")
 
 
 async def kill_after_checkpoints(sp: DmsProcess, job_id: str, cp: DmsProcess, n: int = 2) -> None:
@@ -124,8 +144,9 @@ async def kill_after_checkpoints(sp: DmsProcess, job_id: str, cp: DmsProcess, n:
     await asyncio.to_thread(cp.kill9)
 
 
-async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: Any) -> None:
-    pay, cps, ids, payouts, sp = paid_network
+async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: PaidNetwork) -> None:
+    n = paid_network
+    pay, cps, ids, payouts, sp = n.pay, n.cps, n.ids, n.payouts, n.sp
     quote = post(sp, "/run/request-service", spec())
     job_id, arbiter = quote["job_id"], quote["arbiter"]
     first_i = 0 if quote["compute_provider"]["peer_id"] == ids[0]["peer_id"] else 1
@@ -186,8 +207,9 @@ async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: Any) -> None
     wait_for(lambda: settled(sp, again["job_id"], "release"), 30, "the rollback's run is released")
 
 
-async def test_an_unpaid_resume_quote_expires(paid_network: Any) -> None:
-    pay, cps, ids, _payouts, sp = paid_network
+async def test_an_unpaid_resume_quote_expires(paid_network: PaidNetwork) -> None:
+    n = paid_network
+    pay, cps, ids, sp = n.pay, n.cps, n.ids, n.sp
     quote = post(sp, "/run/request-service", spec(COUNTER.replace(f"-lt {COUNT}", "-lt 900")))
     job_id, arbiter = quote["job_id"], quote["arbiter"]
     first = cps[0] if quote["compute_provider"]["peer_id"] == ids[0]["peer_id"] else cps[1]
