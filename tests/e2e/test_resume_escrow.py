@@ -27,11 +27,11 @@ from web3.types import Wei
 from dms.payments.contract import escrow_job_id, escrow_job_id_hex, load_artifact, run_key
 from tests.e2e.test_resume import COUNT, COUNTER, peer_ids
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
-from tests.procs import DmsProcess, post, wait_for
+from tests.procs import DmsProcess, post, run_cli, wait_for
 
 REFUNDED, RELEASED = 3, 2
 NTX_PRICE, CPU_MHZ = 10**12, 300
-QUOTE_TTL_S = 15
+QUOTE_TTL_S = 10
 LONGER = 100
 COUNTER_10S = COUNTER.replace(f"-lt {COUNT}", f"-lt {LONGER}")  # 10 s of counting
 
@@ -85,6 +85,7 @@ class PaidNetwork:
     """Each provider's `/peers/self`."""
     payouts: list[ChecksumAddress]
     sp: DmsProcess
+    rpc_url: str
 
 
 @contextmanager
@@ -126,7 +127,7 @@ def paid_network_on(make: Callable[..., DmsProcess], anvil_log: Path) -> Iterato
             w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": Wei(10**18)})
         )
         wait_for(lambda: {i["peer_id"] for i in ids} <= peer_ids(sp), 20, "the SP sees both providers")
-        yield PaidNetwork(Paying(w3, escrow), cps, ids, payouts, sp)
+        yield PaidNetwork(Paying(w3, escrow), cps, ids, payouts, sp, anvil.url)
 
 
 @pytest.fixture
@@ -232,3 +233,27 @@ async def test_an_unpaid_resume_quote_expires(paid_network: PaidNetwork) -> None
     assert job["state"] == "failed" and "expired unpaid" in job["reason"]
     wait_for(lambda: settled(sp, job_id, "refund"), 30, "the lost run is refunded")
     assert pay.state(job_id) == REFUNDED and pay.state(run_key(job_id, 2)) == 0  # the second was never paid
+
+
+async def test_nunet_run_pays_for_the_resumed_run(paid_network: PaidNetwork) -> None:
+    n = paid_network
+    payer = Account.create()
+    n.pay.w3.eth.wait_for_transaction_receipt(
+        n.pay.w3.eth.send_transaction({"from": n.pay.account, "to": payer.address, "value": Wei(10**18)})
+    )
+    pays = ["--pay-key", payer.key.hex(), "--rpc-url", n.rpc_url]
+    args = ["run", "--cpu", str(CPU_MHZ), "--memory", "32", "--duration", "120", "--checkpoint-every", "1",
+            "--resume-on-failure", *pays, "--", "sh", "-c", COUNTER_10S]  # fmt: skip
+    cli = asyncio.create_task(asyncio.to_thread(run_cli, *args, dms=n.sp.url, timeout=120))
+
+    def running() -> dict[str, Any] | None:
+        return next((j for j in n.sp.get("/api/v1/run/jobs")["jobs"] if j["state"] == "running"), None)
+
+    job = await asyncio.to_thread(wait_for, running, 30, "the job runs")
+    victim = n.cps[[i["peer_id"] for i in n.ids].index(job["compute_provider"])]
+    await kill_after_checkpoints(n.sp, job["job_id"], victim, 4)
+    out = await cli
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert "needs a new deposit" in out.stdout and "for run 2" in out.stdout and "counted" in out.stdout
+    wait_for(lambda: settled(n.sp, job["job_id"], "refund"), 30, "the lost run is refunded")
+    wait_for(lambda: settled(n.sp, run_key(job["job_id"], 2), "release"), 30, "the resumed run is released")
