@@ -193,6 +193,9 @@ async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: PaidNetwork)
     assert pay.state(job_id) == REFUNDED and pay.state(run_key(job_id, 2)) == RELEASED
     assert pay.w3.eth.get_balance(payouts[other_i]) == q["estimated_price"]
     assert pay.w3.eth.get_balance(payouts[first_i]) == 0
+    # NuNet's request-reward, asked with the resumed run's deposit, tells that run's settlement
+    reward = post(sp, "/transactions/request-reward", {"tx_hash": tx2})
+    assert reward["reward_type"] == "release" and reward["compute_provider_addr"] == payouts[other_i]
 
     # a rollback (a new run of the ended job from its first checkpoint) is a new job: its own deposit
     again = post(sp, f"/run/jobs/{job_id}/resume", {"checkpoint": 1})
