@@ -25,7 +25,7 @@ from dms.jobs.sp_resume import (
     resume_quote_frame,
     run_number,
     runs_of,
-)  # fmt: skip
+)
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import LineStream, NetworkError
 from dms.payments.contract import run_key

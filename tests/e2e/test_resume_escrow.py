@@ -32,6 +32,7 @@ from tests.procs import DmsProcess, post, run_cli, wait_for
 REFUNDED, RELEASED = 3, 2
 NTX_PRICE, CPU_MHZ = 10**12, 300
 QUOTE_TTL_S = 10
+END = ("job-completed", "job-failed")
 LONGER = 100
 COUNTER_10S = COUNTER.replace(f"-lt {COUNT}", f"-lt {LONGER}")  # 10 s of counting
 
@@ -211,27 +212,36 @@ async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: PaidNetwork)
     wait_for(lambda: settled(sp, again["job_id"], "release"), 30, "the rollback's run is released")
 
 
-async def test_an_unpaid_resume_quote_expires(paid_network: PaidNetwork) -> None:
+async def test_an_unpaid_resume_quote_expires_across_an_sp_restart(paid_network: PaidNetwork) -> None:
     n = paid_network
     pay, cps, ids, sp = n.pay, n.cps, n.ids, n.sp
     quote = post(sp, "/run/request-service", spec(COUNTER.replace(f"-lt {COUNT}", "-lt 900")))
     job_id, arbiter = quote["job_id"], quote["arbiter"]
     first = cps[0] if quote["compute_provider"]["peer_id"] == ids[0]["peer_id"] else cps[1]
-    frames: list[dict[str, Any]] = []
     async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
         await ws.receive_json(timeout=10)
         tx1 = pay.deposit(escrow_job_id(job_id), quote["compute_provider"]["payment_addr"], arbiter, price(120))
         await send_status(ws, job_id, tx1)
         killer = asyncio.create_task(kill_after_checkpoints(sp, job_id, first, 1))
-        while True:
-            frame = await ws.receive_json(timeout=QUOTE_TTL_S + 60)
-            frames.append(frame)
-            if frame["action"] in ("job-completed", "job-failed", "error"):
-                break
+        while (await ws.receive_json(timeout=60))["action"] != "job-resume-quote":
+            pass
         await killer
+    # the SP restarts while the resume quote waits: the quote, its run number and the owed refund are kept
+    sp.kill9()
+    sp.start()
+    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
+        await ws.receive_json(timeout=10)
+        await ws.send_json({"action": "subscribe", "job_id": job_id})
+        frames = []
+        while (frame := await ws.receive_json(timeout=QUOTE_TTL_S + 30))["action"] not in (
+            "job-completed",
+            "job-failed",
+        ):
+            frames.append(frame)
     actions = [f["action"] for f in frames]
-    assert "job-resume-quote" in actions and "job-resumed" not in actions, actions
-    assert frames[-1]["action"] == "job-failed" and "expired unpaid" in frames[-1]["message"], frames[-1]
+    assert actions.count("job-resume-quote") == 1 and "job-resumed" not in actions, actions
+    assert frame["action"] == "job-failed" and "quote for run 2" in frame["message"], frame
+    assert "expired unpaid" in frame["message"]
     job = sp.get(f"/api/v1/run/jobs/{job_id}")
     assert job["state"] == "failed" and "expired unpaid" in job["reason"]
     wait_for(lambda: settled(sp, job_id, "refund"), 30, "the lost run is refunded")
