@@ -4,14 +4,19 @@ adopted after the provider restarted alike (inputs, outputs collected at the end
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from dms.artifacts.jobrun import FilesAsk, RunFiles
 from dms.artifacts.staging import InputFailed, InputRef, JobFiles
+from dms.artifacts.store import Artifact
+from dms.errors import DmsError
 from dms.executor.base import Executor, ExecutorError, HasWorkspace
 from dms.jobs.spec import JobSpec
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 """(job id, event kind, data): store and send one of the job's events."""
@@ -44,3 +49,15 @@ def run_files(
 
     stop = functools.partial(executor.cancel, job_id)
     return RunFiles(files, job_id, ask, sp_peer, checkpoint, stop, dump)
+
+
+async def outputs_left(files: JobFiles | None, job_id: str) -> Artifact | None:
+    """The /outputs a job left when it ended while its provider was down (found at the restart), as a fresh
+    run's are collected; None when there are none or they cannot be kept (logged)."""
+    if files is None:
+        return None
+    try:
+        return await files.collect_outputs(job_id)
+    except (DmsError, OSError) as exc:
+        log.warning("job %s: the outputs it left while the provider was down are not kept: %s", job_id, exc)
+        return None

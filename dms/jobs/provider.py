@@ -33,7 +33,7 @@ from dms.executor.base import (
 from dms.executor.modules import ModuleStore
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.adopt import Adopting, last_checkpoint, resume_point
-from dms.jobs.cp_files import run_files
+from dms.jobs.cp_files import outputs_left, run_files
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
@@ -152,8 +152,6 @@ class ProviderService:
                 if row.state in (CPState.STARTING, CPState.RUNNING) and await self._executor.adopt(row.job_id):
                     adopted.add(row.job_id)
         leftovers = {} if self.executor_problem else {x.job_id: x for x in await self._executor.reconcile()}
-        if self._files is not None:  # what a crash left, but the adopted jobs' folders (their containers use them)
-            await asyncio.to_thread(self._files.clear, frozenset(adopted))
         for row in live:
             if row.job_id in adopted:
                 self._orphans[row.job_id] = asyncio.Event()  # set when its requester re-attaches
@@ -161,13 +159,17 @@ class ProviderService:
                 log.info("adopted job %s after restart: its container still runs", row.job_id)
                 continue
             left = leftovers.get(row.job_id)
+            outputs = None
             if left is not None and not left.running and left.exit_code is not None:
                 code = left.exit_code
                 state, reason = outcome(RunResult(code, EndReason.EXITED), int(row.spec["resources"]["memory_mb"]))
+                outputs = await outputs_left(self._files, row.job_id)  # it ended while the provider was down
             else:
                 code, state, reason = None, CPState.FAILED, "the provider restarted while the job ran"
-            await self._finish(row.job_id, CPState(row.state), state, code, reason)
+            await self._finish(row.job_id, CPState(row.state), state, code, reason, outputs)
             log.info("reconciled job %s after restart: %s", row.job_id, state)
+        if self._files is not None:  # what a crash left, but the adopted jobs' folders (their containers use them)
+            await asyncio.to_thread(self._files.clear, frozenset(adopted))
 
     async def stop(self) -> None:
         await cancel_and_wait([*self._fences, *self._tasks.values()])

@@ -1,13 +1,16 @@
 """A job adopted by its provider after a restart keeps its files' hooks, as a fresh run has them: its
 checkpoints go on (numbered on, none overwritten), its /outputs are collected at its end, and its disk is
-kept (the start-up clean-up leaves it), so filling it still ends the job at its disk limit."""
+kept (the start-up clean-up leaves it), so filling it still ends the job at its disk limit. And a job
+that ended while its provider was down has its /outputs collected at the restart."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import tarfile
+from typing import Any
 
+import aiodocker
 import aiohttp
 
 from tests.e2e.test_crash_sweep import FUND, TERMINAL, slow_heartbeat
@@ -23,6 +26,7 @@ WORK = (
     "cp /workspace/log /outputs/log; echo counted; dd if=/dev/zero of=/workspace/fill bs=1M count=64"
 )
 LOG = "".join(f"{i}\n" for i in range(1, COUNT + 1)).encode()
+SHORT = "trap 'echo left while the provider was down > /outputs/b; exit 0' TERM; while true; do sleep 0.1; done"
 
 
 async def download(d: DmsProcess, path: str) -> bytes:
@@ -44,16 +48,26 @@ async def test_an_adopted_job_keeps_its_checkpoints_outputs_and_disk(
     cp, sp = slow_heartbeat
     spec = {**job(WORK, disk_mb=8), "checkpoint": {"path": "/workspace", "interval_s": 1}}
     job_id = post(sp, "/run/request-service", spec)["job_id"]
+    short_id = post(sp, "/run/request-service", job(SHORT, memory_mb=32, cpu_mhz=200))["job_id"]
     checkpoints = f"/api/v1/run/jobs/{job_id}/checkpoints"
     async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
         await ws.receive_json(timeout=10)
+        await ws.send_json({"action": "send-status", "job_id": short_id, "message": FUND})
         await ws.send_json({"action": "send-status", "job_id": job_id, "message": FUND})
+        runs = f"/api/v1/run/jobs/{short_id}"
+        await asyncio.to_thread(wait_for, lambda: sp.get(runs)["state"] == "running", 30, "the short job runs")
         await asyncio.to_thread(wait_for, lambda: len(sp.get(checkpoints)["checkpoints"]) >= 2, 30, "2 checkpoints")
         cp.kill9()
         before = {c["seq"]: c["sha256"] for c in sp.get(checkpoints)["checkpoints"]}
+        async with aiodocker.Docker() as docker:  # the short job ends by itself while its provider is down
+            (short,) = await containers_of(short_id)
+            await docker.containers.container(short.id).kill(signal="TERM")
+            await docker.containers.container(short.id).wait()
         cp.start()
-        while (frame := await ws.receive_json(timeout=90))["action"] not in TERMINAL:
-            pass
+        short_end: dict[str, Any] = {}
+        while (frame := await ws.receive_json(timeout=90))["action"] not in TERMINAL or frame["job_id"] != job_id:
+            if frame["action"] in TERMINAL:
+                short_end = frame
     # its disk was kept: filling it ends the job at its disk limit, as in a fresh run
     assert frame["action"] == "job-failed" and frame["message"].startswith("disk limit"), frame
     # its outputs were collected at its end
@@ -71,5 +85,11 @@ async def test_an_adopted_job_keeps_its_checkpoints_outputs_and_disk(
     final = after[-1]
     assert final["final"] and member(await download(sp, f"/api/v1/artifacts/{final['sha256']}"), "log") == LOG
     assert await containers_of(job_id) == []
+    # the short job's end was found at the restart, with its outputs
+    assert short_end["job_id"] == short_id and short_end["action"] == "job-completed", short_end
+    assert short_end["detail"].get("outputs"), short_end
+    got = member(await download(sp, f"/api/v1/run/jobs/{short_id}/outputs"), "b")
+    assert got == b"left while the provider was down\n"
+    assert await containers_of(short_id) == []
     status = cp.get("/api/v1/onboarding/status")
     assert status["free"] == status["reserved"]
