@@ -194,6 +194,12 @@ async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: PaidNetwork)
     assert pay.state(job_id) == REFUNDED and pay.state(run_key(job_id, 2)) == RELEASED
     assert pay.w3.eth.get_balance(payouts[other_i]) == q["estimated_price"]
     assert pay.w3.eth.get_balance(payouts[first_i]) == 0
+    runs = sp.get(f"/api/v1/run/jobs/{job_id}")["runs"]
+    assert [(r["run"], r["compute_provider"]) for r in runs] == [
+        (1, ids[first_i]["peer_id"]),
+        (2, ids[other_i]["peer_id"]),
+    ]
+    assert runs[1]["checkpoint"] == resumed["checkpoint"]
     # NuNet's request-reward, asked with the resumed run's deposit, tells that run's settlement
     reward = post(sp, "/transactions/request-reward", {"tx_hash": tx2})
     assert reward["reward_type"] == "release" and reward["compute_provider_addr"] == payouts[other_i]
