@@ -9,7 +9,9 @@ quote that nobody pays expires: the job fails saying so, and the lost run is ref
 from __future__ import annotations
 
 import asyncio
+import io
 import math
+import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -194,6 +196,10 @@ async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: PaidNetwork)
     assert pay.state(job_id) == REFUNDED and pay.state(run_key(job_id, 2)) == RELEASED
     assert pay.w3.eth.get_balance(payouts[other_i]) == q["estimated_price"]
     assert pay.w3.eth.get_balance(payouts[first_i]) == 0
+    async with aiohttp.ClientSession() as s, s.get(f"{sp.url}/api/v1/run/jobs/{job_id}/outputs") as r:
+        with tarfile.open(fileobj=io.BytesIO(await r.read())) as tar:
+            log = tar.extractfile("log")
+            assert log is not None and log.read() == "".join(f"{i}\n" for i in range(1, LONGER + 1)).encode()
     runs = sp.get(f"/api/v1/run/jobs/{job_id}")["runs"]
     assert [(r["run"], r["compute_provider"]) for r in runs] == [
         (1, ids[first_i]["peer_id"]),
