@@ -213,7 +213,6 @@ class Daemon:
         transfer = ArtifactTransfer(artifacts, node, stall_s=a.stall_s, max_size=int(a.max_upload_mb * MIB))
         url_limits = UrlLimits.of(int(a.url_max_mb * MIB), a.url_timeout_s, a.allow_addresses)
         files = JobFiles(artifacts, transfer, data_dir / "jobs", url_limits, int(a.outputs_max_mb * MIB))
-        await asyncio.to_thread(files.clear)  # no job runs yet: what is there was left by a crash
         outputs = JobOutputs(artifacts.root / "jobs", transfer)
         await asyncio.to_thread(outputs.open)
         checkpoints = JobCheckpoints(artifacts.root / "checkpoints", transfer)

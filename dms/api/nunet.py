@@ -14,7 +14,9 @@ from dms.api.context import ctx
 from dms.api.endpoint import Endpoint, GoBody, Query, parse_body, reply, reply_json
 from dms.api.errors import BadRequest, error_response
 from dms.errors import Conflict, NotFound
+from dms.jobs.sp_resume import run_number
 from dms.jobs.states import SPState
+from dms.payments.contract import run_key
 from dms.store.models import TransactionRow
 
 
@@ -144,7 +146,8 @@ async def request_reward(request: web.Request) -> web.Response:
         return error_response(503, "job_running", "the job is still running")
     # What the settlement table decided for this job, as the SP's own ledger recorded it (a job that failed
     # after its container started is released, not refunded).
-    settled = [t.kind for t in await ctx(request).transactions.list() if t.job_id == row.job_id]
+    key = run_key(row.job_id, run_number(row))  # a resumed job's current run is paid under its own key
+    settled = [t.kind for t in await ctx(request).transactions.list() if t.job_id == key]
     reward = next((k for k in settled if k in ("release", "refund")), "none")
     return reply(
         RewardOut(

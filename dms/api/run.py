@@ -15,6 +15,7 @@ from dms.artifacts import Artifact
 from dms.errors import DmsError
 from dms.jobs.nunet import NuNetJob, estimated_price, to_spec
 from dms.jobs.requester import RequesterService
+from dms.jobs.sp_resume import runs_of
 from dms.jobs.spec import JobResources, JobSpec
 from dms.jobs.states import SPState
 from dms.limits import GO_INT_MAX as GO_INT
@@ -46,6 +47,12 @@ class OutputsOut(BaseModel):
     size: int
 
 
+class RunOut(BaseModel):
+    run: int = Field(description="1, 2, ...: a run after the first resumed the job after its provider was lost")
+    compute_provider: str | None
+    checkpoint: int | None = Field(None, description="The checkpoint it started from (none: from the start)")
+
+
 class JobOut(BaseModel):
     job_id: str
     state: str
@@ -61,6 +68,7 @@ class JobOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     outputs: OutputsOut | None = Field(None, description="What the job left in /outputs, as a tar artifact.")
+    runs: list[RunOut] = Field(default_factory=list, description="The job's runs, the current one last.")
 
     @classmethod
     def of(cls, row: SPJobRow, outputs: Artifact | None = None) -> JobOut:
@@ -72,6 +80,7 @@ class JobOut(BaseModel):
             estimated_price=row.quote["estimated_price"], exit_code=row.exit_code, reason=row.reason,
             created_at=row.created_at, updated_at=row.updated_at,
             outputs=OutputsOut(sha256=outputs.sha256, size=outputs.size) if outputs else None,
+            runs=[RunOut.model_validate(r) for r in runs_of(row)],
         )  # fmt: skip
 
 

@@ -53,6 +53,11 @@ class CheckpointRun:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
+    def continue_from(self, seq: int, sha256: str) -> None:
+        """Number on after checkpoint `seq` (`sha256`), taken before the provider restarted (an adopted job),
+        so the SP keeps each under its own number."""
+        self._seq, self._last = seq, sha256
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop())

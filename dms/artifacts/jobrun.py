@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dms.artifacts.checkpoints import CheckpointRun, Emit
+from dms.artifacts.inputs import is_hash
 from dms.artifacts.staging import InputRef, JobFiles, OutputsTooLarge
 from dms.artifacts.store import Artifact
 from dms.errors import DmsError
@@ -86,6 +87,18 @@ class RunFiles:
                 await asyncio.to_thread((f.folder(job_id) / "checkpoint").rename, seed)
             dump = f.prepare_checkpoint(job_id, "final")
         return tuple(mounts), seed, dump
+
+    def adopt(self, last_checkpoint: tuple[int, str] | None) -> Path | None:
+        """The same run, adopted after the provider restarted (its container still runs with the folders
+        `prepare` made, kept by the start-up clean-up): its blobs pinned again, checkpoints numbered on from
+        `last_checkpoint` (seq, sha256); the folder its disk is copied into once it ended, as `prepare`'s."""
+        f, job_id, ask = self._files, self._job_id, self._ask
+        f.pin(job_id, {i.source for i in ask.inputs if is_hash(i.source)} | ({ask.restore} if ask.restore else set()))
+        if self._checkpoints is None:
+            return None
+        if last_checkpoint is not None:
+            self._checkpoints.continue_from(*last_checkpoint)
+        return f.prepare_checkpoint(job_id, "final")
 
     def started(self) -> None:
         """The container runs: watch its files' size, take checkpoints."""

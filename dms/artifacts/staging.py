@@ -65,11 +65,17 @@ class JobFiles:
         self._url_limits = url_limits
         self.outputs_max = outputs_max
 
-    def clear(self) -> None:
-        """Remove every job folder: call at start-up, before any job runs (leftovers of a crash)."""
+    def clear(self, keep: frozenset[str] = frozenset()) -> None:
+        """Remove every job folder but those of the jobs in `keep` (adopted after a restart: their containers
+        still run with them): call at start-up, before any new job runs (leftovers of a crash)."""
         if self._root.exists():
             for leftover in self._root.iterdir():
-                shutil.rmtree(leftover, ignore_errors=True)
+                if leftover.name not in keep:
+                    shutil.rmtree(leftover, ignore_errors=True)
+
+    def pin(self, job_id: str, shas: set[str]) -> None:
+        """Hold these blobs for the job until it ends (an adopted job's inputs and restored checkpoint)."""
+        self._store.pin(job_id, shas)
 
     def folder(self, job_id: str) -> Path:
         return self._root / job_id

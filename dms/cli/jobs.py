@@ -1,13 +1,16 @@
 """`nunet run`, `jobs`, `job`, `cancel`: a service provider's jobs, from the terminal.
 
 `run` does what a dashboard does: asks for a quote over REST, confirms payment on the websocket
-(`send-status`), then prints every frame as it comes; it exits with the job's own exit code.
+(`send-status`), then prints every frame as it comes; it exits with the job's own exit code. In escrow mode
+it pays the deposit, and the deposit of each run that resumes the job after its provider was lost
+(`job-resume-quote`, docs/artifacts.md).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -136,7 +139,12 @@ def run(
             sys.exit(1)
         tx_hash = deposit(quote, pay_key, rpc_url)
         render.out.print(rich_text.Text(f"paid: deposit {tx_hash}", style="bold"), soft_wrap=True)
-    sys.exit(follow(client, job_id, pay=True, raw=frames, tx_hash=tx_hash))
+    sys.exit(follow(client, job_id, pay=True, raw=frames, tx_hash=tx_hash, payer=payer(pay_key, rpc_url)))
+
+
+def payer(key: str | None, rpc_url: str | None) -> Callable[[dict[str, Any]], str] | None:
+    """What pays a quote's deposit (None without a key and a chain)."""
+    return (lambda quote: deposit(quote, key, rpc_url)) if key and rpc_url else None
 
 
 def job_input(client: DmsClient, arg: str) -> dict[str, str]:
@@ -178,8 +186,12 @@ def deposit(quote: dict[str, Any], key: str, rpc_url: str) -> str:
     return sent.to_0x_hex()
 
 
-def follow(client: DmsClient, job_id: str, pay: bool, raw: bool = False, tx_hash: str | None = None) -> int:
-    """Print the job's frames until its end; the exit code to leave with."""
+def follow(
+    client: DmsClient, job_id: str, pay: bool, raw: bool = False, tx_hash: str | None = None,
+    payer: Callable[[dict[str, Any]], str] | None = None,
+) -> int:
+    """Print the job's frames until its end; the exit code to leave with. `payer` pays the deposit of a run
+    that resumes the job (`job-resume-quote`) and answers its tx hash."""  # fmt: skip
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
 
@@ -200,6 +212,12 @@ def follow(client: DmsClient, job_id: str, pay: bool, raw: bool = False, tx_hash
                 code = show(frame, job_id)
                 if code is not None:
                     return code
+                if frame.get("action") == "job-resume-quote" and frame.get("job_id") == job_id and payer:
+                    tx = payer(frame["detail"]["quote"])
+                    render.out.print(rich_text.Text(f"paid: deposit {tx} for run {frame['detail']['run']}",
+                                                    style="bold"), soft_wrap=True)  # fmt: skip
+                    paid = {"transaction_type": "fund", "transaction_status": "success", "tx_hash": tx}
+                    ws.send(json.dumps({"action": "send-status", "job_id": job_id, "message": paid}))
     except (OSError, WebSocketException) as exc:
         raise cli_client.DaemonUnreachable(f"the websocket {url} failed: {exc}") from exc
     render.error("the daemon closed the websocket before the job ended")
@@ -232,6 +250,13 @@ def show(frame: dict[str, Any], job_id: str) -> int | None:
         message = frame.get("message") or {}
         style = "green" if message.get("success") else "red"
         render.out.print(rich_text.Text(f"{action}: {message.get('content')}", style=style), soft_wrap=True)
+        return None
+    if action == "job-resume-quote":
+        detail = frame.get("detail") or {}
+        q = detail.get("quote") or {}
+        where = (q.get("compute_provider") or {}).get("peer_id")
+        render.line(f"{detail.get('reason')}: resuming on {where} needs a new deposit of {q.get('estimated_price')} "
+                    f"wei (escrow job id {q.get('escrow_job_id')})", style="yellow")  # fmt: skip
         return None
     if action != "connected":
         render.line(str(action), style="cyan")
@@ -323,7 +348,7 @@ def resume(
             render.error("this daemon takes escrow payments: give --pay-key and --rpc-url to pay the deposit")
             sys.exit(1)
         tx_hash = deposit(quote, pay_key, rpc_url)
-    sys.exit(follow(client, new_id, pay=True, raw=frames, tx_hash=tx_hash))
+    sys.exit(follow(client, new_id, pay=True, raw=frames, tx_hash=tx_hash, payer=payer(pay_key, rpc_url)))
 
 
 def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:

@@ -147,5 +147,8 @@ class Adopting(Protocol):
     async def adopt(self, job_id: str) -> bool:
         """Whether the job's container still runs here; if so it is the executor's again (not reconciled)."""
 
-    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
-        """Its output after engine time `after_ns`, then its result, as `Executor.run` gives them."""
+    async def follow(
+        self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None, workspace_dump: str | None = None
+    ) -> RunResult:
+        """Its output after engine time `after_ns`, then its result, as `Executor.run` gives them (its disk
+        copied into `workspace_dump` at the end, as `ContainerSpec.workspace_dump`)."""

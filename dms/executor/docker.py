@@ -263,15 +263,7 @@ class DockerExecutor:
                 self._cancelled.discard(spec.job_id)
                 with contextlib.suppress(aiodocker.DockerError):
                     await container.delete(force=True)
-            await self._delete_volume(name)  # the engine unmounts it: the image can now be read
-            if spec.workspace_dump is not None:
-                try:
-                    await self._disks.dump(disk, Path(spec.workspace_dump))
-                except JobDiskError as exc:
-                    log.warning("job %s: its last checkpoint could not be read: %s", spec.job_id, exc)
-            if result.reason == EndReason.EXITED and result.exit_code != 0 and await self._disks.is_full(disk):
-                return RunResult(result.exit_code, EndReason.DISK_LIMIT)
-            return result
+            return await self._after(spec.job_id, disk, result, spec.workspace_dump)
         finally:
             self._live_disks.pop(spec.job_id, None)
             await self._delete_volume(name)
@@ -328,23 +320,49 @@ class DockerExecutor:
         for c in await self._ours(job_id):
             if (await c.show()).get("State", {}).get("Running"):
                 self._adopted.add(job_id)
+                disk = await self._disks.reattach(job_id)
+                if disk is not None:  # kept by `reconcile`, copied for checkpoints, read for its limit
+                    self._live_disks[job_id] = disk
                 return True
         return False
 
-    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
-        """Follow an adopted job's container from its log entry after `after_ns` to its end, as `run` does
-        (then remove it). Raises ExecutorError when it is gone."""
-        containers = await self._ours(job_id)
-        if not containers:
-            self._adopted.discard(job_id)
-            raise ExecutorError(f"the container of job {job_id} is gone")
+    async def follow(
+        self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None, workspace_dump: str | None = None
+    ) -> RunResult:
+        """Follow an adopted job's container from its log entry after `after_ns` to its end, as `run` does:
+        then remove it, copy its disk into `workspace_dump` (its last checkpoint) and tell a full disk
+        (DISK_LIMIT). Raises ExecutorError when it is gone."""
+        disk = self._live_disks.get(job_id)
         try:
-            return await self._follow(containers[0], job_id, timeout_s, on_logs, self._logged(containers[0], after_ns))
+            containers = await self._ours(job_id)
+            if not containers:
+                raise ExecutorError(f"the container of job {job_id} is gone")
+            logged = self._logged(containers[0], after_ns)
+            try:
+                result = await self._follow(containers[0], job_id, timeout_s, on_logs, logged)
+            finally:
+                self._cancelled.discard(job_id)
+                with contextlib.suppress(aiodocker.DockerError):
+                    await containers[0].delete(force=True)
+            return await self._after(job_id, disk, result, workspace_dump) if disk is not None else result
         finally:
             self._adopted.discard(job_id)
-            self._cancelled.discard(job_id)
-            with contextlib.suppress(aiodocker.DockerError):
-                await containers[0].delete(force=True)
+            self._live_disks.pop(job_id, None)
+            await self._delete_volume(volume_name(self._instance, job_id))
+            if disk is not None:
+                await self._disks.remove(disk)
+
+    async def _after(self, job_id: str, disk: JobDisk, result: RunResult, workspace_dump: str | None) -> RunResult:
+        """Once the container is gone: its disk's last copy (a checkpoint) and whether it ended full."""
+        await self._delete_volume(volume_name(self._instance, job_id))  # the engine unmounts it: now readable
+        if workspace_dump is not None:
+            try:
+                await self._disks.dump(disk, Path(workspace_dump))
+            except JobDiskError as exc:
+                log.warning("job %s: its last checkpoint could not be read: %s", job_id, exc)
+        if result.reason == EndReason.EXITED and result.exit_code != 0 and await self._disks.is_full(disk):
+            return RunResult(result.exit_code, EndReason.DISK_LIMIT)
+        return result
 
     async def _follow(
         self, container: aiodocker.docker.DockerContainer, job_id: str, timeout_s: float | None, on_logs: LogSink,
@@ -435,7 +453,7 @@ class DockerExecutor:
         volumes = await self._client()._query_json("volumes", params={"filters": labels})
         for v in volumes.get("Volumes") or []:
             await self._delete_volume(v["Name"])
-        await self._disks.remove_leftovers()
+        await self._disks.remove_leftovers(keep=frozenset(self._adopted))
         return found
 
     async def _ours(self, job_id: str | None = None) -> list[aiodocker.docker.DockerContainer]:

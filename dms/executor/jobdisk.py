@@ -160,11 +160,28 @@ class JobDisks:
         if disk.image is not None:
             disk.image.unlink(missing_ok=True)
 
-    async def remove_leftovers(self) -> None:
-        """Detach and delete every image left in the directory (a crash mid-job). Never raises."""
+    async def reattach(self, job_id: str) -> JobDisk | None:
+        """The disk of a job whose container outlived the daemon (adopted after a restart): its image and
+        the loop device it is still attached to; None when it has none (a tmpfs disk, or it is gone)."""
+        image = self._image(job_id)
+        try:
+            size_mb = image.stat().st_size // 2**20
+            attached = (await _tool("losetup", "-j", str(image))).splitlines()
+        except (OSError, JobDiskError):
+            return None
+        if not attached:
+            return None
+        self._loops_work = True
+        return JobDisk(job_id, size_mb, image, attached[0].split(":", 1)[0])
+
+    async def remove_leftovers(self, keep: frozenset[str] = frozenset()) -> None:
+        """Detach and delete every image left in the directory (a crash mid-job), except the disks of the
+        jobs in `keep` (adopted: their containers still run). Never raises."""
         if not self.directory.is_dir():
             return
         for image in self.directory.glob("*.img"):
+            if image.stem in keep:
+                continue
             with contextlib.suppress(JobDiskError):
                 for line in (await _tool("losetup", "-j", str(image))).splitlines():
                     await _tool("losetup", "-d", line.split(":", 1)[0])

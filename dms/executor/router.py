@@ -72,13 +72,15 @@ class ExecutorSet:
                 return True
         return False
 
-    async def follow(self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None) -> RunResult:
+    async def follow(
+        self, job_id: str, after_ns: int, on_logs: LogSink, timeout_s: float | None, workspace_dump: str | None = None
+    ) -> RunResult:
         """An adopted job's output after `after_ns`, then its result. Raises ExecutorError if not adopted."""
         executor = self._by_kind.get(self._running.get(job_id, ""))
         if not isinstance(executor, Adopting):
             raise ExecutorError(f"job {job_id} was not adopted by an executor here")
         try:
-            return await executor.follow(job_id, after_ns, on_logs, timeout_s)
+            return await executor.follow(job_id, after_ns, on_logs, timeout_s, workspace_dump)
         finally:
             self._running.pop(job_id, None)
 

@@ -14,3 +14,13 @@ async def resume_point(events: EventLog, job_id: str) -> int:
     """The engine time of the last output the provider stored for the job (0: from the start)."""
     stored = [e.payload.get("until", 0) for e in await events.after("cp", job_id, 0) if e.kind == "logs"]
     return max((x for x in stored if isinstance(x, int)), default=0)
+
+
+async def last_checkpoint(events: EventLog, job_id: str) -> tuple[int, str] | None:
+    """The number and hash of the last checkpoint the provider reported for the job, where an adopted run's
+    checkpoints number on (None: none yet)."""
+    stored = [e.payload for e in await events.after("cp", job_id, 0) if e.kind == "checkpoint"]
+    last = stored[-1] if stored else None
+    if last is None or not isinstance(last.get("seq"), int) or not isinstance(last.get("sha256"), str):
+        return None
+    return int(last["seq"]), str(last["sha256"])

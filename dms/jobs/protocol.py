@@ -40,6 +40,7 @@ class Payment(Strict):
     price: int = Field(ge=0, le=limits.MAX_WEI)
     tx_hash: str | None = Field(None, max_length=100)
     arbiter: str | None = Field(None, max_length=42, description="The SP wallet that settles the escrow.")
+    run: int = Field(1, ge=1, le=1000, description="Which run of the job this pays for (its own deposit).")
 
 
 class Deploy(Strict):

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from dms.artifacts.jobrun import FilesAsk, RunFiles
-from dms.artifacts.staging import InputFailed, InputRef, JobFiles
+from dms.artifacts.jobrun import RunFiles
+from dms.artifacts.staging import InputFailed, JobFiles
 from dms.artifacts.store import Artifact
 from dms.errors import DmsError
 from dms.executor.base import (
@@ -29,13 +27,13 @@ from dms.executor.base import (
     Executor,
     ExecutorError,
     GpuAssignment,
-    HasWorkspace,
     LogChunk,
     RunResult,
 )
 from dms.executor.modules import ModuleStore
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
-from dms.jobs.adopt import Adopting, resume_point
+from dms.jobs.adopt import Adopting, last_checkpoint, resume_point
+from dms.jobs.cp_files import outputs_left, run_files
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
@@ -60,6 +58,7 @@ from dms.jobs.tasks import cancel_and_wait
 from dms.jobs.transport import LineStream, StreamClosed
 from dms.onboarding.rules import Resources
 from dms.onboarding.service import OnboardingService
+from dms.payments.contract import run_key
 from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.pricing import job_price
@@ -160,13 +159,17 @@ class ProviderService:
                 log.info("adopted job %s after restart: its container still runs", row.job_id)
                 continue
             left = leftovers.get(row.job_id)
+            outputs = None
             if left is not None and not left.running and left.exit_code is not None:
                 code = left.exit_code
                 state, reason = outcome(RunResult(code, EndReason.EXITED), int(row.spec["resources"]["memory_mb"]))
+                outputs = await outputs_left(self._files, row.job_id)  # it ended while the provider was down
             else:
                 code, state, reason = None, CPState.FAILED, "the provider restarted while the job ran"
-            await self._finish(row.job_id, CPState(row.state), state, code, reason)
+            await self._finish(row.job_id, CPState(row.state), state, code, reason, outputs)
             log.info("reconciled job %s after restart: %s", row.job_id, state)
+        if self._files is not None:  # what a crash left, but the adopted jobs' folders (their containers use them)
+            await asyncio.to_thread(self._files.clear, frozenset(adopted))
 
     async def stop(self) -> None:
         await cancel_and_wait([*self._fences, *self._tasks.values()])
@@ -235,7 +238,8 @@ class ProviderService:
             price = job_price(rec.ntx_price, r.cpu_mhz, spec.duration_s)
             try:
                 tx_hash = await self._payments.verify(
-                    req.payment.tx_hash, req.job_id, rec.payment_addr, price, req.payment.arbiter,
+                    req.payment.tx_hash, run_key(req.job_id, req.payment.run), rec.payment_addr, price,
+                    req.payment.arbiter,
                     min_refund_deadline(spec.duration_s, time.time()),
                 )  # fmt: skip
             except PaymentRejected as exc:
@@ -313,60 +317,50 @@ class ProviderService:
             await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
 
     def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
-        """The run's inputs, outputs and checkpoints (dms.artifacts); None on a provider without them
-        (InputFailed when the job needs them)."""
-        if self._files is None:
-            if spec.inputs or spec.restore:
-                raise InputFailed("this provider does not take job inputs")
-            return None
-        if spec.executor != "docker":
-            return None  # a wasm job has no /inputs, /outputs or disk to snapshot
-        ck = spec.checkpoint
-        ask = FilesAsk(
-            tuple(InputRef(i.source, i.path) for i in spec.inputs), ck.path if ck else None,
-            ck.interval_s if ck else 0.0, spec.restore,
-        )  # fmt: skip
-
-        async def emit(data: dict[str, Any]) -> None:
-            await self._emit(job_id, "checkpoint", data)
-
-        async def dump(dest: Path) -> None:
-            if not isinstance(self._executor, HasWorkspace):
-                raise ExecutorError("this provider's executor cannot copy a job's disk")
-            await self._executor.dump_workspace(job_id, dest)
-
-        stop = functools.partial(self._executor.cancel, job_id)
-        return RunFiles(self._files, job_id, ask, sp_peer, emit, stop, dump)
+        return run_files(self._files, self._executor, job_id, spec, sp_peer, self._emit)
 
     async def _resume(self, row: CPJobRow) -> None:
-        """Follow an adopted job to its end from where its stored output stops (after a restart)."""
+        """Follow an adopted job to its end from where its stored output stops (after a restart), with its
+        files' hooks as a fresh run has them: checkpoints go on, outputs are collected at the end."""
         job_id, state = row.job_id, CPState(row.state)
         code: int | None = None
         final: CPState = CPState.FAILED
         reason: str | None = "the provider stopped"
         budget = LogBudget(self._settings.log_limits, time.monotonic())
+        outputs: Artifact | None = None
+        files: RunFiles | None = None
         try:
             if state == CPState.STARTING:
                 state = await self._move(job_id, state, CPState.RUNNING)
             spec = JobSpec.model_validate(row.spec)
             left = spec.duration_s - (datetime.now(UTC) - row.created_at).total_seconds()
             after = await resume_point(self._events, job_id)
+            files = self._run_files(job_id, spec, row.sp_peer_id)
+            dump = files.adopt(await last_checkpoint(self._events, job_id)) if files is not None else None
             assert isinstance(self._executor, Adopting)
             watch = asyncio.create_task(self._stop_unless_attached(job_id))
+            if files is not None:
+                files.started()
             try:
-                result = await self._executor.follow(job_id, after, self._log_sink(job_id, budget), max(left, 1.0))
+                result = await self._executor.follow(job_id, after, self._log_sink(job_id, budget), max(left, 1.0),
+                                                     str(dump) if dump else None)  # fmt: skip
             finally:
                 watch.cancel()
             code = result.exit_code
-            final, reason = outcome(result, spec.resources.memory_mb)
+            final, reason = outcome(result, spec.resources.memory_mb, spec.resources.disk_mb)
             if final == CPState.CANCELLED and watch.done() and not watch.cancelled():
                 final, reason = CPState.FAILED, "its requester did not re-attach after the provider restarted"
-        except ExecutorError as exc:
+            if files is not None:
+                outputs, failure = await files.finish()
+                final, reason = (CPState.FAILED, failure) if failure else (final, reason)
+        except (ExecutorError, InputFailed) as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
+            if files is not None:
+                await asyncio.shield(files.close())
             self._tasks.pop(job_id, None)
             self._orphans.pop(job_id, None)
-            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason))
+            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
 
     async def _stop_unless_attached(self, job_id: str) -> None:
         """An adopted job whose requester does not re-attach within its own give-up time (3 heartbeats,
@@ -411,7 +405,7 @@ class ProviderService:
         kind, data = (
             ("result", {"state": new.value, **values, **(shown or {})})
             if new.is_terminal()
-            else ("status", {"state": new.value})
+            else ("status", {"state": new.value, "at": time.time()})
         )
         item = Numbered(await self._feed.number(job_id), kind, data)
         await self._jobs.commit(

@@ -103,7 +103,7 @@ class RequesterService:
         self._settler = SettlementWorker(transactions, payments)
         self._deps = Deps(
             jobs, self._feed, dialer, payments, transactions, settings.heartbeat_s, self._settler.kick, modules, files,
-            self._replacements,
+            self._replacements, settings.quote_ttl_s,
         )  # fmt: skip
         self._owners: dict[str, SPJob] = {}
         self._placed: dict[str, Placed] = {}
@@ -201,10 +201,12 @@ class RequesterService:
             executor=spec.executor, max_rtt_ms=spec.max_rtt_ms, preferred_rtt_ms=spec.preferred_rtt_ms,
         )  # fmt: skip
 
-    async def _replacements(self, spec: JobSpec, gone: frozenset[str]) -> list[tuple[str, int]]:
+    async def _replacements(self, spec: JobSpec, gone: frozenset[str]) -> list[tuple[str, int, str]]:
         """Providers that could take over a lost job's run, best first (resume after loss, sp_resume.py)."""
         ranked = place(self._candidates(), await self._needs(spec, None)).ranked
-        fit = [(x.candidate.peer_id, x.price) for x in ranked if x.candidate.peer_id not in gone]
+        fit = [
+            (x.candidate.peer_id, x.price, x.candidate.payment_addr) for x in ranked if x.candidate.peer_id not in gone
+        ]
         return fit[: self._settings.max_attempts]
 
     def _minus_in_flight(self, candidates: list[Candidate]) -> list[Candidate]:

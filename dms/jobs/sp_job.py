@@ -25,10 +25,11 @@ from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import Deploy, Event, Payment
 from dms.jobs.sp_files import FileHooks, OutputsFetched, fetch_outputs
 from dms.jobs.sp_messages import CancelJob, Frame, Offered, Pay, Verified, answer, final_frame, log_frames
-from dms.jobs.sp_resume import NotResumed, Replacements, Resumed, resume_elsewhere, runs_of
-from dms.jobs.spec import JobSpec
+from dms.jobs.sp_rerun import Resuming
+from dms.jobs.sp_resume import NotResumed, Replacements, Resumed, ResumeQuoted, RunClock, run_number, run_spec, runs_of
 from dms.jobs.states import SPState, transition
 from dms.jobs.transport import Dialer, LineStream, NetworkError
+from dms.payments.contract import run_key
 from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
 from dms.payments.settle import outcome_of, settlement
@@ -55,9 +56,11 @@ class Deps:
     """Outputs and checkpoints of the jobs (None: a node without dms.artifacts)."""
     replacements: Replacements | None = None
     """Who could take over a `resume: on-failure` job whose provider is lost (None: such jobs fail)."""
+    quote_ttl_s: float = 600.0
+    """How long a quote (also one for a resumed run, escrow mode) waits for its payment."""
 
 
-class SPJob:
+class SPJob(Resuming):
     def __init__(self, job_id: str, deps: Deps) -> None:
         self.job_id = job_id
         self._d = deps
@@ -70,6 +73,7 @@ class SPJob:
         self._cancel_wanted = False
         self._started = False  # the provider reported the container running
         self._result_in = False  # the provider's result came; its outputs are being fetched
+        self._clock = RunClock()  # how far the current run got by each checkpoint (resume in escrow mode)
         self._closed = False  # the loop has ended: commands are refused from now on
 
     def submit(self, msg: object) -> None:
@@ -142,7 +146,7 @@ class SPJob:
 
     async def _handle(self, msg: object) -> None:
         if msg is None:
-            await self._end(SPState.FAILED, "the quote expired; request a new one", None, settle=False)
+            await self._end(SPState.FAILED, self._expired(), None, settle=False)
         elif isinstance(msg, Pay):
             await self._pay(msg)
         elif isinstance(msg, CancelJob):
@@ -159,6 +163,8 @@ class SPJob:
             await self._lost(f"compute provider lost: {msg.reason}")
         elif isinstance(msg, Resumed):
             await self._resumed(msg)
+        elif isinstance(msg, ResumeQuoted):
+            await self._resume_quoted(msg)
         elif isinstance(msg, NotResumed):
             await self._end(SPState.FAILED, msg.reason, None)
 
@@ -185,7 +191,7 @@ class SPJob:
         if self._paying is not None:
             raise Conflict(f"job {self.job_id}: a payment is already being checked", code="wrong_state")
         if self._expires() < datetime.now(UTC):
-            await self._end(SPState.FAILED, "the quote expired; request a new one", None, settle=False)
+            await self._end(SPState.FAILED, self._expired(), None, settle=False)
             raise Conflict(f"the quote for job {self.job_id} expired; request a new one", code="quote_expired")
         if self._d.payments.escrow and not cmd.tx_hash:
             why = "send-status needs message.tx_hash: this node verifies escrow deposits on-chain"
@@ -200,8 +206,8 @@ class SPJob:
         if self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
             await self._close_helpers()  # a payment check only reads
             await self._end(SPState.CANCELLED, "cancelled", None)
-        elif self.state == SPState.PAID:
-            self._cancel_wanted = True  # an offer is out: its answer decides (cancel at once if accepted)
+        elif self.state == SPState.PAID or self._link is None:
+            self._cancel_wanted = True  # an offer (or a resume) is out: its answer decides (cancel if accepted)
         elif self._link is not None:
             try:
                 await self._link.cancel()
@@ -235,7 +241,8 @@ class SPJob:
             await self._end(SPState.FAILED, reused, None, settle=False)
             return
         if self._d.payments.escrow:
-            await self._d.transactions.add(self.job_id, "fund", msg.tx, q["estimated_price"], "verified")
+            key = run_key(self.job_id, run_number(self._row))
+            await self._d.transactions.add(key, "fund", msg.tx, q["estimated_price"], "verified")
         self._row.tx_hash = tx_hash or None
         self._start_helper(self._dispatch(self._row))
 
@@ -249,11 +256,17 @@ class SPJob:
                 await self._end(SPState.FAILED, reason, None, before=[frame])
             return
         content = f"job {self.job_id} deployed to {msg.peer}"
-        frames = await self._frames({"action": "deployment-response", "message": {"success": True, "content": content}})
+        shown: list[Frame] = [{"action": "deployment-response", "message": {"success": True, "content": content}}]
+        assert self._row is not None
+        quote = self._row.quote
+        if "pending_run" in quote:  # a run that resumes the job (escrow mode): its deposit was verified
+            pending = quote["pending_run"]
+            shown.append({"action": "job-resumed", "detail": pending})
+            quote = {k: v for k, v in quote.items() if k != "pending_run"}
+            quote["runs"] = [*runs_of(self._row), {k: v for k, v in pending.items() if k != "reason"}]
         transition(self.state, SPState.SUBMITTED)
-        await self._commit(SPState.SUBMITTED, frames, cp_peer_id=msg.peer)
-        if self._row is not None:
-            self._row.cp_peer_id = msg.peer
+        await self._commit(SPState.SUBMITTED, await self._frames(*shown), cp_peer_id=msg.peer, quote=quote)
+        self._row.cp_peer_id, self._row.quote = msg.peer, quote
         self._follow(msg.peer, msg.stream, 0)
         if self._cancel_wanted and self._link is not None:
             with contextlib.suppress(NetworkError):
@@ -270,6 +283,7 @@ class SPJob:
             return
         if ev.kind == "checkpoint" and files is not None and peer:
             files.on_checkpoint(self.job_id, peer, ev.data)  # fetched in the background, kept in its own record
+            self._clock.checkpoint(ev.data)
         new = self.state
         frames: list[Numbered] = []
         if ev.kind == "logs":
@@ -277,6 +291,7 @@ class SPJob:
         elif ev.kind == "status" and ev.data.get("state") == "running" and self.state == SPState.SUBMITTED:
             new = transition(self.state, SPState.RUNNING)
             self._started = True
+            self._clock.started(ev.data.get("at"))
         await self._commit(new, frames, cp_seq=ev.seq)
 
     async def _on_result(self, ev: Event, outputs: dict[str, Any] | None) -> None:
@@ -287,31 +302,6 @@ class SPJob:
         reason = ev.data.get("reason")
         await self._end(state, reason if isinstance(reason, str) else None, code if isinstance(code, int) else None,
                         cp_seq=ev.seq, outputs=outputs)  # fmt: skip
-
-    async def _lost(self, reason: str) -> None:
-        """A job that asked `resume: on-failure` (payment mode none) runs again elsewhere from its latest
-        checkpoint (a helper looks for a provider); any other job fails with `reason`."""
-        row, d = self._row, self._d
-        may = row is not None and row.cp_peer_id and row.spec.get("resume") == "on-failure"
-        if row is None or not may or d.payments.escrow or d.replacements is None or d.files is None:
-            await self._end(SPState.FAILED, reason, None)
-            return
-        if self._link is not None:
-            await self._link.close()
-            self._link = None
-        latest = d.files.latest_checkpoint
-        self._start_helper(resume_elsewhere(row, reason, d.dialer, d.replacements, latest, self.submit, d.modules))
-
-    async def _resumed(self, msg: Resumed) -> None:
-        """The new provider took the job over: it is the job's provider from now on (its events numbered
-        afresh), the run is kept in the quote's `runs`, and dashboards get a `job-resumed` frame."""
-        assert self._row is not None
-        quote = {**self._row.quote, "runs": [*runs_of(self._row), msg.run]}
-        frames = await self._frames({"action": "job-resumed", "detail": {**msg.run, "reason": msg.reason}})
-        await self._commit(self.state, frames, cp_peer_id=msg.peer, cp_seq=0, quote=quote)
-        self._row.cp_peer_id, self._row.quote = msg.peer, quote
-        log.info("job %s resumed on %s: %s", self.job_id, msg.peer, msg.run)
-        self._follow(msg.peer, msg.stream, 0)
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -338,17 +328,24 @@ class SPJob:
         was = self.state
         transition(was, state)
         frames = await self._frames(*(before or []), final_frame(state, reason, code, outputs))
-        owed = []
-        tx_hash = self._row.tx_hash if self._row else None
-        if settle and self._d.payments.escrow and tx_hash and was not in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
-            lost = (reason or "").startswith("compute provider lost")
-            started = self._started or state == SPState.COMPLETED
-            outcome = outcome_of(state.value, container_started=started, provider_lost=lost)
-            owed.append(TransactionLog.owed(self.job_id, settlement(outcome).value, outcome.value))
+        owed = self._owed(state, reason) if settle else []
         await self._commit(state, frames, also=owed, reason=reason, exit_code=code, **values)
         log.info("job %s %s%s", self.job_id, state.value, f": {reason}" if reason else "")
         if owed:
             self._d.settlements_due()
+
+    def _owed(self, state: SPState, reason: str | None) -> list[TransactionRow]:
+        """The release or refund the current run's deposit is owed when it ends in `state` (escrow mode,
+        paid runs only), under the run's own escrow key."""
+        tx_hash = self._row.tx_hash if self._row else None
+        if not self._d.payments.escrow or not tx_hash or self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
+            return []
+        assert self._row is not None
+        lost = (reason or "").startswith("compute provider lost")
+        started = self._started or state == SPState.COMPLETED
+        outcome = outcome_of(state.value, container_started=started, provider_lost=lost)
+        key = run_key(self.job_id, run_number(self._row))
+        return [TransactionLog.owed(key, settlement(outcome).value, outcome.value)]
 
     # --- helpers (they only read and send, and report back as messages) --------------------------
 
@@ -375,8 +372,9 @@ class SPJob:
         q = self._row.quote
         try:
             tx = await self._d.payments.verify(
-                tx_hash or None, self.job_id, q["compute_provider"]["payment_addr"], q["estimated_price"],
-                q.get("arbiter"), min_refund_deadline(int(self._row.spec["duration_s"]), time.time()),
+                tx_hash or None, run_key(self.job_id, run_number(self._row)), q["compute_provider"]["payment_addr"],
+                q["estimated_price"], q.get("arbiter"),
+                min_refund_deadline(run_spec(self._row).duration_s, time.time()),
             )  # fmt: skip
         except Exception as exc:  # the owner turns any failure into the job's reason
             self.submit(Verified(None, exc))
@@ -385,10 +383,10 @@ class SPJob:
 
     async def _dispatch(self, row: SPJobRow) -> None:
         """Offer the job to the quoted provider, then to the next candidates (bounded)."""
-        spec = JobSpec.model_validate(row.spec)
+        spec = run_spec(row)
         refusals = []
         for peer, price in row.quote["candidates"]:
-            payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"))
+            payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"), run=run_number(row))
             deploy = Deploy(type="deploy", job_id=self.job_id, spec=spec, payment=payment)
             answer = await offer(self._d.dialer, peer, deploy, self._d.modules)
             if not isinstance(answer, str):

@@ -41,16 +41,23 @@ class CPState(JobState):
 
 
 _ENDS = ("completed", "failed", "cancelled")
-_MOVES: dict[JobState, set[str]] = {
-    SPState.QUOTED: {"awaiting_payment", "paid", *_ENDS[1:]},
-    SPState.AWAITING_PAYMENT: {"paid", *_ENDS[1:]},
-    SPState.PAID: {"submitted", *_ENDS[1:]},
-    SPState.SUBMITTED: {"running", *_ENDS},
-    SPState.RUNNING: {*_ENDS},
-    CPState.OFFERED: {"admitted", *_ENDS[1:]},
-    CPState.ADMITTED: {"starting", *_ENDS[1:]},
-    CPState.STARTING: {"running", *_ENDS[1:]},
-    CPState.RUNNING: {*_ENDS},
+# One table per kind: SPState and CPState members with the same value are equal as strings (StrEnum), so
+# one dict keyed by both would let the CP's "running" row overwrite the SP's.
+_MOVES: dict[type[JobState], dict[str, set[str]]] = {
+    SPState: {
+        "quoted": {"awaiting_payment", "paid", *_ENDS[1:]},
+        "awaiting_payment": {"paid", *_ENDS[1:]},
+        "paid": {"submitted", *_ENDS[1:]},
+        # A resumable job whose provider is lost, in escrow mode, waits for its next run's deposit.
+        "submitted": {"running", "awaiting_payment", *_ENDS},
+        "running": {"awaiting_payment", *_ENDS},
+    },
+    CPState: {
+        "offered": {"admitted", *_ENDS[1:]},
+        "admitted": {"starting", *_ENDS[1:]},
+        "starting": {"running", *_ENDS[1:]},
+        "running": {*_ENDS},
+    },
 }
 
 S = TypeVar("S", bound=JobState)
@@ -58,6 +65,6 @@ S = TypeVar("S", bound=JobState)
 
 def transition(current: S, new: S) -> S:
     """`new` if the move from `current` is allowed; InvalidTransition otherwise (terminal states are final)."""
-    if type(current) is not type(new) or new.value not in _MOVES.get(current, set()):
+    if type(current) is not type(new) or new.value not in _MOVES.get(type(current), {}).get(current.value, set()):
         raise InvalidTransition(f"{type(current).__name__} job cannot go from {current} to {new}")
     return new

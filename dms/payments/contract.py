@@ -59,6 +59,13 @@ def escrow_job_id(job_id: str) -> bytes:
     return keccak256(job_id.encode("utf-8"))
 
 
+def run_key(job_id: str, run: int) -> str:
+    """The name one run of a job is paid under (its escrow job id is `escrow_job_id` of it): the job id for
+    the first run, `<job id>/run<N>` for a run that resumed it after its provider was lost (the contract
+    takes one deposit per id, so each run has its own)."""
+    return job_id if run <= 1 else f"{job_id}/run{run}"
+
+
 def escrow_job_id_hex(job_id: str) -> str:
     """`escrow_job_id` as the quote shows it: 0x and 64 lower-case hex digits."""
     return "0x" + escrow_job_id(job_id).hex()
