@@ -119,6 +119,18 @@ def encode(msg: Strict) -> bytes:
     return msg.model_dump_json().encode() + b"\n"
 
 
+def joined(lines: list[bytes], limit: int) -> list[bytes]:
+    """Pure: encoded messages concatenated, in order, into as few writes as keep each within `limit` bytes (a
+    longer one is a write of its own): a sender with several messages ready crosses to the network once."""
+    writes: list[bytes] = []
+    for line in lines:
+        if writes and len(writes[-1]) + len(line) <= limit:
+            writes[-1] += line
+        else:
+            writes.append(line)
+    return writes
+
+
 def _load(line: bytes) -> Any:
     if len(line) > MAX_LINE:
         raise ProtocolError(f"message of {len(line)} bytes is over the {MAX_LINE} byte limit")
