@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 LABEL_INSTANCE = "dms.instance"
 LABEL_JOB = "dms.job"
 ENGINE_TIMEOUT_S = 5.0
+IMAGE_MEMORY_S = 10.0
+"""How long a found image is taken as still there without asking the engine again (DockerExecutor.has_image)."""
 STDOUT, STDERR = 1, 2
 SIGKILL_EXIT = 128 + 9
 # The engine keeps its own copy of a job's output (the one `docker logs` and a restarted daemon read):
@@ -195,6 +197,9 @@ class DockerExecutor:
         self._cancelled: set[str] = set()
         self._live_disks: dict[str, JobDisk] = {}
         self._adopted: set[str] = set()
+        self._images: dict[str, float] = {}
+        """Images found on the engine, and when (time.monotonic)."""
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -207,6 +212,10 @@ class DockerExecutor:
         return self._docker
 
     async def close(self) -> None:
+        for cleanup in list(self._cleanups):
+            with contextlib.suppress(Exception):
+                await cleanup
+        await self._disks.close()
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
@@ -226,12 +235,18 @@ class DockerExecutor:
         return {"docker": await self.available()}
 
     async def has_image(self, image: str) -> bool:
+        """Whether the engine has `image`. A found image is remembered for IMAGE_MEMORY_S (admission and the
+        run ask within ms of each other); a run whose image went meanwhile still fails as ImageMissing."""
+        if time.monotonic() - self._images.get(image, -IMAGE_MEMORY_S) < IMAGE_MEMORY_S:
+            return True
         try:
             await self._client().images.inspect(image)
         except aiodocker.DockerError as exc:
             if exc.status == 404:
+                self._images.pop(image, None)
                 return False
             raise engine_error(exc, f"cannot inspect image {image}") from exc
+        self._images[image] = time.monotonic()
         return True
 
     async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
@@ -245,6 +260,7 @@ class DockerExecutor:
             raise ExecutorError(f"cannot make the job's disk: {exc}") from exc
         name = volume_name(self._instance, spec.job_id)
         self._live_disks[spec.job_id] = disk
+        unmounted = False
         try:
             try:
                 body = {
@@ -256,6 +272,9 @@ class DockerExecutor:
                 await docker._query_json("volumes/create", method="POST", data=json.dumps(body).encode())
                 container = await docker.containers.create(container_config(spec, self._instance, disk), name=name)
             except aiodocker.DockerError as exc:
+                if exc.status == 404:  # removed since it was checked (has_image remembers a found image)
+                    self._images.pop(spec.image, None)
+                    raise ImageMissing(f"image {spec.image} is not present on this machine") from exc
                 raise engine_error(exc, "the Docker engine refused the container") from exc
             try:
                 result = await self._start_and_wait(container, spec, on_logs, on_start)
@@ -263,19 +282,31 @@ class DockerExecutor:
                 self._cancelled.discard(spec.job_id)
                 with contextlib.suppress(aiodocker.DockerError):
                     await container.delete(force=True)
+            failed = result.reason == EndReason.EXITED and result.exit_code != 0
+            if spec.workspace_dump is None and not failed:
+                return result  # nothing to read from the disk: it goes in the background
             await self._delete_volume(name)  # the engine unmounts it: the image can now be read
+            unmounted = True
             if spec.workspace_dump is not None:
                 try:
                     await self._disks.dump(disk, Path(spec.workspace_dump))
                 except JobDiskError as exc:
                     log.warning("job %s: its last checkpoint could not be read: %s", spec.job_id, exc)
-            if result.reason == EndReason.EXITED and result.exit_code != 0 and await self._disks.is_full(disk):
+            if failed and await self._disks.is_full(disk):
                 return RunResult(result.exit_code, EndReason.DISK_LIMIT)
             return result
         finally:
             self._live_disks.pop(spec.job_id, None)
-            await self._delete_volume(name)
-            await self._disks.remove(disk)
+            # Removing the volume and the disk (tens of ms) is not part of the job's result: it runs in the
+            # background, and close() waits for it.
+            cleanup = asyncio.create_task(self._dispose(name, disk, unmounted))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+
+    async def _dispose(self, volume: str, disk: JobDisk, unmounted: bool) -> None:
+        if not unmounted:
+            await self._delete_volume(volume)
+        await self._disks.remove(disk)
 
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
         """Copy a running job's /workspace into the empty folder `dest` (a checkpoint): the container is

@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 WORKSPACE = "/workspace"
+READY_SIZES = 2
+"""Disk sizes kept ready ahead of jobs (one disk each): the first sizes jobs ask for (the default, 64 MB)."""
+READY_SIZES = 2
+"""Disk sizes kept ready ahead of jobs (one disk each): the first sizes jobs ask for (the default, 64 MB)."""
 FULL_SHARE, FULL_BYTES = 0.05, 2 * 2**20
 """A disk with less free than the larger of these counts as full: a write that does not fit fails whole,
 so a job that ran out of space usually leaves up to one write's worth (often 1 MiB) unused."""
@@ -89,18 +95,33 @@ class JobDisks:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._loops_work: bool | None = None
+        self._ready: dict[int, list[JobDisk]] = {}
+        """Empty disks made ahead, by size: a job's disk is then only taken, not made."""
+        self._filling: dict[int, asyncio.Task[None]] = {}
+        self._closed = False
 
     def _image(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.img"
 
     async def create(self, job_id: str, size_mb: int, seed: Path | None = None) -> JobDisk:
         """A fresh disk of `size_mb` for the job, empty or holding a copy of folder `seed` (a restored
-        checkpoint: needs an ext4 disk). Raises JobDiskError."""
+        checkpoint: needs an ext4 disk). Raises JobDiskError.
+
+        An empty disk comes from the ready ones when there is one of that size (made ahead, off the job's
+        path: mkfs, debugfs and losetup take tens of ms here); taking one starts making the next."""
         if self._loops_work is False:
             if seed is not None:
                 raise JobDiskError("restoring a checkpoint needs loop devices (the job's disk would be a tmpfs)")
             return JobDisk(job_id, size_mb, None, None)
-        image = self._image(job_id)
+        if seed is None:
+            ready = self._ready.get(size_mb)
+            disk = ready.pop() if ready else await self._make(job_id, size_mb, None)
+            self._refill(size_mb)
+            return dataclasses.replace(disk, job_id=job_id)
+        return await self._make(job_id, size_mb, seed)
+
+    async def _make(self, name: str, size_mb: int, seed: Path | None) -> JobDisk:
+        image = self._image(name)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with image.open("wb") as f:
@@ -122,10 +143,49 @@ class JobDisks:
             if self._loops_work is None and (isinstance(exc, ToolMissing) or "losetup" in str(exc)):
                 self._loops_work = False
                 log.warning("no ext4 job disks (%s): jobs' disks are sized tmpfs volumes, counted as memory", exc)
-                return JobDisk(job_id, size_mb, None, None)
+                return JobDisk(name, size_mb, None, None)
             raise
         self._loops_work = True
-        return JobDisk(job_id, size_mb, image, loop)
+        return JobDisk(name, size_mb, image, loop)
+
+    def _refill(self, size_mb: int) -> None:
+        """Make a ready disk of `size_mb` in the background, unless one is there or being made."""
+        if self._closed or self._loops_work is False or self._ready.get(size_mb) or size_mb in self._filling:
+            return
+        if len(self._ready) >= READY_SIZES and size_mb not in self._ready:
+            return  # only the sizes jobs ask for most: the first few seen
+        self._filling[size_mb] = asyncio.create_task(self._fill(size_mb))
+
+    async def _fill(self, size_mb: int) -> None:
+        try:
+            disk = await self._make(f"ready-{uuid.uuid4().hex}", size_mb, None)
+        except JobDiskError as exc:
+            log.warning("cannot make a job disk ahead: %s", exc)
+            return
+        finally:
+            self._filling.pop(size_mb, None)
+        if self._closed or disk.loop is None:
+            await self.remove(disk)
+            return
+        self._ready.setdefault(size_mb, []).append(disk)
+
+    async def settled(self) -> None:
+        """Wait until the disks being made ahead are made."""
+        for task in list(self._filling.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Remove the disks made ahead (and stop making more). Never raises."""
+        self._closed = True
+        for task in list(self._filling.values()):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        for disks in self._ready.values():
+            for disk in disks:
+                await self.remove(disk)
+        self._ready.clear()
 
     async def dump(self, disk: JobDisk, dest: Path) -> None:
         """Copy the disk's files into the empty folder `dest` (a checkpoint), read from the image after a
@@ -164,7 +224,10 @@ class JobDisks:
         """Detach and delete every image left in the directory (a crash mid-job). Never raises."""
         if not self.directory.is_dir():
             return
+        ready = {d.image for disks in self._ready.values() for d in disks}
         for image in self.directory.glob("*.img"):
+            if image in ready:
+                continue
             with contextlib.suppress(JobDiskError):
                 for line in (await _tool("losetup", "-j", str(image))).splitlines():
                     await _tool("losetup", "-d", line.split(":", 1)[0])

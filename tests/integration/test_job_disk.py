@@ -14,7 +14,7 @@ import pytest
 
 from dms.executor.base import ContainerSpec, EndReason
 from dms.executor.docker import ENGINE_LOG_FILE_MB, ENGINE_LOG_FILES, DockerExecutor, container_config
-from dms.executor.jobdisk import JobDisk
+from dms.executor.jobdisk import JobDisk, JobDisks
 from tests.integration.logsink import Logs
 from tests.integration.test_docker_executor import IMAGE
 
@@ -143,3 +143,33 @@ async def test_a_checkpoint_is_the_jobs_bounded_disk_restored_and_copied_out(
     assert int(logs.stdout.splitlines()[1].split()[1]) <= 16 * 1024  # still exactly its size
     assert (live / "sub" / "counter").read_text() == "42\n"
     assert (final / "sub" / "counter").read_text() == "42\n" and (final / "ready").exists()
+
+
+async def test_empty_disks_are_made_ahead_and_none_is_left_behind(tmp_path: Path) -> None:
+    """The disk a job takes was made before it asked (mkfs, debugfs and losetup are off the job's path)."""
+    disks = JobDisks(tmp_path / "disks")
+    first = await disks.create("job-a", 16)  # the first of a size is made for it, and the next one starts
+    await disks.settled()
+    second = await disks.create("job-b", 16)
+    seed = tmp_path / "checkpoint"
+    seed.mkdir()
+    (seed / "state").write_text("x")
+    restored = await disks.create("job-c", 16, seed=seed)  # a restored checkpoint is always made for it
+    other = await disks.create("job-d", 24)
+    try:
+        assert (first.job_id, second.job_id) == ("job-a", "job-b")
+        assert first.image is not None and first.image.name == "job-a.img"
+        assert second.image is not None and second.image.name.startswith("ready-") and second.loop
+        assert restored.image is not None and restored.image.name == "job-c.img"
+        assert other.image is not None and other.image.name == "job-d.img"
+        assert second.loop not in (first.loop, restored.loop, other.loop)
+        assert not await disks.is_full(second)  # a real, empty ext4 file system of that size
+        await disks.settled()
+        await disks.remove_leftovers()  # a crash's leftovers go; the disks made ahead stay ready
+        ready = [p.name for p in (tmp_path / "disks").glob("ready-*.img")]
+        assert len(ready) == 2, ready  # one more of each size asked
+    finally:
+        for d in (first, second, restored, other):
+            await disks.remove(d)
+        await disks.close()
+    assert list((tmp_path / "disks").glob("*")) == []
