@@ -19,6 +19,8 @@ from dms.jobs.spec import JobSpec, Strict
 
 PROTOCOL = "/dms/deployment/1.0.0"
 MAX_LINE = 256 * 1024
+FIRST_LINE_TIMEOUT_S = 10.0
+"""How long a provider waits for the first message on a new stream before it closes it."""
 JobId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 

@@ -41,6 +41,7 @@ from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
 from dms.jobs.modules import receive_module
 from dms.jobs.protocol import (
+    FIRST_LINE_TIMEOUT_S,
     MAX_LINE,
     Accepted,
     Attach,
@@ -71,7 +72,6 @@ from dms.store.models import CPJobRow
 
 log = logging.getLogger(__name__)
 
-FIRST_LINE_TIMEOUT_S = 10.0
 EVENT_RETENTION = timedelta(hours=24)
 LOG_KEEP = 5000
 """Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
