@@ -12,6 +12,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
+from dms.executor import loopdev
 from dms.executor.base import ContainerSpec, EndReason
 from dms.executor.docker import ENGINE_LOG_FILE_MB, ENGINE_LOG_FILES, DockerExecutor, container_config
 from dms.executor.jobdisk import JobDisk, JobDisks
@@ -89,12 +90,9 @@ def test_a_tmpfs_disk_counts_against_memory() -> None:
 
 
 async def test_without_loop_devices_the_disk_is_a_sized_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A daemon that may not attach loop devices (not root) still bounds the job's disk, in memory."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("mkfs.ext4", "debugfs", "dumpe2fs"):  # everything but losetup
-        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/sbin/{tool}")
-    monkeypatch.setenv("PATH", str(bin_dir))
+    """A daemon that may not attach loop devices (not root, or no /dev/loop-control in its container) still
+    bounds the job's disk, in memory."""
+    monkeypatch.setattr(loopdev, "LOOP_CONTROL", tmp_path / "no-loop-control")
     ex = DockerExecutor(f"test-{uuid.uuid4().hex[:8]}", log_batch_s=0.05, disk_dir=tmp_path / "disks")
     try:
         logs = Logs()
