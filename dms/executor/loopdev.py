@@ -12,38 +12,49 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 LOOP_CONTROL = Path("/dev/loop-control")
 LOOP_SET_FD = 0x4C00
 LOOP_CLR_FD = 0x4C01
 LOOP_CTL_GET_FREE = 0x4C82
-ATTACH_TRIES = 8
+ATTACH_TRIES = 64
 """A free device can be taken by another process between finding and attaching it: try the next one."""
+_attaching = threading.Lock()
+"""This process's attaches one at a time (else its own threads race for the same free device)."""
 
 
 def attach(image: Path) -> str:
     """Attach `image` to a free loop device; the device's path. Raises OSError (no loop devices, no right)."""
     ctl = os.open(LOOP_CONTROL, os.O_RDWR | os.O_CLOEXEC)
     try:
-        for _ in range(ATTACH_TRIES):
-            device = f"/dev/loop{fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)}"
-            loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
-                try:
-                    fcntl.ioctl(loop, LOOP_SET_FD, backing)
+        with _attaching:
+            for _ in range(ATTACH_TRIES):
+                device = f"/dev/loop{fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)}"
+                if _attached(device, image):
                     return device
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY:
-                        raise
-                finally:
-                    os.close(backing)
-            finally:
-                os.close(loop)
         raise OSError(errno.EBUSY, f"no free loop device after {ATTACH_TRIES} tries")
     finally:
         os.close(ctl)
+
+
+def _attached(device: str, image: Path) -> bool:
+    """Whether `image` is now attached to `device` (False: another process took the device first)."""
+    loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(loop, LOOP_SET_FD, backing)
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            return False
+        finally:
+            os.close(backing)
+    finally:
+        os.close(loop)
 
 
 def detach(device: str) -> None:

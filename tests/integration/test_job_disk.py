@@ -3,6 +3,7 @@ when it fills it, and the engine's own log copy bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import uuid
@@ -171,3 +172,31 @@ async def test_empty_disks_are_made_ahead_and_none_is_left_behind(tmp_path: Path
             await disks.remove(d)
         await disks.close()
     assert list((tmp_path / "disks").glob("*")) == []
+
+
+async def test_many_disks_attach_at_once_each_to_its_own_loop_device(tmp_path: Path) -> None:
+    """A burst attaches many disks at once: the threads of one daemon never race for the same free device."""
+    images = []
+    for i in range(24):
+        image = tmp_path / f"{i}.img"
+        with image.open("wb") as f:
+            f.truncate(2**20)
+        images.append(image)
+    devices = await asyncio.gather(*(asyncio.to_thread(loopdev.attach, image) for image in images))
+    try:
+        assert len(set(devices)) == len(images)
+    finally:
+        for device in devices:
+            await asyncio.to_thread(loopdev.detach, device)
+
+
+def test_a_sparse_copy_keeps_the_data_and_the_holes(tmp_path: Path) -> None:
+    source, dest = tmp_path / "a.img", tmp_path / "b.img"
+    with source.open("wb") as f:
+        f.truncate(64 * 2**20)
+        for at in (0, 5 * 2**20, 64 * 2**20 - 4096):
+            f.seek(at)
+            f.write(bytes([at % 251 + 1]) * 4096)
+    loopdev.sparse_copy(source, dest)
+    assert dest.read_bytes() == source.read_bytes()
+    assert dest.stat().st_blocks * 512 < 2**20  # what was written, not 64 MB
