@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 LABEL_INSTANCE = "dms.instance"
 LABEL_JOB = "dms.job"
 ENGINE_TIMEOUT_S = 5.0
+IMAGE_MEMORY_S = 10.0
+"""How long a found image is taken as still there without asking the engine again (DockerExecutor.has_image)."""
 STDOUT, STDERR = 1, 2
 SIGKILL_EXIT = 128 + 9
 # The engine keeps its own copy of a job's output (the one `docker logs` and a restarted daemon read):
@@ -65,7 +67,14 @@ def container_config(spec: ContainerSpec, instance: str, disk: JobDisk | None = 
     since its pages are charged to the container); without, the job has no writable space at all.
     """
     memory = (spec.memory_mb + (disk.memory_mb if disk else 0)) * 2**20
-    mounts = [{"Type": "volume", "Source": volume_name(instance, spec.job_id), "Target": WORKSPACE}] if disk else []
+    mounts = []
+    if disk is not None:  # the engine makes the named volume with the container (one call less than apart)
+        options = {
+            "Labels": {LABEL_INSTANCE: instance, LABEL_JOB: spec.job_id},
+            "DriverConfig": {"Name": "local", "Options": disk.volume_options()},
+        }
+        name = volume_name(instance, spec.job_id)
+        mounts.append({"Type": "volume", "Source": name, "Target": WORKSPACE, "VolumeOptions": options})
     host: dict[str, Any] = {
         "NetworkMode": "default" if spec.network else "none",
         "CapDrop": ["ALL"],
@@ -195,6 +204,9 @@ class DockerExecutor:
         self._cancelled: set[str] = set()
         self._live_disks: dict[str, JobDisk] = {}
         self._adopted: set[str] = set()
+        self._images: dict[str, float] = {}
+        """Images found on the engine, and when (time.monotonic)."""
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -207,6 +219,10 @@ class DockerExecutor:
         return self._docker
 
     async def close(self) -> None:
+        for cleanup in list(self._cleanups):
+            with contextlib.suppress(Exception):
+                await cleanup
+        await self._disks.close()
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
@@ -226,12 +242,18 @@ class DockerExecutor:
         return {"docker": await self.available()}
 
     async def has_image(self, image: str) -> bool:
+        """Whether the engine has `image`. A found image is remembered for IMAGE_MEMORY_S (admission and the
+        run ask within ms of each other); a run whose image went meanwhile still fails as ImageMissing."""
+        if time.monotonic() - self._images.get(image, -IMAGE_MEMORY_S) < IMAGE_MEMORY_S:
+            return True
         try:
             await self._client().images.inspect(image)
         except aiodocker.DockerError as exc:
             if exc.status == 404:
+                self._images.pop(image, None)
                 return False
             raise engine_error(exc, f"cannot inspect image {image}") from exc
+        self._images[image] = time.monotonic()
         return True
 
     async def run(self, spec: ContainerSpec, on_logs: LogSink, on_start: StartHook | None = None) -> RunResult:
@@ -247,15 +269,11 @@ class DockerExecutor:
         self._live_disks[spec.job_id] = disk
         try:
             try:
-                body = {
-                    "Name": name,
-                    "Driver": "local",
-                    "DriverOpts": disk.volume_options(),
-                    "Labels": self._labels(spec),
-                }
-                await docker._query_json("volumes/create", method="POST", data=json.dumps(body).encode())
                 container = await docker.containers.create(container_config(spec, self._instance, disk), name=name)
             except aiodocker.DockerError as exc:
+                if exc.status == 404:  # removed since it was checked (has_image remembers a found image)
+                    self._images.pop(spec.image, None)
+                    raise ImageMissing(f"image {spec.image} is not present on this machine") from exc
                 raise engine_error(exc, "the Docker engine refused the container") from exc
             try:
                 result = await self._start_and_wait(container, spec, on_logs, on_start)
@@ -266,8 +284,18 @@ class DockerExecutor:
             return await self._after(spec.job_id, disk, result, spec.workspace_dump)
         finally:
             self._live_disks.pop(spec.job_id, None)
-            await self._delete_volume(name)
-            await self._disks.remove(disk)
+            self._dispose_later(name, disk)
+
+    def _dispose_later(self, volume: str, disk: JobDisk) -> None:
+        """Remove the job's volume (if `_after` has not) and its disk. Tens of ms that are not part of the job's
+        result: it runs in the background, and close() waits for it."""
+        cleanup = asyncio.create_task(self._dispose(volume, disk))
+        self._cleanups.add(cleanup)
+        cleanup.add_done_callback(self._cleanups.discard)
+
+    async def _dispose(self, volume: str, disk: JobDisk) -> None:
+        await self._delete_volume(volume)
+        await self._disks.remove(disk)
 
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
         """Copy a running job's /workspace into the empty folder `dest` (a checkpoint): the container is
@@ -292,9 +320,6 @@ class DockerExecutor:
         with contextlib.suppress(aiodocker.DockerError):
             async with self._client()._query(f"volumes/{name}", method="DELETE"):
                 pass
-
-    def _labels(self, spec: ContainerSpec) -> dict[str, str]:
-        return {LABEL_INSTANCE: self._instance, LABEL_JOB: spec.job_id}
 
     async def _start_and_wait(
         self,
@@ -348,19 +373,24 @@ class DockerExecutor:
         finally:
             self._adopted.discard(job_id)
             self._live_disks.pop(job_id, None)
-            await self._delete_volume(volume_name(self._instance, job_id))
             if disk is not None:
-                await self._disks.remove(disk)
+                self._dispose_later(volume_name(self._instance, job_id), disk)
+            else:
+                await self._delete_volume(volume_name(self._instance, job_id))
 
     async def _after(self, job_id: str, disk: JobDisk, result: RunResult, workspace_dump: str | None) -> RunResult:
-        """Once the container is gone: its disk's last copy (a checkpoint) and whether it ended full."""
+        """Once the container is gone: its disk's last copy (a checkpoint) and whether it ended full. With
+        neither to find out (no checkpoint asked, a clean exit) the disk is not read and goes in the background."""
+        failed = result.reason == EndReason.EXITED and result.exit_code != 0
+        if workspace_dump is None and not failed:
+            return result
         await self._delete_volume(volume_name(self._instance, job_id))  # the engine unmounts it: now readable
         if workspace_dump is not None:
             try:
                 await self._disks.dump(disk, Path(workspace_dump))
             except JobDiskError as exc:
                 log.warning("job %s: its last checkpoint could not be read: %s", job_id, exc)
-        if result.reason == EndReason.EXITED and result.exit_code != 0 and await self._disks.is_full(disk):
+        if failed and await self._disks.is_full(disk):
             return RunResult(result.exit_code, EndReason.DISK_LIMIT)
         return result
 
@@ -370,8 +400,10 @@ class DockerExecutor:
     ) -> RunResult:  # fmt: skip
         logs = asyncio.create_task(self._pump_logs(entries, on_logs))
         timed_out = False
+        shown: asyncio.Task[dict[str, Any]] | None = None
         try:
             status = await asyncio.wait_for(container.wait(), timeout_s)
+            shown = asyncio.create_task(container.show())  # asked while the log tail is flushed
         except TimeoutError:
             timed_out = True
             with contextlib.suppress(aiodocker.DockerError):
@@ -385,9 +417,11 @@ class DockerExecutor:
         code = int(status.get("StatusCode", -1))
         if timed_out:
             return RunResult(code, EndReason.TIMEOUT)
+        assert shown is not None
         if job_id in self._cancelled and code != 0:  # exit 0: it ran to its end before the cancel hit
+            shown.cancel()
             return RunResult(code, EndReason.CANCELLED)
-        state = (await container.show()).get("State", {})
+        state = (await shown).get("State", {})
         # Docker on cgroup v1 does not always flag OOMKilled; a SIGKILL we did not send comes from the
         # kernel's OOM killer, the only thing inside the sandbox's limits that kills with it.
         oom = bool(state.get("OOMKilled")) or code == SIGKILL_EXIT

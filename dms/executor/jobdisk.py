@@ -12,22 +12,32 @@ Loop devices need root (the daemon's user must open `/dev/loop-control`). Withou
 a sized tmpfs volume instead: bounded just the same, but it is memory (the container's memory limit
 grows by its size) and the archive API cannot see it. `JobDisk.kind` says which one a job got.
 
-Blocking tools (`losetup`, `mkfs.ext4`, `debugfs`, `dumpe2fs`) run as subprocesses; nothing here talks
-to the engine: the executor creates and removes the volume from `volume_options()`.
+An empty disk is a sparse copy of its size's template image (made once with `mkfs.ext4` and `debugfs`),
+attached with the kernel's loop ioctls (`loopdev.py`): no process is spawned for it. A restored
+checkpoint's disk is made with `mkfs.ext4 -d`; a checkpoint is read with `debugfs`, a full disk told by
+`dumpe2fs`: those tools run as subprocesses. Nothing here talks to the engine: the executor creates and
+removes the volume from `volume_options()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from dms.executor import loopdev
 
 log = logging.getLogger(__name__)
 
 WORKSPACE = "/workspace"
+TEMPLATE_SUFFIX = ".template"
+READY_SIZES = 2
+"""Disk sizes kept ready ahead of jobs (one disk each): the first sizes jobs ask for (the default, 64 MB)."""
 FULL_SHARE, FULL_BYTES = 0.05, 2 * 2**20
 """A disk with less free than the larger of these counts as full: a write that does not fit fails whole,
 so a job that ran out of space usually leaves up to one write's worth (often 1 MiB) unused."""
@@ -89,43 +99,141 @@ class JobDisks:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._loops_work: bool | None = None
+        self._ready: dict[int, list[JobDisk]] = {}
+        """Empty disks made ahead, by size: a job's disk is then only taken, not made."""
+        self._filling: dict[int, asyncio.Task[None]] = {}
+        self._templates: dict[int, asyncio.Task[Path]] = {}
+        """The empty image each size's disks are copied from (made on first use)."""
+        self._closed = False
 
     def _image(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.img"
 
     async def create(self, job_id: str, size_mb: int, seed: Path | None = None) -> JobDisk:
         """A fresh disk of `size_mb` for the job, empty or holding a copy of folder `seed` (a restored
-        checkpoint: needs an ext4 disk). Raises JobDiskError."""
+        checkpoint: needs an ext4 disk). Raises JobDiskError.
+
+        An empty disk comes from the ready ones when there is one of that size (made ahead, off the job's
+        path: mkfs, debugfs and losetup take tens of ms here); taking one starts making the next."""
         if self._loops_work is False:
             if seed is not None:
                 raise JobDiskError("restoring a checkpoint needs loop devices (the job's disk would be a tmpfs)")
             return JobDisk(job_id, size_mb, None, None)
-        image = self._image(job_id)
+        if seed is None:
+            ready = self._ready.get(size_mb)
+            if not ready:
+                disk = await self._make(job_id, size_mb, None)
+            else:  # renamed for its job, so that after a restart `reattach` finds it
+                disk = ready.pop()
+                assert disk.image is not None
+                image = disk.image.rename(self._image(job_id))
+                disk = dataclasses.replace(disk, job_id=job_id, image=image)
+            self._refill(size_mb)
+            return disk
+        return await self._make(job_id, size_mb, seed)
+
+    async def _make(self, name: str, size_mb: int, seed: Path | None) -> JobDisk:
+        image = self._image(name)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with image.open("wb") as f:
-                f.truncate(size_mb * 2**20)
+            if seed is None:  # a copy of the size's empty template: no tool runs for it
+                template = await self._template(size_mb)
+                await asyncio.to_thread(loopdev.sparse_copy, template, image)
+            else:
+                await self._format(image, size_mb, seed)
         except OSError as exc:
-            raise JobDiskError(f"cannot make the job's disk image {image}: {exc.strerror}") from exc
-        try:
-            populate = ("-d", str(seed)) if seed is not None else ()
-            await _tool(
-                "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", *populate, str(image)
-            )
-            # Anyone may write at the top (images run as any user), as in /tmp.
-            await _tool("debugfs", "-w", "-R", "sif / mode 041777", str(image))
-            loop = (await _tool("losetup", "--find", "--show", str(image))).strip()
+            image.unlink(missing_ok=True)
+            raise JobDiskError(f"cannot make the job's disk image {image}: {exc.strerror or exc}") from exc
         except JobDiskError as exc:
             image.unlink(missing_ok=True)
-            # The first disk tells whether this machine allows ext4 disks at all (tools, loop devices);
-            # a later failure is about that job only (e.g. no space left for its image).
-            if self._loops_work is None and (isinstance(exc, ToolMissing) or "losetup" in str(exc)):
-                self._loops_work = False
-                log.warning("no ext4 job disks (%s): jobs' disks are sized tmpfs volumes, counted as memory", exc)
-                return JobDisk(job_id, size_mb, None, None)
+            # The first disk tells whether this machine allows ext4 disks at all (the tools); a later
+            # failure is about that job only (e.g. no space left for its image).
+            if self._loops_work is None and isinstance(exc, ToolMissing):
+                return self._no_loops(name, size_mb, exc)
             raise
+        try:
+            loop = await asyncio.to_thread(loopdev.attach, image)
+        except OSError as exc:
+            image.unlink(missing_ok=True)
+            if self._loops_work is None:  # no loop devices here (not root, or none in this container)
+                return self._no_loops(name, size_mb, exc)
+            raise JobDiskError(f"cannot attach the job's disk to a loop device: {exc.strerror or exc}") from exc
         self._loops_work = True
-        return JobDisk(job_id, size_mb, image, loop)
+        return JobDisk(name, size_mb, image, loop)
+
+    def _no_loops(self, name: str, size_mb: int, why: Exception) -> JobDisk:
+        self._loops_work = False
+        log.warning("no ext4 job disks (%s): jobs' disks are sized tmpfs volumes, counted as memory", why)
+        return JobDisk(name, size_mb, None, None)
+
+    async def _format(self, image: Path, size_mb: int, seed: Path | None) -> None:
+        """`image`: a new sparse file of `size_mb` made an ext4 file system (holding a copy of `seed`)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with image.open("wb") as f:
+            f.truncate(size_mb * 2**20)
+        populate = ("-d", str(seed)) if seed is not None else ()
+        await _tool("mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard", *populate, str(image))
+        # Anyone may write at the top (images run as any user), as in /tmp.
+        await _tool("debugfs", "-w", "-R", "sif / mode 041777", str(image))
+
+    async def _template(self, size_mb: int) -> Path:
+        """The empty ext4 image of `size_mb` that new disks copy (made once per size; its file systems then
+        share one UUID, which ext4 does not mind)."""
+        making = self._templates.get(size_mb)
+        if making is None or (making.done() and (making.exception() or not making.result().exists())):
+            path = self.directory / f"empty-{size_mb}{TEMPLATE_SUFFIX}"
+            making = self._templates[size_mb] = asyncio.create_task(self._made(path, size_mb))
+        return await asyncio.shield(making)
+
+    async def _made(self, path: Path, size_mb: int) -> Path:
+        try:
+            await self._format(path, size_mb, None)
+        except BaseException:
+            await asyncio.to_thread(path.unlink, True)
+            raise
+        return path
+
+    def _refill(self, size_mb: int) -> None:
+        """Make a ready disk of `size_mb` in the background, unless one is there or being made."""
+        if self._closed or self._loops_work is False or self._ready.get(size_mb) or size_mb in self._filling:
+            return
+        if len(self._ready) >= READY_SIZES and size_mb not in self._ready:
+            return  # only the sizes jobs ask for most: the first few seen
+        self._filling[size_mb] = asyncio.create_task(self._fill(size_mb))
+
+    async def _fill(self, size_mb: int) -> None:
+        try:
+            disk = await self._make(f"ready-{uuid.uuid4().hex}", size_mb, None)
+        except JobDiskError as exc:
+            log.warning("cannot make a job disk ahead: %s", exc)
+            return
+        finally:
+            self._filling.pop(size_mb, None)
+        if self._closed or disk.loop is None:
+            await self.remove(disk)
+            return
+        self._ready.setdefault(size_mb, []).append(disk)
+
+    async def settled(self) -> None:
+        """Wait until the disks being made ahead are made."""
+        for task in list(self._filling.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Remove the disks made ahead (and stop making more). Never raises."""
+        self._closed = True
+        for task in list(self._filling.values()):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        for disks in self._ready.values():
+            for disk in disks:
+                await self.remove(disk)
+        self._ready.clear()
+        for making in self._templates.values():
+            with contextlib.suppress(BaseException):
+                (await making).unlink(missing_ok=True)
+        self._templates.clear()
 
     async def dump(self, disk: JobDisk, dest: Path) -> None:
         """Copy the disk's files into the empty folder `dest` (a checkpoint), read from the image after a
@@ -155,8 +263,10 @@ class JobDisks:
     async def remove(self, disk: JobDisk) -> None:
         """Detach the loop device and delete the image. Never raises."""
         if disk.loop:
-            with contextlib.suppress(JobDiskError):
-                await _tool("losetup", "-d", disk.loop)
+            try:
+                await asyncio.to_thread(loopdev.detach, disk.loop)
+            except OSError as exc:
+                log.warning("cannot detach %s (job %s): %s", disk.loop, disk.job_id, exc)
         if disk.image is not None:
             disk.image.unlink(missing_ok=True)
 
@@ -179,8 +289,9 @@ class JobDisks:
         jobs in `keep` (adopted: their containers still run). Never raises."""
         if not self.directory.is_dir():
             return
+        ready = {d.image for disks in self._ready.values() for d in disks}
         for image in self.directory.glob("*.img"):
-            if image.stem in keep:
+            if image.stem in keep or image in ready:
                 continue
             with contextlib.suppress(JobDiskError):
                 for line in (await _tool("losetup", "-j", str(image))).splitlines():

@@ -100,11 +100,13 @@ class Output:
         self._lock = threading.Lock()
         self._parts: dict[str, bytearray] = {"out": bytearray(), "err": bytearray()}
         self._stop = threading.Event()
-        self._flusher = threading.Thread(target=self._tick, daemon=True)
-        self._flusher.start()
+        self._flusher: threading.Thread | None = None  # started at the first write: a quiet module costs none
 
     def write(self, stream: str, data: bytes) -> None:
         with self._lock:
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._tick, daemon=True)
+                self._flusher.start()
             self._parts[stream] += data
             if len(self._parts[stream]) >= OUTPUT_BATCH:
                 self._send(stream)
@@ -125,7 +127,10 @@ class Output:
 
     def close(self) -> None:
         self._stop.set()
-        self._flusher.join()
+        with self._lock:
+            flusher = self._flusher
+        if flusher is not None:
+            flusher.join()
         self.flush()
 
 

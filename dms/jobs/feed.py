@@ -8,7 +8,8 @@ in order: it starts listening before it reads the store, so an event is stored, 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict, deque
+import contextlib
+from collections import defaultdict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -62,25 +63,42 @@ class EventFeed:
 
         Endless: the caller stops when it has seen what it waits for (use contextlib.aclosing).
         """
+        async with contextlib.aclosing(self.batches(job_id, after, idle_s)) as batches:
+            async for batch in batches:
+                if batch is None:
+                    yield None
+                    continue
+                for item in batch:
+                    yield item
+
+    async def batches(
+        self, job_id: str, after: int, idle_s: float | None = None
+    ) -> AsyncGenerator[list[Numbered] | None, None]:
+        """`follow`, in batches: everything there is at each step (the stored backlog, then whatever was
+        published meanwhile), in order, so a sender can write it at once; None after each idle `idle_s`."""
         queue: asyncio.Queue[Numbered] = asyncio.Queue()
         self._queues[job_id].add(queue)
         try:
             rows = await self._events.after(self._side, job_id, after)
-            stored = deque(Numbered(r.seq, r.kind, r.payload) for r in rows)
+            pending = [Numbered(r.seq, r.kind, r.payload) for r in rows]
             last = after
             while True:
-                if stored:
-                    item = stored.popleft()
-                else:
+                if not pending:
                     try:
-                        item = await asyncio.wait_for(queue.get(), idle_s)
+                        pending.append(await asyncio.wait_for(queue.get(), idle_s))
                     except TimeoutError:
                         yield None
                         continue
-                if item.seq <= last:
-                    continue  # a stored event also queued live
-                last = item.seq
-                yield item
+                while not queue.empty():
+                    pending.append(queue.get_nowait())
+                batch = []
+                for item in pending:
+                    if item.seq > last:  # else a stored event also queued live
+                        last = item.seq
+                        batch.append(item)
+                pending = []
+                if batch:
+                    yield batch
         finally:
             self._queues[job_id].discard(queue)
             if not self._queues[job_id]:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dms.errors import DmsError
@@ -51,11 +51,15 @@ class Lost:
     reason: str
 
 
-async def offer(dialer: Dialer, peer: str, deploy: Deploy, modules: ModuleStore | None = None) -> LineStream | str:
+async def offer(
+    dialer: Dialer, peer: str, deploy: Deploy, modules: ModuleStore | None = None,
+    opening: Awaitable[LineStream] | None = None,
+) -> LineStream | str:  # fmt: skip
     """The open stream once `peer` accepted the job; its refusal (or why it could not answer) as a sentence.
-    A wasm job's provider may first ask for the module (`need_module`): it is sent from `modules`."""
+    A wasm job's provider may first ask for the module (`need_module`): it is sent from `modules`.
+    `opening`: the stream to `peer` already being opened (see `open_ahead`), else it is opened here."""
     try:
-        stream = await dialer.open(peer, PROTOCOL)
+        stream = await (dialer.open(peer, PROTOCOL) if opening is None else opening)
     except NetworkError as exc:
         return f"unreachable ({exc})"
     try:
@@ -84,6 +88,22 @@ async def offer(dialer: Dialer, peer: str, deploy: Deploy, modules: ModuleStore 
         raise
     await stream.close()
     return answer
+
+
+def open_ahead(dialer: Dialer, peer: str) -> asyncio.Task[LineStream]:
+    """Start opening a deployment stream to `peer` while something else is awaited (the payment check, its
+    commit): opening one takes a few ms here (stream set-up and protocol negotiation, both ends). Hand the
+    task to `offer`, or to `close_opened` when it is not used."""
+    return asyncio.create_task(dialer.open(peer, PROTOCOL))
+
+
+async def close_opened(opening: asyncio.Task[LineStream]) -> None:
+    """Drop a stream opened ahead and not used (it is closed if it opened)."""
+    if not opening.done():
+        opening.cancel()
+    with contextlib.suppress(asyncio.CancelledError, NetworkError):
+        stream = await opening
+        await stream.close()
 
 
 class ProviderLink:

@@ -19,6 +19,8 @@ from dms.jobs.spec import JobSpec, Strict
 
 PROTOCOL = "/dms/deployment/1.0.0"
 MAX_LINE = 256 * 1024
+FIRST_LINE_TIMEOUT_S = 10.0
+"""How long a provider waits for the first message on a new stream before it closes it."""
 JobId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
@@ -118,6 +120,18 @@ _to_requester: TypeAdapter[Accepted | Rejected | Event | Heartbeat | End | NeedM
 
 def encode(msg: Strict) -> bytes:
     return msg.model_dump_json().encode() + b"\n"
+
+
+def joined(lines: list[bytes], limit: int) -> list[bytes]:
+    """Pure: encoded messages concatenated, in order, into as few writes as keep each within `limit` bytes (a
+    longer one is a write of its own): a sender with several messages ready crosses to the network once."""
+    writes: list[bytes] = []
+    for line in lines:
+        if writes and len(writes[-1]) + len(line) <= limit:
+            writes[-1] += line
+        else:
+            writes.append(line)
+    return writes
 
 
 def _load(line: bytes) -> Any:

@@ -39,6 +39,8 @@ from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
 from dms.jobs.modules import receive_module
 from dms.jobs.protocol import (
+    FIRST_LINE_TIMEOUT_S,
+    MAX_LINE,
     Accepted,
     Attach,
     Cancel,
@@ -51,10 +53,11 @@ from dms.jobs.protocol import (
     Rejected,
     decode_to_provider,
     encode,
+    joined,
 )
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import CPState, transition
-from dms.jobs.tasks import cancel_and_wait
+from dms.jobs.tasks import Coalesced, cancel_and_wait
 from dms.jobs.transport import LineStream, StreamClosed
 from dms.onboarding.rules import Resources
 from dms.onboarding.service import OnboardingService
@@ -68,13 +71,11 @@ from dms.store.models import CPJobRow
 
 log = logging.getLogger(__name__)
 
-FIRST_LINE_TIMEOUT_S = 10.0
 EVENT_RETENTION = timedelta(hours=24)
 LOG_KEEP = 5000
 """Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
 LOG_TRIM_STEP = 1000
 ORPHAN_MARGIN_S = 5.0
-
 
 @dataclass(frozen=True)
 class ProviderSettings:
@@ -119,7 +120,8 @@ class ProviderService:
         self._jobs = jobs
         self._events = events
         self._settings = settings
-        self._on_capacity_change = on_capacity_change
+        self._capacity_changed = Coalesced(on_capacity_change)
+        """Re-advertises free capacity after an admission or an end, off the job's path (a burst coalesces)."""
         self._payments = payments
         self._modules = modules
         self._module_problems: dict[str, str | None] = {}
@@ -173,6 +175,7 @@ class ProviderService:
 
     async def stop(self) -> None:
         await cancel_and_wait([*self._fences, *self._tasks.values()])
+        await self._capacity_changed.close()
 
     async def job(self, job_id: str) -> CPJobRow | None:
         """The job as this provider runs it (None if it never reached here)."""
@@ -266,7 +269,7 @@ class ProviderService:
             held = Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus), r.disk_mb)
             await self._allocations.hold(req.job_id, held)
         await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})
-        await self._on_capacity_change()
+        self._capacity_changed()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
         network = ask.network_mode == "default"  # refusal() let it through only if the operator allows it
         self._tasks[req.job_id] = asyncio.create_task(self._run(req.job_id, spec, assignment, network, sp_peer))
@@ -436,7 +439,7 @@ class ProviderService:
         async with self._onboarding.ledger():
             await self._allocations.release(job_id)
         self._feed.forget(job_id)
-        await self._on_capacity_change()
+        self._capacity_changed()
         log.info("job %s %s%s", job_id, final.value, f": {reason}" if reason and final != CPState.COMPLETED else "")
 
     async def cancel(self, job_id: str, by_peer: str) -> str | None:
@@ -556,15 +559,22 @@ class ProviderService:
         """Send stored events after `after`, then live ones, heartbeats while quiet; listen for cancel."""
         reader = asyncio.create_task(self._read_cancels(stream, job_id))
         try:
-            async with contextlib.aclosing(self._feed.follow(job_id, after, self._settings.heartbeat_s)) as items:
-                async for item in items:
-                    if item is None:
+            async with contextlib.aclosing(self._feed.batches(job_id, after, self._settings.heartbeat_s)) as batches:
+                async for batch in batches:
+                    if batch is None:
                         await stream.send(encode(Heartbeat(type="heartbeat")))
                         continue
-                    ev = Event(type="event", job_id=job_id, seq=item.seq, kind=item.kind, data=item.data)  # type: ignore[arg-type]
-                    await stream.send(encode(ev))
-                    if item.kind == "result":
-                        await stream.send(encode(End(type="end", job_id=job_id)))
+                    lines, ended = [], False  # what there is goes in as few writes as fit (each crosses a thread)
+                    for item in batch:
+                        ev = Event(type="event", job_id=job_id, seq=item.seq, kind=item.kind, data=item.data)  # type: ignore[arg-type]
+                        lines.append(encode(ev))
+                        if item.kind == "result":
+                            lines.append(encode(End(type="end", job_id=job_id)))
+                            ended = True
+                            break
+                    for write in joined(lines, MAX_LINE):
+                        await stream.send(write)
+                    if ended:
                         return
         finally:
             reader.cancel()

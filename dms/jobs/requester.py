@@ -107,6 +107,8 @@ class RequesterService:
         )  # fmt: skip
         self._owners: dict[str, SPJob] = {}
         self._placed: dict[str, Placed] = {}
+        self._quoting: set[str] = set()
+        """Jobs quoted whose row is being stored (no owner yet): their placements count already."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -184,11 +186,19 @@ class RequesterService:
             "candidates": [[x.candidate.peer_id, x.price] for x in placement.ranked[: self._attempts()]],
             **self._payments.quote_fields(job_id),
         }
-        await self._jobs.create(
-            job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
-        )
-        self._own(job_id)  # it waits for the payment, or expires the quote at expires_at
+        # Counted at once, before the row is stored: requests placed meanwhile (a burst) see it.
         self._placed[job_id] = Placed(best.candidate.peer_id, r.cpu_mhz, r.memory_mb, time.monotonic())
+        self._quoting.add(job_id)
+        try:
+            await self._jobs.create(
+                job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
+            )
+        except BaseException:
+            self._placed.pop(job_id, None)
+            raise
+        finally:
+            self._quoting.discard(job_id)
+        self._own(job_id)  # it waits for the payment, or expires the quote at expires_at
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
 
@@ -216,10 +226,11 @@ class RequesterService:
         now = time.monotonic()
         for job_id, p in list(self._placed.items()):
             owner = self._owners.get(job_id)
-            if owner is None or owner.state.is_terminal() or owner.state == SPState.RUNNING:
+            state = owner.state if owner is not None else SPState.QUOTED if job_id in self._quoting else None
+            if state is None or state.is_terminal() or state == SPState.RUNNING:
                 del self._placed[job_id]  # ended, or admitted and running: the provider's advert counts it
                 continue
-            if owner.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT) and now - p.at > PLACEMENT_HOLD_S:
+            if state in (SPState.QUOTED, SPState.AWAITING_PAYMENT) and now - p.at > PLACEMENT_HOLD_S:
                 continue  # an unpaid quote holds nothing for long
             cpu, mem = used.get(p.peer, (0, 0))
             used[p.peer] = (cpu + p.cpu_mhz, mem + p.memory_mb)

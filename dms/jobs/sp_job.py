@@ -21,8 +21,8 @@ from dms.errors import Conflict
 from dms.executor.modules import ModuleStore
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import EventFeed, Numbered
-from dms.jobs.link import FromProvider, Lost, ProviderLink, offer
-from dms.jobs.protocol import Deploy, Event, Payment
+from dms.jobs.link import FromProvider, Lost, ProviderLink, close_opened, offer, open_ahead
+from dms.jobs.protocol import FIRST_LINE_TIMEOUT_S, Deploy, Event, Payment
 from dms.jobs.sp_files import FileHooks, OutputsFetched, fetch_outputs
 from dms.jobs.sp_messages import CancelJob, Frame, Offered, Pay, Verified, answer, final_frame, log_frames
 from dms.jobs.sp_rerun import Resuming
@@ -38,6 +38,9 @@ from dms.store.jobs import Duplicate, JobStore, NewEvent, TransactionLog
 from dms.store.models import SPJobRow, TransactionRow
 
 log = logging.getLogger(__name__)
+
+OPENED_FRESH_S = FIRST_LINE_TIMEOUT_S / 2
+"""A stream opened ahead is used only this long: its provider waits FIRST_LINE_TIMEOUT_S for the request."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class SPJob(Resuming):
         self._result_in = False  # the provider's result came; its outputs are being fetched
         self._clock = RunClock()  # how far the current run got by each checkpoint (resume in escrow mode)
         self._closed = False  # the loop has ended: commands are refused from now on
+        self._opening: asyncio.Task[LineStream] | None = None  # the first provider's stream, opened ahead
+        self._opened_at = 0.0
 
     def submit(self, msg: object) -> None:
         self._inbox.put_nowait(msg)
@@ -201,6 +206,10 @@ class SPJob(Resuming):
         self._d.jobs.check_space()  # the payment's outcome must be stored: refuse it now if it cannot be
         self._paying = cmd.tx_hash.lower() if cmd.tx_hash else ""
         self._start_helper(self._verify(self._paying))
+        candidates = self._row.quote["candidates"] if self._row is not None else []
+        if candidates and self._opening is None:  # opened while the payment is checked and stored
+            self._opening = open_ahead(self._d.dialer, candidates[0][0])
+            self._opened_at = time.monotonic()
 
     async def _cancel(self) -> None:
         if self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
@@ -292,6 +301,10 @@ class SPJob(Resuming):
             new = transition(self.state, SPState.RUNNING)
             self._started = True
             self._clock.started(ev.data.get("at"))
+        elif ev.kind == "status":
+            # Nothing to store (no frame, no move; `admitted`, `starting`): its number goes with the next move,
+            # and after a crash the provider sends it again, which again changes nothing.
+            return
         await self._commit(new, frames, cp_seq=ev.seq)
 
     async def _on_result(self, ev: Event, outputs: dict[str, Any] | None) -> None:
@@ -357,6 +370,9 @@ class SPJob(Resuming):
         self._link.start(stream, after)
 
     async def _close_helpers(self) -> None:
+        if self._opening is not None:  # not taken by the offer: the payment failed, or the job ended
+            await close_opened(self._opening)
+            self._opening = None
         if self._helper is not None and not self._helper.done():
             self._helper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -385,10 +401,14 @@ class SPJob(Resuming):
         """Offer the job to the quoted provider, then to the next candidates (bounded)."""
         spec = run_spec(row)
         refusals = []
-        for peer, price in row.quote["candidates"]:
+        opening, self._opening = self._opening, None
+        if opening is not None and time.monotonic() - self._opened_at > OPENED_FRESH_S:
+            await close_opened(opening)  # its provider may have given up waiting for the request on it
+            opening = None
+        for i, (peer, price) in enumerate(row.quote["candidates"]):
             payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"), run=run_number(row))
             deploy = Deploy(type="deploy", job_id=self.job_id, spec=spec, payment=payment)
-            answer = await offer(self._d.dialer, peer, deploy, self._d.modules)
+            answer = await offer(self._d.dialer, peer, deploy, self._d.modules, opening if i == 0 else None)
             if not isinstance(answer, str):
                 self.submit(Offered(answer, peer, ()))
                 return

@@ -16,7 +16,8 @@ class LineStream(Protocol):
     def remote_peer(self) -> str: ...
 
     async def send(self, line: bytes) -> None:
-        """Write one line (ending in a newline). Raises StreamClosed."""
+        """Write one line (ending in a newline), or several lines at once (each ending in one: the reader
+        receives them one by one). Raises StreamClosed."""
 
     async def receive(self, wait_s: float) -> bytes:
         """The next line, without its newline, within `wait_s`. Raises TimeoutError, or StreamClosed at the end."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from dms.onboarding.rules import Resources
 from dms.store.db import Store
@@ -17,8 +17,8 @@ class AllocationStore:
 
     async def held(self) -> Resources:
         """The sum of what every admitted, unfinished job holds."""
-        async with self._store.session() as s:
-            rows = (await s.execute(select(AllocationRow))).scalars().all()
+        t = self._store.table(AllocationRow)
+        rows = await self._store.direct.read(lambda c: t.select(c))
         return Resources(
             cpu_mhz=sum(r.cpu_mhz for r in rows),
             memory_mb=sum(r.memory_mb for r in rows),
@@ -31,18 +31,12 @@ class AllocationStore:
             return len((await s.execute(select(AllocationRow.job_id))).all())
 
     async def hold(self, job_id: str, amount: Resources) -> None:
-        async with self._store.session() as s, s.begin():
-            s.add(
-                AllocationRow(
-                    job_id=job_id,
-                    cpu_mhz=amount.cpu_mhz,
-                    memory_mb=amount.memory_mb,
-                    disk_mb=amount.disk_mb,
-                    gpus=list(amount.gpus),
-                    created_at=datetime.now(UTC),
-                )
-            )
+        t = self._store.table(AllocationRow)
+        row = {
+            "job_id": job_id, "cpu_mhz": amount.cpu_mhz, "memory_mb": amount.memory_mb, "disk_mb": amount.disk_mb,
+            "gpus": list(amount.gpus), "created_at": datetime.now(UTC),
+        }  # fmt: skip
+        await self._store.direct.write(lambda c: t.insert(c, row))
 
     async def release(self, job_id: str) -> None:
-        async with self._store.session() as s, s.begin():
-            await s.execute(delete(AllocationRow).where(AllocationRow.job_id == job_id))
+        await self._store.direct.write(lambda c: c.execute("DELETE FROM allocations WHERE job_id = ?", (job_id,)))

@@ -11,15 +11,18 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
 
+from dms.store.direct import Direct, Table
 from dms.store.health import DiskFull, check_database, disk_full, storage_fault
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=DeclarativeBase)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DB_NAME = "dms.sqlite3"
@@ -66,6 +69,8 @@ class Store:
         self.path = data_dir / DB_NAME
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._direct: Direct | None = None
+        self._tables: dict[type[Any], Table[Any]] = {}
 
     async def open(self) -> None:
         """Check the file (a damaged one refuses, naming it and what to do), migrate it, open the engine."""
@@ -92,6 +97,8 @@ class Store:
         self._engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
         event.listen(self._engine.sync_engine, "connect", _pragmas)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._direct = Direct(self.path)
+        await self._direct.open()
         log.info("store open at %s", self.path)
 
     def check_space(self) -> None:
@@ -106,7 +113,25 @@ class Store:
             raise RuntimeError("store is not open")
         return self._sessions()
 
+    @property
+    def direct(self) -> Direct:
+        """The fast path for a job's small, frequent transactions (one thread hop each; see direct.py)."""
+        if self._direct is None:
+            raise RuntimeError("store is not open")
+        return self._direct
+
+    def table(self, model: type[M]) -> Table[M]:
+        """`model`'s rows for the fast path, encoded as the engine encodes them."""
+        if self._engine is None:
+            raise RuntimeError("store is not open")
+        if model not in self._tables:
+            self._tables[model] = Table(model, self._engine.dialect)
+        return self._tables[model]
+
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
+            self._direct = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

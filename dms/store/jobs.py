@@ -5,6 +5,7 @@ Each job row has one writer: the SP rows the requester service, the CP rows the 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dms.store.db import Store
+from dms.store.direct import Table
 from dms.store.models import CPJobRow, JobEventRow, SPJobRow, TransactionRow
 
 Side = Literal["sp", "cp"]
@@ -49,21 +51,25 @@ class JobStore(Generic[Row]):
         self._store = store
         self._model: type[Row] = model
 
+    def _t(self) -> Table[Row]:
+        return self._store.table(self._model)
+
     def check_space(self) -> None:
         """OSError(ENOSPC) when the store's disk is (nearly) full: see Store.check_space."""
         self._store.check_space()
 
     async def create(self, **values: Any) -> None:
         """Raises Duplicate when the job id or the tx hash is taken."""
+        t, at = self._t(), now()
         try:
-            async with self._store.session() as s, s.begin():
-                s.add(self._model(**values, created_at=now(), updated_at=now()))
-        except IntegrityError as exc:
-            raise Duplicate(str(exc.orig)) from exc
+            await self._store.direct.write(lambda c: t.insert(c, {**values, "created_at": at, "updated_at": at}))
+        except sqlite3.IntegrityError as exc:
+            raise Duplicate(str(exc)) from exc
 
     async def get(self, job_id: str) -> Row | None:
-        async with self._store.session() as s:
-            return await s.get(self._model, job_id)
+        t = self._t()
+        rows = await self._store.direct.read(lambda c: t.select(c, "WHERE job_id = ?", (job_id,)))
+        return rows[0] if rows else None
 
     async def update(self, job_id: str, **values: Any) -> Row:
         """Raises KeyError for an unknown job, Duplicate when a unique value (tx hash) is taken."""
@@ -90,21 +96,26 @@ class JobStore(Generic[Row]):
         """One transaction: set `values` if the job is still in state `expected` (any state when None), and
         store `events` (and `also`, e.g. the settlement it now owes) with it. Raises Stale (nothing written)
         when the state moved, Duplicate when a unique value (tx hash, an event number) is taken."""
-        q = update(self._model).where(self._model.job_id == job_id)
+        t, ev, tx, at = self._t(), self._store.table(JobEventRow), self._store.table(TransactionRow), now()
+        sets = t.encode({**values, "updated_at": at})
+        sql = f"UPDATE {t.name} SET {', '.join(f'{k} = :{k}' for k in sets)} WHERE job_id = :_job_id"
         if expected is not None:
-            q = q.where(self._model.state == expected)
+            sql += " AND state = :_expected"
+        params = {**sets, "_job_id": job_id, "_expected": expected}
+
+        def write(c: sqlite3.Connection) -> None:
+            if c.execute(sql, params).rowcount != 1:
+                raise Stale(f"job {job_id} is no longer {expected}")
+            ev.insert_many(
+                c, ({"side": e.side, "job_id": job_id, "seq": e.seq, "kind": e.kind, "payload": e.payload, "at": at}
+                    for e in events),
+            )  # fmt: skip
+            tx.insert_many(c, (tx.values_of(row) for row in also))
+
         try:
-            async with self._store.session() as s, s.begin():
-                result = await s.execute(q.values(**values, updated_at=now()))
-                if int(result.rowcount or 0) != 1:  # type: ignore[attr-defined]
-                    raise Stale(f"job {job_id} is no longer {expected}")
-                s.add_all(
-                    JobEventRow(side=e.side, job_id=job_id, seq=e.seq, kind=e.kind, payload=e.payload, at=now())
-                    for e in events
-                )
-                s.add_all(also)
-        except IntegrityError as exc:
-            raise Duplicate(str(exc.orig)) from exc
+            await self._store.direct.write(write)
+        except sqlite3.IntegrityError as exc:
+            raise Duplicate(str(exc)) from exc
 
     async def list(self, states: set[str] | None = None, limit: int | None = 200) -> list[Row]:
         """Newest first; `limit=None` for all of them (recovery must see every live job)."""
@@ -122,26 +133,21 @@ class EventLog:
         self._store = store
 
     async def add(self, side: Side, job_id: str, seq: int, kind: str, payload: dict[str, Any]) -> None:
-        """Store one event under the number its job's owner gave it (IntegrityError if it is taken)."""
-        async with self._store.session() as s, s.begin():
-            s.add(JobEventRow(side=side, job_id=job_id, seq=seq, kind=kind, payload=payload, at=now()))
+        """Store one event under the number its job's owner gave it (sqlite3.IntegrityError if it is taken)."""
+        t = self._store.table(JobEventRow)
+        row = {"side": side, "job_id": job_id, "seq": seq, "kind": kind, "payload": payload, "at": now()}
+        await self._store.direct.write(lambda c: t.insert(c, row))
 
     async def last_seq(self, side: Side, job_id: str) -> int:
         """The job's highest stored number (0 if none): where its owner resumes numbering."""
-        async with self._store.session() as s:
-            last = await s.scalar(
-                select(func.max(JobEventRow.seq)).where(JobEventRow.side == side, JobEventRow.job_id == job_id)
-            )
+        sql = "SELECT max(seq) FROM job_events WHERE side = ? AND job_id = ?"
+        last = await self._store.direct.read(lambda c: c.execute(sql, (side, job_id)).fetchone()[0])
         return int(last or 0)
 
     async def after(self, side: Side, job_id: str, seq: int) -> list[JobEventRow]:
-        q = (
-            select(JobEventRow)
-            .where(JobEventRow.side == side, JobEventRow.job_id == job_id, JobEventRow.seq > seq)
-            .order_by(JobEventRow.seq)
-        )
-        async with self._store.session() as s:
-            return list((await s.execute(q)).scalars())
+        t = self._store.table(JobEventRow)
+        where = "WHERE side = ? AND job_id = ? AND seq > ? ORDER BY seq"
+        return await self._store.direct.read(lambda c: t.select(c, where, (side, job_id, seq)))
 
     async def trim(self, side: Side, job_id: str, kind: str, keep: int) -> int:
         """Forget the oldest `kind` events of a job beyond the newest `keep`; how many went."""

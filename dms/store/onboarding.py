@@ -17,9 +17,9 @@ class OnboardingStore:
         self._store = store
 
     async def get(self) -> Onboarding | None:
-        async with self._store.session() as s:
-            row = await s.get(OnboardingRow, ROW_ID)
-            return None if row is None else _to_record(row)
+        t = self._store.table(OnboardingRow)
+        rows = await self._store.direct.read(lambda c: t.select(c, "WHERE id = ?", (ROW_ID,)))
+        return _to_record(rows[0]) if rows else None
 
     async def put(self, rec: Onboarding) -> None:
         """Create or replace the record, in one transaction."""

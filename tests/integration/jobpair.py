@@ -46,10 +46,11 @@ class QueueStream:
     def remote_peer(self) -> str:
         return self._remote
 
-    async def send(self, line: bytes) -> None:
+    async def send(self, lines: bytes) -> None:
         if not self._conn[0]:
             raise StreamClosed("connection closed")
-        await self._out.put(line)
+        for line in lines.splitlines(keepends=True):  # one write may carry several lines, as on a real stream
+            await self._out.put(line)
 
     async def receive(self, wait_s: float) -> bytes:
         item = await asyncio.wait_for(self._in.get(), wait_s)

@@ -3,6 +3,7 @@ when it fills it, and the engine's own log copy bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import uuid
@@ -12,9 +13,10 @@ from pathlib import Path
 import aiodocker
 import pytest
 
+from dms.executor import loopdev
 from dms.executor.base import ContainerSpec, EndReason
 from dms.executor.docker import ENGINE_LOG_FILE_MB, ENGINE_LOG_FILES, DockerExecutor, container_config
-from dms.executor.jobdisk import JobDisk
+from dms.executor.jobdisk import JobDisk, JobDisks
 from tests.integration.logsink import Logs
 from tests.integration.test_docker_executor import IMAGE
 
@@ -89,12 +91,9 @@ def test_a_tmpfs_disk_counts_against_memory() -> None:
 
 
 async def test_without_loop_devices_the_disk_is_a_sized_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A daemon that may not attach loop devices (not root) still bounds the job's disk, in memory."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("mkfs.ext4", "debugfs", "dumpe2fs"):  # everything but losetup
-        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/sbin/{tool}")
-    monkeypatch.setenv("PATH", str(bin_dir))
+    """A daemon that may not attach loop devices (not root, or no /dev/loop-control in its container) still
+    bounds the job's disk, in memory."""
+    monkeypatch.setattr(loopdev, "LOOP_CONTROL", tmp_path / "no-loop-control")
     ex = DockerExecutor(f"test-{uuid.uuid4().hex[:8]}", log_batch_s=0.05, disk_dir=tmp_path / "disks")
     try:
         logs = Logs()
@@ -143,3 +142,61 @@ async def test_a_checkpoint_is_the_jobs_bounded_disk_restored_and_copied_out(
     assert int(logs.stdout.splitlines()[1].split()[1]) <= 16 * 1024  # still exactly its size
     assert (live / "sub" / "counter").read_text() == "42\n"
     assert (final / "sub" / "counter").read_text() == "42\n" and (final / "ready").exists()
+
+
+async def test_empty_disks_are_made_ahead_and_none_is_left_behind(tmp_path: Path) -> None:
+    """The disk a job takes was made before it asked (mkfs, debugfs and losetup are off the job's path)."""
+    disks = JobDisks(tmp_path / "disks")
+    first = await disks.create("job-a", 16)  # the first of a size is made for it, and the next one starts
+    await disks.settled()
+    second = await disks.create("job-b", 16)
+    seed = tmp_path / "checkpoint"
+    seed.mkdir()
+    (seed / "state").write_text("x")
+    restored = await disks.create("job-c", 16, seed=seed)  # a restored checkpoint is always made for it
+    other = await disks.create("job-d", 24)
+    try:
+        assert (first.job_id, second.job_id) == ("job-a", "job-b")
+        assert first.image is not None and first.image.name == "job-a.img"
+        assert second.image is not None and second.image.name.startswith("ready-") and second.loop
+        assert restored.image is not None and restored.image.name == "job-c.img"
+        assert other.image is not None and other.image.name == "job-d.img"
+        assert second.loop not in (first.loop, restored.loop, other.loop)
+        assert not await disks.is_full(second)  # a real, empty ext4 file system of that size
+        await disks.settled()
+        await disks.remove_leftovers()  # a crash's leftovers go; the disks made ahead stay ready
+        ready = [p.name for p in (tmp_path / "disks").glob("ready-*.img")]
+        assert len(ready) == 2, ready  # one more of each size asked
+    finally:
+        for d in (first, second, restored, other):
+            await disks.remove(d)
+        await disks.close()
+    assert list((tmp_path / "disks").glob("*")) == []
+
+
+async def test_many_disks_attach_at_once_each_to_its_own_loop_device(tmp_path: Path) -> None:
+    """A burst attaches many disks at once: the threads of one daemon never race for the same free device."""
+    images = []
+    for i in range(24):
+        image = tmp_path / f"{i}.img"
+        with image.open("wb") as f:
+            f.truncate(2**20)
+        images.append(image)
+    devices = await asyncio.gather(*(asyncio.to_thread(loopdev.attach, image) for image in images))
+    try:
+        assert len(set(devices)) == len(images)
+    finally:
+        for device in devices:
+            await asyncio.to_thread(loopdev.detach, device)
+
+
+def test_a_sparse_copy_keeps_the_data_and_the_holes(tmp_path: Path) -> None:
+    source, dest = tmp_path / "a.img", tmp_path / "b.img"
+    with source.open("wb") as f:
+        f.truncate(64 * 2**20)
+        for at in (0, 5 * 2**20, 64 * 2**20 - 4096):
+            f.seek(at)
+            f.write(bytes([at % 251 + 1]) * 4096)
+    loopdev.sparse_copy(source, dest)
+    assert dest.read_bytes() == source.read_bytes()
+    assert dest.stat().st_blocks * 512 < 2**20  # what was written, not 64 MB

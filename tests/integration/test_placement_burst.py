@@ -3,6 +3,7 @@ spreads over the providers instead of all going to the best one (real SQLite; no
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,3 +59,10 @@ async def test_a_burst_fills_the_best_provider_then_the_next(requester: Requeste
     with pytest.raises(Conflict) as nobody:  # no advert fits: refused, with the reason
         await requester.request_service(job("true", resources={"cpu_mhz": 3000}), None)
     assert nobody.value.code == "no_provider"
+
+
+async def test_requests_at_once_spread_too(requester: RequesterService) -> None:
+    """Placements count from the moment they are chosen, not once their rows are stored: requests that
+    arrive together (the burst bench's 50) do not all pick the provider that looked best to each."""
+    quotes = await asyncio.gather(*(requester.request_service(job("true"), None) for _ in range(8)))
+    assert Counter(q["compute_provider"]["peer_id"] for q in quotes) == {"cp-a": 4, "cp-b": 4}
