@@ -149,7 +149,9 @@ async def test_empty_disks_are_made_ahead_and_none_is_left_behind(tmp_path: Path
     disks = JobDisks(tmp_path / "disks")
     first = await disks.create("job-a", 16)  # the first of a size is made for it, and the next one starts
     await disks.settled()
-    second = await disks.create("job-b", 16)
+    made_ahead = list((tmp_path / "disks").glob("ready-*.img"))
+    assert len(made_ahead) == 1, made_ahead
+    second = await disks.create("job-b", 16)  # takes it, renamed for the job (a restart's adoption finds it)
     seed = tmp_path / "checkpoint"
     seed.mkdir()
     (seed / "state").write_text("x")
@@ -158,7 +160,8 @@ async def test_empty_disks_are_made_ahead_and_none_is_left_behind(tmp_path: Path
     try:
         assert (first.job_id, second.job_id) == ("job-a", "job-b")
         assert first.image is not None and first.image.name == "job-a.img"
-        assert second.image is not None and second.image.name.startswith("ready-") and second.loop
+        assert second.image is not None and second.image.name == "job-b.img" and second.loop
+        assert not made_ahead[0].exists()
         assert restored.image is not None and restored.image.name == "job-c.img"
         assert other.image is not None and other.image.name == "job-d.img"
         assert second.loop not in (first.loop, restored.loop, other.loop)
