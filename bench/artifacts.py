@@ -86,7 +86,7 @@ def main() -> None:
         peer = a.get("/api/v1/peers/self")
         b = DmsProcess(root, "b", p2p={"bootstrap_peers": [peer["addrs"][0]]}, artifacts=big).start()
         try:
-            wait_for(lambda: peer["peer_id"] in {p["peer_id"] for p in b.get("/api/v1/peers")["peers"]}, 20,
+            wait_for(lambda: peer["peer_id"] in {p["peer_id"] for p in b.get("/api/v1/peers")}, 20,
                      "B connects to A")  # fmt: skip
             p2p, tcp = [], []
             for _ in range(args.rounds):

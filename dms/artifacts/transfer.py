@@ -26,9 +26,9 @@ from dms.errors import DmsError
 log = logging.getLogger(__name__)
 
 PROTOCOL = "/dms/artifacts/1.0.0"
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 """Bytes per send (libp2p messages of 8 MiB and more fail; small sends cost a bridge crossing each)."""
-READ = 1024 * 1024
+READ = 4 * 1024 * 1024
 REQUEST_TIMEOUT_S = 10.0
 MAX_TRIES = 4
 """Streams opened in a row without getting a single new byte before the transfer is given up."""
@@ -153,9 +153,7 @@ class ArtifactTransfer:
             log.info("artifact %s (%d bytes) fetched from %s", sha, size, peer_id)
             return art
 
-    async def _one_stream(
-        self, peer_id: str, sha: str, partial: Path, offset: int, digest: Any
-    ) -> tuple[int, int]:
+    async def _one_stream(self, peer_id: str, sha: str, partial: Path, offset: int, digest: Any) -> tuple[int, int]:
         """One stream: (the size the peer announced, bytes appended). A drop after some bytes raises
         _Progress so the caller keeps them; refusals raise TransferFailed."""
         stream = await self._opener.open(peer_id, PROTOCOL)
