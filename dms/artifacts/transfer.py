@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from dms.artifacts import direct
 from dms.artifacts.errors import ArtifactCorrupt, ArtifactTooLarge, QuotaExceeded, TransferFailed
 from dms.artifacts.store import Artifact, ArtifactStore, check_hash
 from dms.errors import DmsError
@@ -39,6 +40,11 @@ class ByteStream(Protocol):
 
     @property
     def remote_peer(self) -> str: ...
+
+    @property
+    def remote_host(self) -> str | None:
+        """The IP address the connection under this stream goes to (None when unknown)."""
+        ...
 
     async def send(self, data: bytes) -> None: ...
 
@@ -62,14 +68,23 @@ class TransferStats:
     """Transfers whose bytes did not hash to the name asked for."""
     bytes_in: int = 0
     bytes_out: int = 0
+    direct: int = 0
+    """Transfers (either side) whose bytes took the direct path (direct.py)."""
+    direct_strangers: int = 0
+    """Connections to a direct listener refused for want of the token."""
 
 
 class ArtifactTransfer:
-    def __init__(self, store: ArtifactStore, opener: Opener, *, stall_s: float, max_size: int) -> None:
+    def __init__(
+        self, store: ArtifactStore, opener: Opener, *, stall_s: float, max_size: int, direct_host: str | None = None
+    ) -> None:
+        """`direct_host`: the address to open direct listeners on (the libp2p listen host), and the switch
+        for the direct path both ways; None keeps every byte on the libp2p stream."""
         self._store = store
         self._opener = opener
         self._stall_s = stall_s
         self._max_size = max_size
+        self._direct_host = direct_host
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats = TransferStats()
 
@@ -95,6 +110,12 @@ class ArtifactTransfer:
         self._store.pin(holder, {sha})
         try:
             path = self._store.path(sha)
+            if (
+                req.get("direct") is True
+                and self._direct_host is not None
+                and await self._serve_direct(stream, sha, path, min(offset, art.size), art.size)
+            ):
+                return
             await _answer(stream, {"size": art.size})
             with path.open("rb") as f:
                 f.seek(min(offset, art.size))
@@ -106,6 +127,27 @@ class ArtifactTransfer:
             log.debug("serving artifact %s stopped: %s", sha, exc)
         finally:
             self._store.unpin(holder)
+
+    async def _serve_direct(self, stream: ByteStream, sha: str, path: Path, offset: int, size: int) -> bool:
+        """Offer the direct path and send through it; False (nothing sent yet) when no listener can open."""
+        assert self._direct_host is not None
+        try:
+            sender = direct.Sender(self._direct_host)
+        except OSError as exc:
+            log.warning("no direct listener on %s (%s): artifact %s goes over libp2p", self._direct_host, exc, sha)
+            return False
+        try:
+            await _answer(stream, {"size": size, "direct": sender.offer.to_json()})
+            sent = await asyncio.to_thread(sender.send, path, offset, size, self._stall_s)
+            self.stats.bytes_out += sent
+            self.stats.served += 1
+            self.stats.direct += 1
+        except (OSError, TimeoutError) as exc:  # the asker went away or never came; it asks again if it wants
+            log.info("direct transfer of artifact %s to %s stopped: %s", sha, stream.remote_peer, exc)
+        finally:
+            sender.close()
+            self.stats.direct_strangers += sender.strangers
+        return True
 
     # --- asker side ---
 
@@ -123,14 +165,17 @@ class ArtifactTransfer:
             if offset:
                 self.stats.resumed += 1
             tries, size, last = 0, -1, ""
+            use_direct = self._direct_host is not None
             while size < 0 or offset < size:
                 if tries >= MAX_TRIES:
                     raise TransferFailed(f"artifact {sha} from {peer_id}: {last} ({tries} tries without progress)")
                 tries += 1
                 try:
-                    size, got = await self._one_stream(peer_id, sha, partial, offset, digest)
+                    size, got = await self._one_stream(peer_id, sha, partial, offset, digest, use_direct)
                 except _Progress as exc:  # the stream dropped or stalled: keep what came, ask from there
                     last, got, size = str(exc), exc.got, exc.size
+                    if exc.direct:  # the direct path failed once: the rest goes over libp2p
+                        use_direct = False
                 except TransferFailed:  # the peer refused, or answered garbage
                     raise
                 except (DmsError, OSError, TimeoutError) as exc:  # cannot reach it, or no answer in time
@@ -153,13 +198,19 @@ class ArtifactTransfer:
             log.info("artifact %s (%d bytes) fetched from %s", sha, size, peer_id)
             return art
 
-    async def _one_stream(self, peer_id: str, sha: str, partial: Path, offset: int, digest: Any) -> tuple[int, int]:
+    async def _one_stream(
+        self, peer_id: str, sha: str, partial: Path, offset: int, digest: Any, use_direct: bool
+    ) -> tuple[int, int]:
         """One stream: (the size the peer announced, bytes appended). A drop after some bytes raises
         _Progress so the caller keeps them; refusals raise TransferFailed."""
         stream = await self._opener.open(peer_id, PROTOCOL)
         got = 0
         try:
-            await stream.send(json.dumps({"sha256": sha, "offset": offset}).encode() + b"\n")
+            host = stream.remote_host if use_direct else None
+            req: dict[str, Any] = {"sha256": sha, "offset": offset}
+            if host is not None:
+                req["direct"] = True
+            await stream.send(json.dumps(req).encode() + b"\n")
             try:
                 head = json.loads(await stream.receive(REQUEST_TIMEOUT_S))
             except ValueError as exc:
@@ -173,6 +224,10 @@ class ArtifactTransfer:
             if size > self._max_size:
                 raise ArtifactTooLarge(f"artifact {sha} is {size} bytes, over the limit of {self._max_size}")
             self._store.check_room(size)
+            if "direct" in head:
+                if host is None:
+                    raise TransferFailed(f"peer {peer_id} offered a direct path that was not asked for")
+                return size, await self._receive_direct(host, head["direct"], peer_id, partial, offset, size, digest)
             with partial.open("ab") as f:
                 while offset + got < size:
                     try:
@@ -190,14 +245,40 @@ class ArtifactTransfer:
         finally:
             await stream.close()
 
+    async def _receive_direct(
+        self, host: str, offer_json: object, peer_id: str, partial: Path, offset: int, size: int, digest: Any
+    ) -> int:
+        try:
+            offer = direct.Offer.from_json(offer_json)
+        except ValueError as exc:
+            raise TransferFailed(f"peer {peer_id} answered garbage: {exc}") from exc
+        receiver = direct.Receiver(host, offer)
+        with partial.open("ab") as f:
+            try:
+                got = await asyncio.to_thread(receiver.receive, f, digest, size - offset, self._stall_s)
+            except direct.DirectFailed as exc:
+                self.stats.bytes_in += exc.got
+                if exc.forged:
+                    self.stats.refused += 1
+                    log.warning("refused a direct transfer of artifact %s from %s: %s", partial.name, peer_id, exc)
+                raise _Progress(f"direct transfer from {peer_id}: {exc}", exc.got, size, direct=True) from exc
+            finally:
+                receiver.close()
+        self.stats.bytes_in += got
+        if offset + got < size:
+            raise _Progress(f"peer {peer_id} ended the direct transfer at byte {offset + got} of {size}", got, size)
+        self.stats.direct += 1
+        return got
+
 
 class _Progress(TransferFailed):
-    """The stream ended early after `got` new bytes (kept in the partial file)."""
+    """The stream ended early after `got` new bytes (kept in the partial file); `direct`: on the direct path."""
 
-    def __init__(self, message: str, got: int, size: int) -> None:
+    def __init__(self, message: str, got: int, size: int, *, direct: bool = False) -> None:
         super().__init__(message)
         self.got = got
         self.size = size
+        self.direct = direct
 
 
 async def _answer(stream: ByteStream, obj: dict[str, Any]) -> None:

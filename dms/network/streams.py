@@ -33,6 +33,12 @@ class TrioLines:
         self._stream = stream
         self._buf = bytearray()
         self._eof = False
+        try:
+            addr = stream.get_remote_address()
+        except Exception:  # transports differ in what they know; unknown is an answer
+            addr = None
+        self.remote_host: str | None = addr[0] if addr else None
+        """The IP address of the connection under the stream (None when the transport does not say)."""
 
     @property
     def remote_peer(self) -> str:
@@ -111,10 +117,15 @@ class NetLineStream:
         self._thread = thread
         self._lines = lines
         self._remote = lines.remote_peer
+        self._remote_host = lines.remote_host
 
     @property
     def remote_peer(self) -> str:
         return self._remote
+
+    @property
+    def remote_host(self) -> str | None:
+        return self._remote_host
 
     async def send(self, line: bytes) -> None:
         try:
