@@ -211,32 +211,6 @@ def _frames(stream_id: int, payload: memoryview) -> bytes:
     return b"".join(parts)
 
 
-async def widen_receive_window(stream: Any, size: int) -> int:
-    """Grant the peer up to `size` bytes (at most yamux's 16 MiB) of unread data on this stream at once.
-
-    yamux starts every stream at 256 KiB and grows it only as reads come back fast enough; a receiver
-    that knows a large transfer is coming (the artifact asker) grants it at once, so the sender never
-    waits a round trip for credit. `stream` is a libp2p stream (or its yamux stream). Returns the bytes
-    granted (0 when it is not a yamux stream or already had that much). Works whether or not `apply`
-    ran: it uses yamux's own fields and its own window-update frame.
-    """
-    muxed = getattr(stream, "muxed_stream", stream)
-    if not isinstance(muxed, yamux.YamuxStream):
-        return 0
-    size = min(size, yamux.MAX_WINDOW_SIZE)
-    async with muxed.window_lock:
-        if muxed.target_recv_window >= size:
-            return 0
-        muxed.target_recv_window = size
-        buffered = len(muxed.conn.stream_buffers.get(muxed.stream_id, b""))
-        delta = size - (muxed.recv_window + buffered)
-        if delta <= 0:
-            return 0
-        muxed.recv_window += delta
-    await muxed.send_window_update(delta)
-    return delta
-
-
 def buffered(stream: Any) -> int:
     """Bytes that arrived on this libp2p stream and wait to be read (0 when not a yamux stream).
 
