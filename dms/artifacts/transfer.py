@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dms.artifacts import direct
 from dms.artifacts.errors import ArtifactCorrupt, ArtifactTooLarge, QuotaExceeded, TransferFailed
@@ -25,6 +27,7 @@ from dms.artifacts.store import Artifact, ArtifactStore, check_hash
 from dms.errors import DmsError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROTOCOL = "/dms/artifacts/1.0.0"
 CHUNK = 1024 * 1024
@@ -138,7 +141,7 @@ class ArtifactTransfer:
             return False
         try:
             await _answer(stream, {"size": size, "direct": sender.offer.to_json()})
-            sent = await asyncio.to_thread(sender.send, path, offset, size, self._stall_s)
+            sent = await _in_thread(functools.partial(sender.send, path, offset, size, self._stall_s), sender.close)
             self.stats.bytes_out += sent
             self.stats.served += 1
             self.stats.direct += 1
@@ -255,7 +258,8 @@ class ArtifactTransfer:
         receiver = direct.Receiver(host, offer)
         with partial.open("ab") as f:
             try:
-                got = await asyncio.to_thread(receiver.receive, f, digest, size - offset, self._stall_s)
+                receive = functools.partial(receiver.receive, f, digest, size - offset, self._stall_s)
+                got = await _in_thread(receive, receiver.close)
             except direct.DirectFailed as exc:
                 self.stats.bytes_in += exc.got
                 if exc.forged:
@@ -279,6 +283,20 @@ class _Progress(TransferFailed):
         self.got = got
         self.size = size
         self.direct = direct
+
+
+async def _in_thread(fn: Callable[[], T], stop: Callable[[], None]) -> T:
+    """`fn()` in a worker thread. If the caller is cancelled, `stop()` ends the thread's blocking calls and
+    the thread is waited for before the cancellation goes on, so it never touches the file, the digest or
+    the pinned blob after its caller has let go of them."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        stop()
+        with contextlib.suppress(Exception):
+            await job
+        raise
 
 
 async def _answer(stream: ByteStream, obj: dict[str, Any]) -> None:
