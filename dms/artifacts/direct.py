@@ -129,18 +129,20 @@ class Sender:
         conn = self._accept()
         conn.settimeout(stall_s)
         aes = AESGCM(self.offer.key)
+        plain = memoryview(bytearray(FRAME))  # one buffer each way, reused: no 1 MiB allocation per frame
+        frame = memoryview(bytearray(4 + FRAME + TAG))
         sent, i = 0, 0
         with path.open("rb") as f:
             f.seek(offset)
             while sent < size - offset:
-                block = f.read(min(FRAME, size - offset - sent))
-                if not block:
+                n = f.readinto(plain[: min(FRAME, size - offset - sent)])
+                if not n:
                     break
-                sealed = aes.encrypt(_nonce(i), block, None)
-                conn.sendall(len(sealed).to_bytes(4, "big"))
-                conn.sendall(sealed)
+                frame[:4] = (n + TAG).to_bytes(4, "big")
+                aes.encrypt_into(_nonce(i), plain[:n], None, frame[4 : 4 + n + TAG])
+                conn.sendall(frame[: 4 + n + TAG])
                 i += 1
-                sent += len(block)
+                sent += n
         conn.shutdown(socket.SHUT_WR)
         return sent
 
@@ -198,6 +200,9 @@ class Receiver:
             aes = AESGCM(self._offer.key)
             head = bytearray(4)
             buf = bytearray(FRAME + TAG)
+            # Two plaintext buffers, used in turn: frame i is decrypted into one while frame i - 1, in the
+            # other, is still being written and hashed (frame i - 2 is done by then).
+            plains = [memoryview(bytearray(FRAME)), memoryview(bytearray(FRAME))]
             i = 0
             # Frame i is written and hashed, each in its own thread, while frame i + 1 arrives and is
             # decrypted (file writes and hashlib release the GIL): the receiving end uses more than a core.
@@ -212,8 +217,9 @@ class Receiver:
                     raise DirectFailed(f"a frame of {length} bytes is out of bounds", got)
                 view = memoryview(buf)[:length]
                 _recv_exactly(sock, view)
+                plain = plains[i % 2][: length - TAG]
                 try:
-                    plain = aes.decrypt(_nonce(i), view, None)
+                    aes.decrypt_into(_nonce(i), view, None, plain)
                 except InvalidTag:
                     raise DirectFailed(f"frame {i} failed its authentication tag", got, forged=True) from None
                 if got + len(plain) > want:
