@@ -34,6 +34,9 @@ CHUNK = 1024 * 1024
 """Bytes per send (libp2p messages of 8 MiB and more fail; small sends cost a bridge crossing each)."""
 READ = 4 * 1024 * 1024
 REQUEST_TIMEOUT_S = 10.0
+DIRECT_MIN = 1024 * 1024
+"""Fewer bytes than this go over the libp2p stream even when the direct path was asked for: setting it
+up (a listener, a thread each side, a connection) costs more than it saves on them."""
 MAX_TRIES = 4
 """Streams opened in a row without getting a single new byte before the transfer is given up."""
 
@@ -116,6 +119,7 @@ class ArtifactTransfer:
             if (
                 req.get("direct") is True
                 and self._direct_host is not None
+                and art.size - min(offset, art.size) >= DIRECT_MIN
                 and await self._serve_direct(stream, sha, path, min(offset, art.size), art.size)
             ):
                 return

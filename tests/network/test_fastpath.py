@@ -1,5 +1,6 @@
 """The transfer fast path (dms/network/fastpath.py): refused on other py-libp2p versions, and a patched host
-still talks to a py-libp2p host that has nothing of dms in it, both ways, with and without a PSK.
+still talks to a py-libp2p host that has nothing of dms in it, both ways, with and without a PSK (streams
+opened with the pipelined protocol proposal, accepted and refused).
 
 The plain peer runs in its own process (`tests/network/plain_peer.py`), so its Noise and yamux are
 0.8.1's own. 3 MiB each way spans many Noise messages, many yamux frames and several send windows.
@@ -18,6 +19,7 @@ import multiaddr  # type: ignore[import-untyped]
 import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
@@ -80,6 +82,10 @@ async def _echo_through(addr: str, psk: str | None, data: bytes) -> bytes:
                 if not chunk:
                     break
                 back += chunk
+            # a protocol the peer does not speak is refused by name (the proposal went out with the header)
+            with pytest.raises(Exception) as refused:  # libp2p's StreamFailure, caused by the refusal
+                await host.new_stream(info.peer_id, [TProtocol("/dms-test/nope/1.0.0")])
+            assert "protocols not supported" in str(refused.value.__cause__)
             await host.close()
     assert not refusals
     return bytes(back)
