@@ -11,7 +11,7 @@ round: a separate sender process writes the same file's bytes into one TCP conne
 this process receives them into a file (no hashing, no encryption). Rounds interleave the three; medians
 reported.
 
-Run: .venv/bin/python bench/artifacts.py [--mib 32] [--rounds 5]
+Run: .venv/bin/python bench/artifacts.py [--mib 32] [--rounds 5] [--write]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
+    ap.add_argument("--write", action="store_true", help="append the result to bench/RESULTS.md")
     args = ap.parse_args()
     note = load_note()
     size = args.mib * 1024 * 1024
@@ -150,7 +150,7 @@ def main() -> None:
         "",
     ])  # fmt: skip
     print(text)
-    if not args.no_write:
+    if args.write:
         append_results(text)
 
 
