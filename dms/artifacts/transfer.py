@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -34,6 +35,10 @@ CHUNK = 1024 * 1024
 """Bytes per send (libp2p messages of 8 MiB and more fail; small sends cost a bridge crossing each)."""
 READ = 4 * 1024 * 1024
 REQUEST_TIMEOUT_S = 10.0
+DIRECT_MAX_SENDING = 4
+"""Direct transfers a holder serves at once; further requests get their bytes over libp2p."""
+DIRECT_RECEIVERS = 8
+"""Direct transfers an asker receives at once (more wait for a thread)."""
 DIRECT_MIN = 1024 * 1024
 """Fewer bytes than this go over the libp2p stream even when the direct path was asked for: setting it
 up (a listener, a thread each side, a connection) costs more than it saves on them."""
@@ -91,6 +96,12 @@ class ArtifactTransfer:
         self._stall_s = stall_s
         self._max_size = max_size
         self._direct_host = direct_host
+        self._direct_sending = 0
+        # Direct transfers block a thread each (up to 5 s for an asker that never connects): their own
+        # threads, so a peer asking for many cannot take the default executor's from the rest of the daemon,
+        # and sending apart from receiving, so two nodes fetching from each other never wait on each other.
+        self._send_pool = ThreadPoolExecutor(DIRECT_MAX_SENDING, thread_name_prefix="dms-direct-send")
+        self._receive_pool = ThreadPoolExecutor(DIRECT_RECEIVERS, thread_name_prefix="dms-direct-receive")
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats = TransferStats()
 
@@ -138,20 +149,25 @@ class ArtifactTransfer:
     async def _serve_direct(self, stream: ByteStream, sha: str, path: Path, offset: int, size: int) -> bool:
         """Offer the direct path and send through it; False (nothing sent yet) when no listener can open."""
         assert self._direct_host is not None
+        if self._direct_sending >= DIRECT_MAX_SENDING:  # the rest wait their turn on libp2p, not on threads
+            return False
         try:
             sender = direct.Sender(self._direct_host)
         except OSError as exc:
             log.warning("no direct listener on %s (%s): artifact %s goes over libp2p", self._direct_host, exc, sha)
             return False
+        self._direct_sending += 1
         try:
             await _answer(stream, {"size": size, "direct": sender.offer.to_json()})
-            sent = await _in_thread(functools.partial(sender.send, path, offset, size, self._stall_s), sender.close)
+            send = functools.partial(sender.send, path, offset, size, self._stall_s)
+            sent = await _in_thread(self._send_pool, send, sender.close)
             self.stats.bytes_out += sent
             self.stats.served += 1
             self.stats.direct += 1
         except (OSError, TimeoutError) as exc:  # the asker went away or never came; it asks again if it wants
             log.info("direct transfer of artifact %s to %s stopped: %s", sha, stream.remote_peer, exc)
         finally:
+            self._direct_sending -= 1
             sender.close()
             self.stats.direct_strangers += sender.strangers
         return True
@@ -263,7 +279,7 @@ class ArtifactTransfer:
         with partial.open("ab") as f:
             try:
                 receive = functools.partial(receiver.receive, f, digest, size - offset, self._stall_s)
-                got = await _in_thread(receive, receiver.close)
+                got = await _in_thread(self._receive_pool, receive, receiver.close)
             except direct.DirectFailed as exc:
                 self.stats.bytes_in += exc.got
                 if exc.forged:
@@ -289,11 +305,11 @@ class _Progress(TransferFailed):
         self.direct = direct
 
 
-async def _in_thread(fn: Callable[[], T], stop: Callable[[], None]) -> T:
-    """`fn()` in a worker thread. If the caller is cancelled, `stop()` ends the thread's blocking calls and
-    the thread is waited for before the cancellation goes on, so it never touches the file, the digest or
-    the pinned blob after its caller has let go of them."""
-    job = asyncio.ensure_future(asyncio.to_thread(fn))
+async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[[], T], stop: Callable[[], None]) -> T:
+    """`fn()` in one of `pool`'s threads. If the caller is cancelled, `stop()` ends the thread's blocking calls
+    and the thread is waited for before the cancellation goes on, so it never touches the file, the digest
+    or the pinned blob after its caller has let go of them."""
+    job = asyncio.get_running_loop().run_in_executor(pool, fn)
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
