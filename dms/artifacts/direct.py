@@ -29,10 +29,10 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 FRAME = 1024 * 1024
 """Plaintext bytes per frame."""
@@ -92,6 +92,13 @@ def listen_host(listen_address: str) -> str:
     return parts[2]
 
 
+def _aes(key: bytes) -> AESGCM:
+    """AES-256-GCM under `key`. cryptography is imported on the first transfer, not with the daemon (10 ms)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def _nonce(i: int) -> bytes:
     return i.to_bytes(12, "big")
 
@@ -128,7 +135,7 @@ class Sender:
         """
         conn = self._accept()
         conn.settimeout(stall_s)
-        aes = AESGCM(self.offer.key)
+        aes = _aes(self.offer.key)
         plain = memoryview(bytearray(FRAME))  # one buffer each way, reused: no 1 MiB allocation per frame
         frame = memoryview(bytearray(4 + FRAME + TAG))
         sent, i = 0, 0
@@ -197,7 +204,9 @@ class Receiver:
                 raise DirectFailed("closed")
             sock.settimeout(stall_s)
             sock.sendall(self._offer.token)
-            aes = AESGCM(self._offer.key)
+            from cryptography.exceptions import InvalidTag  # late, as in _aes
+
+            aes = _aes(self._offer.key)
             head = bytearray(4)
             buf = bytearray(FRAME + TAG)
             # Two plaintext buffers, used in turn: frame i is decrypted into one while frame i - 1, in the
