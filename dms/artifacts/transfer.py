@@ -184,7 +184,10 @@ class ArtifactTransfer:
             if have is not None:
                 return have
             partial = self._store.partial_path(sha)
-            digest, offset = await asyncio.to_thread(_hash_file, partial)
+            if partial.exists():  # left by an earlier attempt: re-hashed, then resumed
+                digest, offset = await asyncio.to_thread(_hash_file, partial)
+            else:
+                digest, offset = hashlib.sha256(), 0
             if offset:
                 self.stats.resumed += 1
             tries, size, last = 0, -1, ""
