@@ -24,6 +24,7 @@ from dms.api.server import build_web_app
 from dms.artifacts import PROTOCOL as ARTIFACT_PROTOCOL
 from dms.artifacts import ArtifactStore, ArtifactTransfer, StoreLimits
 from dms.artifacts.checkpoints import JobCheckpoints
+from dms.artifacts.direct import listen_host
 from dms.artifacts.outputs import JobOutputs
 from dms.artifacts.staging import JobFiles
 from dms.artifacts.urls import UrlLimits
@@ -210,7 +211,13 @@ class Daemon:
             )
         except DmsError as exc:
             raise StartupError(f"p2p settings: {exc} (in {self.config_source})") from exc
-        transfer = ArtifactTransfer(artifacts, node, stall_s=a.stall_s, max_size=int(a.max_upload_mb * MIB))
+        transfer = ArtifactTransfer(
+            artifacts,
+            node,
+            stall_s=a.stall_s,
+            max_size=int(a.max_upload_mb * MIB),
+            direct_host=listen_host(s.p2p.listen_address[0]) if a.direct else None,
+        )
         url_limits = UrlLimits.of(int(a.url_max_mb * MIB), a.url_timeout_s, a.allow_addresses)
         files = JobFiles(artifacts, transfer, data_dir / "jobs", url_limits, int(a.outputs_max_mb * MIB))
         outputs = JobOutputs(artifacts.root / "jobs", transfer)

@@ -132,6 +132,11 @@ class Artifacts(_Section):
     max_age_h: float = Field(168, gt=0, description="An artifact unused for this long is removed (unless pinned).")
     max_upload_mb: float = Field(1024, gt=0, description="Largest upload or transfer, MiB.")
     stall_s: float = Field(30, gt=0, le=3600, description="A transfer silent this long is reopened at its offset.")
+    direct: bool = Field(
+        True,
+        description="Move artifact bytes over a one-off encrypted TCP connection offered on the libp2p stream "
+        "(about ten times faster; docs/artifacts.md). Off: every byte goes over libp2p.",
+    )
     outputs_max_mb: float = Field(1024, gt=0, description="Most a job may leave in /outputs, MiB.")
     url_max_mb: float = Field(1024, gt=0, description="Largest input fetched from a URL, MiB.")
     url_timeout_s: float = Field(300, gt=0, description="Longest fetch of one input URL, seconds.")

@@ -203,9 +203,11 @@ class HTTPError(Exception):
         self.body = body
 
 
-def request(ns: str, port: int, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
-    """A JSON request to 127.0.0.1:`port` inside namespace `ns`; HTTPError on a status >= 400, OSError when
-    nothing answers."""
+def request(
+    ns: str, port: int, method: str, path: str, body: Any = None, timeout: float = 10.0, *, as_json: bool = True
+) -> Any:
+    """A JSON request to 127.0.0.1:`port` inside namespace `ns` (the answer as text with `as_json=False`);
+    HTTPError on a status >= 400, OSError when nothing answers."""
     conn = _NsConnection(ns, "127.0.0.1", port, timeout)
     try:
         data = None if body is None else json.dumps(body).encode()
@@ -218,6 +220,8 @@ def request(ns: str, port: int, method: str, path: str, body: Any = None, timeou
         conn.close()
     if resp.status >= 400:
         raise HTTPError(resp.status, text)
+    if not as_json:
+        return text
     return json.loads(text) if text else None
 
 
@@ -261,6 +265,13 @@ class NsDaemon:
 
     def post(self, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         return request(self.node.ns, self.port, "POST", path, body if body is not None else {}, timeout=timeout)
+
+    def metric(self, name: str) -> float:
+        """A value from the daemon's /metrics (the first sample named exactly `name`)."""
+        for line in request(self.node.ns, self.port, "GET", "/metrics", as_json=False).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{self.name} has no metric {name}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -54,6 +54,14 @@ class DmsCollector(Collector):
         yield CounterMetricFamily("dms_artifact_transfers_resumed", "Transfers resumed at an offset", value=t.resumed)
         yield CounterMetricFamily("dms_artifact_bytes_received", "Artifact bytes received from peers", value=t.bytes_in)
         yield CounterMetricFamily("dms_artifact_bytes_sent", "Artifact bytes sent to peers", value=t.bytes_out)
+        yield CounterMetricFamily(
+            "dms_artifact_transfers_direct", "Artifact transfers sent or received on the direct path", value=t.direct
+        )
+        yield CounterMetricFamily(
+            "dms_artifact_direct_strangers",
+            "Connections to a direct-transfer listener closed for want of the token",
+            value=t.direct_strangers,
+        )
         yield GaugeMetricFamily("dms_artifact_store_bytes", "Bytes in the artifact store", value=self._c.artifacts.used)
         yield GaugeMetricFamily("dms_jobs_running", "Jobs running on this provider", value=self._c.provider.running)
         yield GaugeMetricFamily(

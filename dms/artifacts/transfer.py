@@ -12,24 +12,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from dms.artifacts import direct
 from dms.artifacts.errors import ArtifactCorrupt, ArtifactTooLarge, QuotaExceeded, TransferFailed
 from dms.artifacts.store import Artifact, ArtifactStore, check_hash
 from dms.errors import DmsError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROTOCOL = "/dms/artifacts/1.0.0"
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 """Bytes per send (libp2p messages of 8 MiB and more fail; small sends cost a bridge crossing each)."""
-READ = 1024 * 1024
+READ = 4 * 1024 * 1024
 REQUEST_TIMEOUT_S = 10.0
+DIRECT_MAX_SENDING = 4
+"""Direct transfers a holder serves at once; further requests get their bytes over libp2p."""
+DIRECT_RECEIVERS = 8
+"""Direct transfers an asker receives at once (more wait for a thread)."""
+DIRECT_MIN = 1024 * 1024
+"""Fewer bytes than this go over the libp2p stream even when the direct path was asked for: setting it
+up (a listener, a thread each side, a connection) costs more than it saves on them."""
 MAX_TRIES = 4
 """Streams opened in a row without getting a single new byte before the transfer is given up."""
 
@@ -39,6 +51,11 @@ class ByteStream(Protocol):
 
     @property
     def remote_peer(self) -> str: ...
+
+    @property
+    def remote_host(self) -> str | None:
+        """The IP address the connection under this stream goes to (None when unknown)."""
+        ...
 
     async def send(self, data: bytes) -> None: ...
 
@@ -62,14 +79,29 @@ class TransferStats:
     """Transfers whose bytes did not hash to the name asked for."""
     bytes_in: int = 0
     bytes_out: int = 0
+    direct: int = 0
+    """Transfers (either side) whose bytes took the direct path (direct.py)."""
+    direct_strangers: int = 0
+    """Connections to a direct listener refused for want of the token."""
 
 
 class ArtifactTransfer:
-    def __init__(self, store: ArtifactStore, opener: Opener, *, stall_s: float, max_size: int) -> None:
+    def __init__(
+        self, store: ArtifactStore, opener: Opener, *, stall_s: float, max_size: int, direct_host: str | None = None
+    ) -> None:
+        """`direct_host`: the address to open direct listeners on (the libp2p listen host), and the switch
+        for the direct path both ways; None keeps every byte on the libp2p stream."""
         self._store = store
         self._opener = opener
         self._stall_s = stall_s
         self._max_size = max_size
+        self._direct_host = direct_host
+        self._direct_sending = 0
+        # Direct transfers block a thread each (up to 5 s for an asker that never connects): their own
+        # threads, so a peer asking for many cannot take the default executor's from the rest of the daemon,
+        # and sending apart from receiving, so two nodes fetching from each other never wait on each other.
+        self._send_pool = ThreadPoolExecutor(DIRECT_MAX_SENDING, thread_name_prefix="dms-direct-send")
+        self._receive_pool = ThreadPoolExecutor(DIRECT_RECEIVERS, thread_name_prefix="dms-direct-receive")
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats = TransferStats()
 
@@ -95,6 +127,13 @@ class ArtifactTransfer:
         self._store.pin(holder, {sha})
         try:
             path = self._store.path(sha)
+            if (
+                req.get("direct") is True
+                and self._direct_host is not None
+                and art.size - min(offset, art.size) >= DIRECT_MIN
+                and await self._serve_direct(stream, sha, path, min(offset, art.size), art.size)
+            ):
+                return
             await _answer(stream, {"size": art.size})
             with path.open("rb") as f:
                 f.seek(min(offset, art.size))
@@ -106,6 +145,32 @@ class ArtifactTransfer:
             log.debug("serving artifact %s stopped: %s", sha, exc)
         finally:
             self._store.unpin(holder)
+
+    async def _serve_direct(self, stream: ByteStream, sha: str, path: Path, offset: int, size: int) -> bool:
+        """Offer the direct path and send through it; False (nothing sent yet) when no listener can open."""
+        assert self._direct_host is not None
+        if self._direct_sending >= DIRECT_MAX_SENDING:  # the rest wait their turn on libp2p, not on threads
+            return False
+        try:
+            sender = direct.Sender(self._direct_host)
+        except OSError as exc:
+            log.warning("no direct listener on %s (%s): artifact %s goes over libp2p", self._direct_host, exc, sha)
+            return False
+        self._direct_sending += 1
+        try:
+            await _answer(stream, {"size": size, "direct": sender.offer.to_json()})
+            send = functools.partial(sender.send, path, offset, size, self._stall_s)
+            sent = await _in_thread(self._send_pool, send, sender.close)
+            self.stats.bytes_out += sent
+            self.stats.served += 1
+            self.stats.direct += 1
+        except (OSError, TimeoutError) as exc:  # the asker went away or never came; it asks again if it wants
+            log.info("direct transfer of artifact %s to %s stopped: %s", sha, stream.remote_peer, exc)
+        finally:
+            self._direct_sending -= 1
+            sender.close()
+            self.stats.direct_strangers += sender.strangers
+        return True
 
     # --- asker side ---
 
@@ -119,18 +184,24 @@ class ArtifactTransfer:
             if have is not None:
                 return have
             partial = self._store.partial_path(sha)
-            digest, offset = await asyncio.to_thread(_hash_file, partial)
+            if partial.exists():  # left by an earlier attempt: re-hashed, then resumed
+                digest, offset = await asyncio.to_thread(_hash_file, partial)
+            else:
+                digest, offset = hashlib.sha256(), 0
             if offset:
                 self.stats.resumed += 1
             tries, size, last = 0, -1, ""
+            use_direct = self._direct_host is not None
             while size < 0 or offset < size:
                 if tries >= MAX_TRIES:
                     raise TransferFailed(f"artifact {sha} from {peer_id}: {last} ({tries} tries without progress)")
                 tries += 1
                 try:
-                    size, got = await self._one_stream(peer_id, sha, partial, offset, digest)
+                    size, got = await self._one_stream(peer_id, sha, partial, offset, digest, use_direct)
                 except _Progress as exc:  # the stream dropped or stalled: keep what came, ask from there
                     last, got, size = str(exc), exc.got, exc.size
+                    if exc.direct:  # the direct path failed once: the rest goes over libp2p
+                        use_direct = False
                 except TransferFailed:  # the peer refused, or answered garbage
                     raise
                 except (DmsError, OSError, TimeoutError) as exc:  # cannot reach it, or no answer in time
@@ -154,14 +225,18 @@ class ArtifactTransfer:
             return art
 
     async def _one_stream(
-        self, peer_id: str, sha: str, partial: Path, offset: int, digest: Any
+        self, peer_id: str, sha: str, partial: Path, offset: int, digest: Any, use_direct: bool
     ) -> tuple[int, int]:
         """One stream: (the size the peer announced, bytes appended). A drop after some bytes raises
         _Progress so the caller keeps them; refusals raise TransferFailed."""
         stream = await self._opener.open(peer_id, PROTOCOL)
         got = 0
         try:
-            await stream.send(json.dumps({"sha256": sha, "offset": offset}).encode() + b"\n")
+            host = stream.remote_host if use_direct else None
+            req: dict[str, Any] = {"sha256": sha, "offset": offset}
+            if host is not None:
+                req["direct"] = True
+            await stream.send(json.dumps(req).encode() + b"\n")
             try:
                 head = json.loads(await stream.receive(REQUEST_TIMEOUT_S))
             except ValueError as exc:
@@ -175,6 +250,10 @@ class ArtifactTransfer:
             if size > self._max_size:
                 raise ArtifactTooLarge(f"artifact {sha} is {size} bytes, over the limit of {self._max_size}")
             self._store.check_room(size)
+            if "direct" in head:
+                if host is None:
+                    raise TransferFailed(f"peer {peer_id} offered a direct path that was not asked for")
+                return size, await self._receive_direct(host, head["direct"], peer_id, partial, offset, size, digest)
             with partial.open("ab") as f:
                 while offset + got < size:
                     try:
@@ -192,14 +271,55 @@ class ArtifactTransfer:
         finally:
             await stream.close()
 
+    async def _receive_direct(
+        self, host: str, offer_json: object, peer_id: str, partial: Path, offset: int, size: int, digest: Any
+    ) -> int:
+        try:
+            offer = direct.Offer.from_json(offer_json)
+        except ValueError as exc:
+            raise TransferFailed(f"peer {peer_id} answered garbage: {exc}") from exc
+        receiver = direct.Receiver(host, offer)
+        with partial.open("ab") as f:
+            try:
+                receive = functools.partial(receiver.receive, f, digest, size - offset, self._stall_s)
+                got = await _in_thread(self._receive_pool, receive, receiver.close)
+            except direct.DirectFailed as exc:
+                self.stats.bytes_in += exc.got
+                if exc.forged:
+                    self.stats.refused += 1
+                    log.warning("refused a direct transfer of artifact %s from %s: %s", partial.name, peer_id, exc)
+                raise _Progress(f"direct transfer from {peer_id}: {exc}", exc.got, size, direct=True) from exc
+            finally:
+                receiver.close()
+        self.stats.bytes_in += got
+        if offset + got < size:
+            raise _Progress(f"peer {peer_id} ended the direct transfer at byte {offset + got} of {size}", got, size)
+        self.stats.direct += 1
+        return got
+
 
 class _Progress(TransferFailed):
-    """The stream ended early after `got` new bytes (kept in the partial file)."""
+    """The stream ended early after `got` new bytes (kept in the partial file); `direct`: on the direct path."""
 
-    def __init__(self, message: str, got: int, size: int) -> None:
+    def __init__(self, message: str, got: int, size: int, *, direct: bool = False) -> None:
         super().__init__(message)
         self.got = got
         self.size = size
+        self.direct = direct
+
+
+async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[[], T], stop: Callable[[], None]) -> T:
+    """`fn()` in one of `pool`'s threads. If the caller is cancelled, `stop()` ends the thread's blocking calls
+    and the thread is waited for before the cancellation goes on, so it never touches the file, the digest
+    or the pinned blob after its caller has let go of them."""
+    job = asyncio.get_running_loop().run_in_executor(pool, fn)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        stop()
+        with contextlib.suppress(Exception):
+            await job
+        raise
 
 
 async def _answer(stream: ByteStream, obj: dict[str, Any]) -> None:

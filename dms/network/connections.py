@@ -109,7 +109,7 @@ class Trimmer:
         self._parting.add(peer_id)
         peer = ID.from_base58(peer_id)
         with contextlib.suppress(Exception):  # best effort: without it the peer drops our record at once
-            await protocols.send_line(self._host, peer, BYE_PROTOCOL, b"trim", BYE_TIMEOUT_S)
+            await protocols.send_line(self._host, peer, BYE_PROTOCOL, b"trim", BYE_TIMEOUT_S, until_read=True)
         await self._close_peer(peer)
 
     async def run(self) -> None:

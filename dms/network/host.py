@@ -37,6 +37,7 @@ from libp2p.transport.exceptions import SecurityUpgradeFailure
 from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 
+from dms.network import fastpath
 from dms.network.errors import NetworkError
 from dms.network.settings import NetworkSettings
 
@@ -203,6 +204,7 @@ def build_host(
     on_refused: Callable[[ID], None],
 ) -> IHost:
     """A libp2p host (not yet listening) with our transport, security and liveness choices."""
+    fastpath.apply()  # bulk bytes through Noise and yamux without 0.8.1's per-frame overhead (fastpath.py)
     hb = settings.heartbeat_s
     security: TSecurityOptions = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)

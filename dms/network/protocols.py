@@ -61,9 +61,14 @@ async def read_line(stream: INetStream, limit: int, timeout_s: float) -> bytes:
     return line
 
 
-async def send_line(host: IHost, peer_id: ID, protocol: TProtocol, line: bytes, timeout_s: float) -> None:
+async def send_line(
+    host: IHost, peer_id: ID, protocol: TProtocol, line: bytes, timeout_s: float, *, until_read: bool = False
+) -> None:
     """Open a `protocol` stream to a connected peer, write `line` and a newline, close.
 
+    `until_read`: then wait for the peer to close its side too (its handler closes once it has read the
+    line), for a caller that closes the connection next: a close right behind the line can reach the
+    peer before its handler has run, and the line is lost with the connection.
     Raises trio.TooSlowError after timeout_s, or libp2p's stream and negotiation errors.
     """
     with trio.fail_after(timeout_s):
@@ -72,6 +77,12 @@ async def send_line(host: IHost, peer_id: ID, protocol: TProtocol, line: bytes, 
             await stream.write(line + b"\n")
         finally:
             await stream.close()
+        if until_read:
+            try:
+                while await stream.read(64):
+                    pass
+            except StreamEOF:
+                pass
 
 
 async def ping(host: IHost, peer_id: ID, timeout_s: float) -> float:

@@ -15,6 +15,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 
+from dms.network import fastpath
 from dms.network.errors import NetworkError, StreamClosed
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 MAX_LINE = 1024 * 1024
 CHUNK = 64 * 1024
+BULK_READ = 16 * 1024 * 1024
+"""What `read_some` asks of the stream: more than yamux ever buffers (its largest window), so all of it."""
 WRITE_TIMEOUT_S = 30.0
 
 
@@ -30,6 +33,12 @@ class TrioLines:
         self._stream = stream
         self._buf = bytearray()
         self._eof = False
+        try:
+            addr = stream.get_remote_address()
+        except Exception:  # transports differ in what they know; unknown is an answer
+            addr = None
+        self.remote_host: str | None = addr[0] if addr else None
+        """The IP address of the connection under the stream (None when the transport does not say)."""
 
     @property
     def remote_peer(self) -> str:
@@ -57,25 +66,36 @@ class TrioLines:
         return line
 
     async def read_some(self, limit: int, wait_s: float) -> bytes:
-        """Up to `limit` raw bytes (buffered ones first), as many as arrive within `wait_s`; b"" at the end.
+        """Up to `limit` raw bytes (buffered ones first): waits up to `wait_s` for the first byte, then takes
+        whatever else has already arrived without waiting for more; b"" at the end of the stream.
 
         Raises trio.TooSlowError when nothing at all arrived in time, StreamClosed when the stream broke.
+        Each read takes everything yamux holds for the stream (taking part of its buffer would make
+        yamux copy the rest on every frame that arrives after: fastpath.py).
         """
+        parts = [bytes(self._buf)] if self._buf else []
+        have = len(self._buf)
+        self._buf = bytearray()
         with trio.move_on_after(wait_s) as scope:
-            while len(self._buf) < limit and not self._eof:
+            while have < limit and not self._eof:
+                if have and not fastpath.buffered(self._stream):
+                    break  # return what is there rather than wait for more
                 try:
-                    chunk = await self._stream.read(min(CHUNK, limit - len(self._buf)))
+                    chunk = await self._stream.read(BULK_READ)
                 except StreamEOF:
                     chunk = b""
                 except Exception as e:
                     raise StreamClosed(f"the stream broke: {e or type(e).__name__}") from e
                 if not chunk:
                     self._eof = True
-                self._buf += chunk
-        if scope.cancelled_caught and not self._buf:
+                parts.append(chunk)
+                have += len(chunk)
+        if scope.cancelled_caught and not have:
             raise trio.TooSlowError
-        data = bytes(self._buf[:limit])
-        del self._buf[:limit]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(data) > limit:
+            self._buf = bytearray(data[limit:])
+            data = data[:limit]
         return data
 
     async def write(self, data: bytes) -> None:
@@ -97,10 +117,15 @@ class NetLineStream:
         self._thread = thread
         self._lines = lines
         self._remote = lines.remote_peer
+        self._remote_host = lines.remote_host
 
     @property
     def remote_peer(self) -> str:
         return self._remote
+
+    @property
+    def remote_host(self) -> str | None:
+        return self._remote_host
 
     async def send(self, line: bytes) -> None:
         try:

@@ -7,7 +7,9 @@ daemon go at the end, failed or not. Needs root: without it the tests fail, sayi
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -160,6 +162,16 @@ def test_three_hosts_discover_each_other_through_a_bootstrap_peer(cluster: Calla
     # Nodes 2 and 3 know each other only from records: the advertised address is dialable.
     n2, n3 = rest
     assert n2.get(f"/api/v1/peers/ping/{ids[n3.name]}")["rtt_ms"] > 0
+
+    # An artifact crosses the bridge on the direct path (docs/artifacts.md): n1 listens on its veth
+    # address, n2 dials the address of its libp2p connection to n1.
+    body = os.urandom(1_500_000).hex()  # uploaded as its JSON text
+    data = json.dumps(body).encode()
+    sha = hashlib.sha256(data).hexdigest()
+    assert n1.post("/api/v1/artifacts", body)["sha256"] == sha
+    assert n2.post(f"/api/v1/artifacts/{sha}/fetch", {"peer_id": ids[n1.name]}) == {"sha256": sha, "size": len(data)}
+    assert n2.metric("dms_artifact_transfers_direct_total") == 1
+    assert n1.metric("dms_artifact_transfers_direct_total") == 1
 
 
 def test_mdns_finds_peers_without_bootstrap(cluster: Callable[[int], Cluster]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from dms.app import Daemon, network_settings
 from dms.artifacts import PROTOCOL
+from dms.artifacts.direct import Offer
 from dms.network import P2PNode
 from dms.network.streams import NetLineStream
 from tests.conftest import make_settings
@@ -97,6 +99,9 @@ async def test_upload_ranged_download_and_transfer_between_daemons(two: tuple[Da
     async with aiohttp.ClientSession() as s, s.get(f"{b.url}/api/v1/artifacts/{sha}") as r:
         assert r.status == 200 and await r.read() == data
     assert await metric(b, "dms_artifact_transfers_fetched_total") == 1
+    # the bytes took the direct path (docs/artifacts.md): both ends count it
+    assert await metric(b, "dms_artifact_transfers_direct_total") == 1
+    assert await metric(a, "dms_artifact_transfers_direct_total") == 1
     # a hash nobody has: the peer says so, and the answer names it
     status, body = await fetch(b, "0" * 64, a.node.peer_id)
     assert status == 502 and "no artifact" in body["error"]
@@ -185,3 +190,45 @@ async def test_cli_puts_gets_and_lists(daemon: Daemon, tmp_path: Path) -> None:
     assert sha in listed.stdout
     missing = await asyncio.to_thread(run_cli, "artifact", "get", "0" * 64, dms=daemon.url)
     assert missing.returncode == 1 and "no artifact" in missing.stderr
+
+
+async def test_a_direct_path_that_cannot_be_reached_falls_back_to_libp2p(
+    rogue: tuple[Daemon, P2PNode, list[Handler]],
+) -> None:
+    """As behind a firewall that lets only the libp2p port through: the offered port refuses, the asker
+    asks again without the direct path and gets the bytes over the libp2p stream."""
+    b, node, behaviour = rogue
+    data = os.urandom(300_000)
+    sha = hashlib.sha256(data).hexdigest()
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    offer = Offer(port, os.urandom(32), os.urandom(16)).to_json()
+    requests: list[dict[str, Any]] = []
+
+    async def offer_a_dead_port(stream: NetLineStream) -> None:
+        requests.append(json.loads(await stream.receive(5)))
+        await stream.send(json.dumps({"size": len(data), "direct": offer}).encode() + b"\n")
+        await stream.receive(5)  # until the asker gives up on this stream
+
+    async def over_libp2p(stream: NetLineStream) -> None:
+        requests.append(json.loads(await stream.receive(5)))
+        await stream.send(json.dumps({"size": len(data)}).encode() + b"\n")
+        await stream.send(data)
+
+    behaviour.extend([offer_a_dead_port, over_libp2p])
+    assert await fetch(b, sha, node.peer_id) == (200, {"sha256": sha, "size": len(data)})
+    assert [r.get("direct") for r in requests] == [True, None]
+    assert await metric(b, "dms_artifact_transfers_direct_total") == 0
+
+
+async def test_a_garbage_direct_offer_is_refused_with_its_reason(rogue: tuple[Daemon, P2PNode, list[Handler]]) -> None:
+    b, node, behaviour = rogue
+    offer = Offer(9, os.urandom(32), os.urandom(16)).to_json()
+
+    async def garbage(stream: NetLineStream) -> None:
+        await stream.receive(5)
+        await stream.send(json.dumps({"size": 10, "direct": {**offer, "port": "nine"}}).encode() + b"\n")
+
+    behaviour.append(garbage)
+    status, body = await fetch(b, "1" * 64, node.peer_id)
+    assert status == 502 and "bad port" in body["error"]

@@ -1,0 +1,269 @@
+"""Faster bulk bytes through py-libp2p 0.8.1's Noise and yamux: a version-checked patch, applied at host build.
+
+Profiling one 32 MiB stream between two hosts (docs/artifacts.md, "Transfer speed") showed the cost in
+Python bookkeeping, not in the cipher:
+
+- Noise, reading: every Noise message costs two `read_exactly` calls on the socket (its 2-byte length,
+  then its body), each a `receive_some` plus trio checkpoints, and a body of 64 KiB often arrives in
+  several pieces. Here one read of up to `SOCKET_READ` bytes fills a buffer and the messages are cut out
+  of it: one system call per several messages.
+- Noise, writing: a write larger than one Noise message (65,519 bytes of plaintext) went out as one
+  socket write per message. Here every message is encrypted first and the whole write goes out at once.
+- yamux, writing: a 256 KiB write became four frames of 65,524 bytes, each frame a separate trip through
+  the connection's write lock, a debug line formatted whether or not debug is on, and two Noise messages
+  (a 65,536-byte frame does not fit in one). Here everything the send window allows goes out as one
+  write of frames whose payload is `FRAME_PAYLOAD` (header + payload = exactly one Noise message).
+- multistream-select, opening a stream: the client wrote its header, waited for the peer's, then wrote
+  the protocol and waited again: two round trips through both peers' trio threads before the first byte
+  of every stream. With one protocol to propose, here both lines go out at once and both answers are
+  read after (go-libp2p proposes the same way): one round trip. Lists of several protocols keep 0.8.1's way.
+- yamux, reading: `read_exactly` copied every frame body once more into a bytearray; here a read that
+  returns the whole body at once is returned as it is. A frame body already decrypted and buffered is
+  taken without arming a trio deadline (0.8.1 arms one per frame; only a wait needs it).
+
+Every replacement keeps the wire format (the same Noise messages, the same yamux frames, no larger than
+before), the same exceptions and the same locking; peers that are not patched, in any language, see no
+difference. Only the version the replacements were written against is patched: any other py-libp2p
+version is left alone (slower, never wrong) and a warning says so.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import struct
+from typing import Any
+
+import trio
+from libp2p.io.exceptions import IncompleteReadError
+from libp2p.io.utils import read_exactly as _libp2p_read_exactly
+from libp2p.protocol_muxer import multiselect_client as ms_client
+from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectCommunicatorError
+from libp2p.security.noise import io as noise_io
+from libp2p.security.secure_session import SecureSession
+from libp2p.stream_muxer.exceptions import MuxedStreamError
+from libp2p.stream_muxer.yamux import yamux
+
+log = logging.getLogger(__name__)
+
+PATCHED_VERSION = "0.8.1"
+"""The py-libp2p version whose functions the replacements below are equivalent to."""
+SOCKET_READ = 256 * 1024
+"""Bytes asked of the connection per read on the Noise side."""
+NOISE_PLAINTEXT = noise_io.MAX_PLAINTEXT_LENGTH  # 65,519
+FRAME_PAYLOAD = NOISE_PLAINTEXT - yamux.HEADER_SIZE
+"""yamux payload per frame: a frame then fills exactly one Noise message (go's default is 64 KiB)."""
+WINDOW_POLL_S = 0.002
+"""How often a writer with no send window left looks again (0.8.1 sleeps 10 ms, one round trip lost)."""
+WINDOW_WAIT_S = 5.0
+
+_HEADER = struct.Struct(yamux.YAMUX_HEADER_FORMAT)
+_applied: bool | None = None
+_original_select_one_of: Any = None
+
+
+def installed_version() -> str:
+    return importlib.metadata.version("libp2p")
+
+
+def apply(version: str | None = None) -> bool:
+    """Install the replacements once; True when they are in place.
+
+    `version` defaults to the installed py-libp2p's; for any other than PATCHED_VERSION nothing is
+    replaced (a warning names both versions) and False is returned.
+    """
+    global _applied
+    if _applied is not None and version is None:
+        return _applied
+    found = version or installed_version()
+    if found != PATCHED_VERSION:
+        log.warning(
+            "py-libp2p %s is installed; the transfer fast path was written for %s and is not applied "
+            "(bulk transfers will be slower)",
+            found,
+            PATCHED_VERSION,
+        )
+        if version is None:
+            _applied = False
+        return False
+    noise_io.NoiseTransportReadWriter.read_msg = _noise_read_msg  # type: ignore[method-assign]
+    noise_io.NoiseTransportReadWriter.write_msg = _noise_write_msg  # type: ignore[method-assign]
+    yamux.YamuxStream.write = _yamux_stream_write  # type: ignore[method-assign]
+    yamux.Yamux._write_frame = _yamux_write_frame  # type: ignore[method-assign]
+    setattr(yamux, "read_exactly", _read_exactly)  # noqa: B010  # the name yamux imported, not an attribute of ours
+    yamux.Yamux._read_data_body = _yamux_read_data_body  # type: ignore[method-assign]
+    global _original_select_one_of
+    if _original_select_one_of is None:
+        _original_select_one_of = ms_client.MultiselectClient.select_one_of
+    ms_client.MultiselectClient.select_one_of = _select_one_of  # type: ignore[method-assign]
+    _applied = True
+    return True
+
+
+def is_applied() -> bool:
+    return bool(_applied)
+
+
+# --- Noise (transport phase only: the handshake reader must not read past its own messages) ---
+
+
+async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
+    """One decrypted Noise message, cut from a buffer filled by large reads."""
+    buf: bytearray | None = getattr(self, "_dms_buf", None)
+    if buf is None:
+        buf = self._dms_buf = bytearray()
+    conn = self.read_writer.read_write_closer
+    await trio.lowlevel.checkpoint()  # one schedule point per message, as 0.8.1's socket read gave (see above)
+    while True:
+        if len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            end = 2 + size
+            if len(buf) >= end:
+                body = bytes(buf[2:end])
+                del buf[:end]
+                break
+            want = max(SOCKET_READ, end - len(buf))
+        else:
+            want = SOCKET_READ
+        chunk = await conn.read(want)
+        if not chunk:
+            expected = (2 + ((buf[0] << 8) | buf[1])) if len(buf) >= 2 else 2
+            raise IncompleteReadError(
+                f"Connection closed during read operation: expected {expected} bytes but received {len(buf)} bytes",
+                expected_bytes=expected,
+                received_bytes=len(buf),
+            )
+        buf += chunk
+    if prefix_encoded:
+        body = body[len(self.prefix) :]
+    return bytes(self.decrypt(body))
+
+
+async def _noise_write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) -> None:
+    """Encrypt `msg` as Noise messages of at most NOISE_PLAINTEXT bytes and write them in one go."""
+    view = memoryview(msg)
+    parts: list[bytes] = []
+    for start in range(0, max(len(msg), 1), NOISE_PLAINTEXT):
+        enc = self.encrypt(bytes(view[start : start + NOISE_PLAINTEXT]))
+        if prefix_encoded and start == 0:
+            enc = self.prefix + enc
+        parts.append(len(enc).to_bytes(2, "big"))
+        parts.append(enc)
+    await self.read_writer.read_write_closer.write(b"".join(parts))
+
+
+# --- multistream-select ---
+
+
+async def _select_one_of(
+    self: Any, protocols: Any, communicator: Any, negotiate_timeout: int = ms_client.DEFAULT_NEGOTIATE_TIMEOUT
+) -> Any:
+    """0.8.1's `MultiselectClient.select_one_of`, with the header and a single proposal sent together."""
+    if len(protocols) != 1:
+        return await _original_select_one_of(self, protocols, communicator, negotiate_timeout)
+    protocol = protocols[0]
+    with trio.move_on_after(negotiate_timeout):
+        try:
+            await communicator.write(ms_client.MULTISELECT_PROTOCOL_ID)
+            await communicator.write(protocol if protocol is not None else "")
+        except MultiselectCommunicatorError as error:
+            raise MultiselectClientError(f"handshake write failed: {error}") from error
+        try:
+            handshake = await communicator.read()
+            response = await communicator.read()
+        except MultiselectCommunicatorError as error:
+            raise MultiselectClientError(f"protocol read failed: {error}, protocol={protocol}") from error
+        if not ms_client.is_valid_handshake(handshake):
+            raise MultiselectClientError(
+                f"multiselect protocol ID mismatch: expected {ms_client.MULTISELECT_PROTOCOL_ID}, got {handshake!r}"
+            )
+        if response == (protocol if protocol is not None else ""):
+            return protocol
+        if response == ms_client.PROTOCOL_NOT_FOUND_MSG:
+            raise MultiselectClientError(
+                f"protocols not supported: tried {list(protocols)}, timeout={negotiate_timeout}s. Last error: "
+                f"protocol not supported: {protocol}, response={response!r}"
+            )
+        raise MultiselectClientError(f"unrecognized response: {response!r}, expected {protocol!r}")
+    raise MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: {list(protocols)}")
+
+
+# --- yamux ---
+
+
+async def _read_exactly(reader: Any, n: int, retry_count: int = 100) -> bytes:
+    """libp2p's read_exactly without the extra copy when one read returns everything."""
+    data = await reader.read(n)
+    if len(data) == n:
+        return bytes(data)
+    rest = await _libp2p_read_exactly(reader, n - len(data), retry_count)
+    return bytes(data) + rest
+
+
+async def _yamux_read_data_body(self: Any, length: int) -> bytes:
+    """A DATA frame's body: from the Noise session's buffer when all of it is there, else 0.8.1's way."""
+    conn = self.secured_conn
+    if isinstance(conn, SecureSession) and conn.high_watermark - conn.low_watermark >= length:
+        return conn._drain(length)
+    with trio.fail_after(yamux._yamux_data_read_timeout()):
+        return await _read_exactly(conn, length)
+
+
+async def _yamux_write_frame(self: Any, data: bytes) -> None:
+    """Write frames to the connection, serialising writers (0.8.1's, less its per-frame debug line)."""
+    async with self._write_lock:
+        await self.secured_conn.write(data)
+    await trio.lowlevel.checkpoint()
+
+
+async def _yamux_stream_write(self: Any, data: bytes) -> None:
+    """Send `data` as DATA frames: all the send window allows in one connection write."""
+    if self.send_closed:
+        raise MuxedStreamError("Stream is closed for sending")
+    view = memoryview(data)
+    total, sent = len(data), 0
+    while sent < total:
+        batch: bytes | None = None
+        async with self.rw_lock.write_lock():
+            if self.send_closed:
+                raise MuxedStreamError("Stream is closed for sending")
+            async with self.window_lock:
+                if self.closed:
+                    raise MuxedStreamError("Stream is closed")
+                if self.send_window > 0:
+                    n = min(self.send_window, total - sent)
+                    self.send_window -= n
+                    batch = _frames(self.stream_id, view[sent : sent + n])
+        if batch is None:
+            self._zero_window_waits += 1
+            with trio.move_on_after(WINDOW_WAIT_S) as scope:
+                while True:
+                    async with self.window_lock:
+                        if self.send_window > 0 or self.closed:
+                            break
+                    await trio.sleep(WINDOW_POLL_S)
+            if scope.cancelled_caught:
+                raise MuxedStreamError("Timed out waiting for window update after 5 seconds.")
+            continue
+        await self.conn._write_frame(batch)
+        sent += n
+
+
+def _frames(stream_id: int, payload: memoryview) -> bytes:
+    parts: list[bytes | memoryview] = []
+    for start in range(0, len(payload), FRAME_PAYLOAD):
+        piece = payload[start : start + FRAME_PAYLOAD]
+        parts.append(_HEADER.pack(0, yamux.TYPE_DATA, 0, stream_id, len(piece)))
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def buffered(stream: Any) -> int:
+    """Bytes that arrived on this libp2p stream and wait to be read (0 when not a yamux stream).
+
+    Lets a reader take what is already there without waiting for more (yamux has no non-blocking read).
+    """
+    muxed = getattr(stream, "muxed_stream", stream)
+    if not isinstance(muxed, yamux.YamuxStream):
+        return 0
+    return len(muxed.conn.stream_buffers.get(muxed.stream_id, b""))
