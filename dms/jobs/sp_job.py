@@ -72,6 +72,11 @@ class SPJob:
         self._result_in = False  # the provider's result came; its outputs are being fetched
         self._closed = False  # the loop has ended: commands are refused from now on
 
+    @property
+    def provider_peer(self) -> str | None:
+        """The provider the job was dispatched to (None before dispatch)."""
+        return self._row.cp_peer_id if self._row is not None else None
+
     def submit(self, msg: object) -> None:
         self._inbox.put_nowait(msg)
 
