@@ -77,6 +77,9 @@ class P2PNode:
         """
         if self._thread is not None:
             raise NetworkError("the p2p node was already started")
+        from dms.network import lean
+
+        lean.install()  # before libp2p's first import: its QUIC, TLS, relay, ... modules stay unloaded
         from dms.network.bridge import TrioThread
         from dms.network.host import load_or_create_identity
         from dms.network.service import P2PService
