@@ -204,6 +204,10 @@ def build_host(
 ) -> IHost:
     """A libp2p host (not yet listening) with our transport, security and liveness choices."""
     hb = settings.heartbeat_s
+    # yamux, by default in 0.8.1, sends a WINDOW_UPDATE frame after every read that returned data: one more
+    # encrypted frame and write for every small message (each ping and its echo). "0" is go-yamux's rule, an
+    # update once half the window is consumed (0.8.1 reads this documented knob at call time).
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
     security: TSecurityOptions = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     }

@@ -165,6 +165,7 @@ class P2PService:
         host.set_stream_handler(protocols.CAPACITY_PROTOCOL, exchange.on_capacity_stream)
         host.set_stream_handler(SYNC_PROTOCOL, sync.on_sync_stream)
         host.set_stream_handler(BYE_PROTOCOL, self._trimmer.on_bye)
+        host.set_stream_handler(protocols.PING_PROTOCOL, self._liveness.serve_ping)
         for protocol, handler in self._handlers.items():
             host.set_stream_handler(TProtocol(protocol), handler)
         events_send, events_recv = trio.open_memory_channel[tuple[bool, ID]](CONN_EVENT_BUFFER)
