@@ -67,3 +67,20 @@ def test_deferred_key_types_load_when_a_peer_presents_one() -> None:
         """
     )
     assert seen == {"before": [], "ok": [["RSAPublicKey", True], ["Secp256k1PublicKey", True]]}
+
+
+def test_an_absent_exception_class_can_be_named_in_an_except_clause() -> None:
+    """0.8.1's net_stream.py catches QUIC errors on every stream read; a stand-in must not break that clause."""
+    seen = fresh(
+        """
+        from libp2p.transport.quic.exceptions import QUICStreamClosedError, QUICStreamResetError
+        try:
+            raise ValueError("a real error")
+        except (QUICStreamClosedError, QUICStreamResetError):
+            caught = "stand-in"
+        except ValueError:
+            caught = "ValueError"
+        print(json.dumps({"caught": caught}))
+        """
+    )
+    assert seen == {"caught": "ValueError"}
