@@ -47,6 +47,8 @@ from tests.network.node_proc import DEFAULT_ADVERT, NodeProc
 from tests.procs import DmsProcess
 
 HEARTBEAT_S = 2.0
+REFRESH_S = 120.0
+"""p2p.record_refresh_s, the daemon's default (node_proc's own default, 60 s, is for tests)."""
 READY_TIMEOUT_S = 180.0
 DISCOVERY_TIMEOUT_S = 60.0
 POLL_S = 0.5
@@ -183,7 +185,7 @@ def _messages(m: dict[str, Any]) -> int:
     """The p2p messages a node's counters show (node_proc `metrics` or /metrics, same names)."""
     rejected = m.get("records_rejected", 0)
     rejected = sum(rejected.values()) if isinstance(rejected, dict) else rejected
-    keys = ("pings", "records_accepted", "records_published", "table_syncs")
+    keys = ("pings", "pings_served", "records_accepted", "records_published", "table_syncs")
     return int(sum(m.get(k, 0) for k in keys) + rejected)
 
 
@@ -312,7 +314,9 @@ class NodeCluster(Cluster):
     def __init__(self, n: int, root: Path) -> None:
         super().__init__("nodes", n, root)
         root.mkdir(parents=True, exist_ok=True)
-        self.hub = NodeProc(root, "hub", heartbeat=HEARTBEAT_S, advert={**DEFAULT_ADVERT, "cpu_mhz": 1000})
+        self.hub = NodeProc(
+            root, "hub", heartbeat=HEARTBEAT_S, refresh=REFRESH_S, advert={**DEFAULT_ADVERT, "cpu_mhz": 1000}
+        )
         self.hub.start(READY_TIMEOUT_S)  # learn its port and peer id; runs restart on the same ones
         self.hub.stop()
         self.leaves = [
@@ -320,6 +324,7 @@ class NodeCluster(Cluster):
                 root,
                 f"n{i}",
                 heartbeat=HEARTBEAT_S,
+                refresh=REFRESH_S,
                 bootstrap=(self.hub.addr,),
                 advert={**DEFAULT_ADVERT, "cpu_mhz": 1001 + i},
             )
@@ -417,7 +422,8 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         f"(/api/v1/peers/dht, or node_proc's `peers`; polled every {POLL_S:g} s). Median of {runs} run(s), (min-max).",
         f"Idle: a {IDLE_WINDOW_S:g} s window {settle_s():g} s after discovery (or its timeout). Cores: all N",
         "processes together; per node: median over the nodes of all runs (max: the busiest node, usually the hub).",
-        "Messages: pings answered + records received (kept or not) + records published + table syncs, from each",
+        "Messages: pings (ours answered + peers' served) + records received (kept or not) + records published",
+        "+ table syncs, from each",
         "node's own counters. Bytes: TCP bytes sent on the node's open connections (kernel counts, `ss -ti`).",
         "Defaults: p2p.record_refresh_s 120, p2p.conn_low/conn_high 4/8.",
         note,

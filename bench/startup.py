@@ -80,7 +80,7 @@ def main() -> None:
         f" | {dms[0]:.2f} s | {dms[1]:.0f} MB |",
         f"| ratio | {dms[0] / bare[0]:.1f}x | {dms[1] / bare[1]:.1f}x |",
         "",
-        "Goal: READY under 2.5 s, idle RSS under 130 MB.",
+        "Goal (issue 14, item 7): READY under 1.5 s, idle RSS under 120 MB.",
         "",
     ]
     text = "\n".join(lines)

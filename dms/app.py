@@ -266,6 +266,7 @@ class Daemon:
         )  # fmt: skip
         await requester.start()
         self._stack.push_async_callback(requester.stop)
+        node.protect_from(lambda: provider.peers_with_jobs | requester.peers_with_jobs)  # never trimmed mid-job
 
         publish.node, publish.onboarding, publish.provider = node, onboarding, provider
         await publish()

@@ -17,6 +17,7 @@ COUNTERS = {
     "connections_trimmed": "Connections closed to stay under p2p.conn_high",
     "peers_unresponsive": "Times a connected peer stopped answering pings",
     "pings": "Liveness pings answered by connected peers",
+    "pings_served": "Liveness pings of connected peers that we answered",
     "bad_streams": "Streams on our protocols that sent garbage, too much, or nothing in time",
     "bad_handshakes": "Inbound connections that failed the security or protocol handshake",
     "peers_refused": "Connections refused: peer id not in p2p.allowed_peers",

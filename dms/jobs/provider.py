@@ -129,6 +129,8 @@ class ProviderService:
         self._followers: defaultdict[str, int] = defaultdict(int)
         self._fences: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._requesters: dict[str, str] = {}
+        """The requester's peer id of each job in `_tasks` (the network keeps those connections)."""
         self._feed = EventFeed(events, "cp")
         self._log_batches: defaultdict[str, int] = defaultdict(int)
         self._orphans: dict[str, asyncio.Event] = {}
@@ -158,6 +160,7 @@ class ProviderService:
             if row.job_id in adopted:
                 self._orphans[row.job_id] = asyncio.Event()  # set when its requester re-attaches
                 self._tasks[row.job_id] = asyncio.create_task(self._resume(row))
+                self._requesters[row.job_id] = row.sp_peer_id
                 log.info("adopted job %s after restart: its container still runs", row.job_id)
                 continue
             left = leftovers.get(row.job_id)
@@ -190,6 +193,11 @@ class ProviderService:
     def running(self) -> int:
         """Jobs admitted here and not ended yet."""
         return len(self._tasks)
+
+    @property
+    def peers_with_jobs(self) -> frozenset[str]:
+        """The requesters of the jobs admitted here and not ended yet."""
+        return frozenset(self._requesters.values())
 
     # --- admission ------------------------------------------------------------------------------
 
@@ -273,6 +281,7 @@ class ProviderService:
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
         network = ask.network_mode == "default"  # refusal() let it through only if the operator allows it
         self._tasks[req.job_id] = asyncio.create_task(self._run(req.job_id, spec, assignment, network, sp_peer))
+        self._requesters[req.job_id] = sp_peer
         log.info("admitted job %s from %s", req.job_id, sp_peer)
         return None
 
@@ -317,6 +326,7 @@ class ProviderService:
             if files is not None:
                 await asyncio.shield(files.close())
             self._tasks.pop(job_id, None)
+            self._requesters.pop(job_id, None)
             await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
 
     def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
@@ -362,6 +372,7 @@ class ProviderService:
             if files is not None:
                 await asyncio.shield(files.close())
             self._tasks.pop(job_id, None)
+            self._requesters.pop(job_id, None)
             self._orphans.pop(job_id, None)
             await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
 

@@ -128,6 +128,12 @@ class RequesterService:
         await cancel_and_wait(self._tasks.values())
         await self._settler.stop()
 
+    @property
+    def peers_with_jobs(self) -> frozenset[str]:
+        """The providers of the jobs this node dispatched that have not ended yet."""
+        owners = list(self._owners.values())
+        return frozenset(p for o in owners if not o.state.is_terminal() and (p := o.provider_peer) is not None)
+
     def _own(self, job_id: str) -> SPJob:
         """The job's owner, started if it has none (synchronous: two callers cannot both start one)."""
         owner = self._owners.get(job_id)

@@ -81,6 +81,11 @@ class SPJob(Resuming):
         self._opening: asyncio.Task[LineStream] | None = None  # the first provider's stream, opened ahead
         self._opened_at = 0.0
 
+    @property
+    def provider_peer(self) -> str | None:
+        """The provider the job was dispatched to (None before dispatch)."""
+        return self._row.cp_peer_id if self._row is not None else None
+
     def submit(self, msg: object) -> None:
         self._inbox.put_nowait(msg)
 

@@ -4,7 +4,8 @@ py-libp2p 0.8.1's AutoConnector dials peerstore peers up to (low + high) / 2 whe
 marks (toward 200 when not); its pruner never prunes a connection with an open stream, and every one of
 ours has the kept ping stream, so trimming is ours: above `conn_high` we close the least useful
 connections down to (low + high) / 2. Never trimmed: bootstrap peers, peers the job layer protects
-(running jobs), connections younger than the grace period (a dispatch dial, a peer just joining).
+(running jobs: asked of the job layer each time a trim is due), connections younger than the grace
+period (a dispatch dial, a peer just joining).
 `choose_trim` is the pure choice; `Trimmer` the trio loop around it.
 
 A trimmed peer is alive: before closing, the trimmer says so on `/dms/bye/1.0.0` (one line, "trim"), and
@@ -67,7 +68,7 @@ class Trimmer:
         *,
         low: int,
         high: int,
-        protected: Callable[[], frozenset[str]],
+        protected: Callable[[], Awaitable[frozenset[str]]],
         host: IHost,
         close_peer: Callable[[ID], Awaitable[None]],
         heartbeat_s: float,
@@ -122,9 +123,10 @@ class Trimmer:
                 Conn(pid, now - self._since.get(pid, now), pid in known, rtts.get(pid))
                 for pid in self._state.connected_ids()
             ]
-            chosen = choose_trim(
-                conns, low=self._low, high=self._high, protected=self._protected(), grace_s=self._grace_s
-            )
+            if len(conns) <= self._high:
+                continue
+            protected = await self._protected()  # asked now: a job that started a moment ago counts
+            chosen = choose_trim(conns, low=self._low, high=self._high, protected=protected, grace_s=self._grace_s)
             for pid in chosen:
                 log.info("closing the connection to %s: over %d connections", pid, self._high)
                 self._state.count("connections_trimmed")

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import math
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -206,6 +207,10 @@ def build_host(
     """A libp2p host (not yet listening) with our transport, security and liveness choices."""
     fastpath.apply()  # bulk bytes through Noise and yamux without 0.8.1's per-frame overhead (fastpath.py)
     hb = settings.heartbeat_s
+    # yamux, by default in 0.8.1, sends a WINDOW_UPDATE frame after every read that returned data: one more
+    # encrypted frame and write for every small message (each ping and its echo). "0" is go-yamux's rule, an
+    # update once half the window is consumed (0.8.1 reads this documented knob at call time).
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
     security: TSecurityOptions = {
         NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     }
@@ -221,7 +226,7 @@ def build_host(
         min_connections=1,
         low_watermark=settings.conn_low,
         high_watermark=settings.conn_high,
-        max_connections=2 * settings.conn_high + 8,  # a hard cap that also refuses our own dials: well above
+        max_connections=max_connections(settings.conn_high),
         auto_connect_interval=max(5.0, 2 * hb),
     )
     host = new_host(
@@ -237,9 +242,22 @@ def build_host(
     allowed = frozenset(ID.from_base58(p) for p in settings.allowed_peers) or None
     swarm = as_swarm(host)
     swarm.upgrader = GatedUpgrader(security, muxers, allowed, on_bad_handshake, on_refused)
+    # 0.8.1's inbound limiter (max_connections - min_connections slots) is released only when the swarm stops,
+    # not when the connection closes: after that many inbound connections in its lifetime a node refuses every
+    # new one (a bootstrap hub of 40 nodes took 23 and no more, ever). The live count is still checked against
+    # max_connections for every inbound connection; the limiter adds nothing but the leak, so it is unbounded.
+    # No public surface sets it (tested: tests/network/test_connections.py).
+    swarm._inbound_limiter.total_tokens = math.inf
     if settings.mdns:
         mdns_advertises_dialable_addrs(host)
     return host
+
+
+def max_connections(conn_high: int) -> int:
+    """Pure: the hard cap on live connections (py-libp2p's `max_connections`, which refuses our own dials too):
+    well above the high water mark, so that many peers joining through one bootstrap node at once are let in
+    (and trimmed after their grace period) rather than refused."""
+    return 4 * conn_high + 32
 
 
 def mdns_advertises_dialable_addrs(host: IHost) -> None:

@@ -94,8 +94,10 @@ class NetworkMetrics:
     peers_unresponsive: int = 0
     """Times a connected peer stopped answering pings and left the table."""
     pings: int = 0
+    """Our liveness pings that peers answered (one kept stream per connected peer; see `pings_served`)."""
+    pings_served: int = 0
+    """Peers' liveness pings we answered (each one also proves the peer alive: we skip ours then)."""
     table_syncs: int = 0
     """Tables taken from peers we connected to (or asked when joining a channel)."""
-    """Liveness pings answered (one kept stream per connected peer, one ping a heartbeat)."""
     peers_connected: int = 0
     peers_known: int = 0

@@ -48,6 +48,7 @@ class P2PNode:
         self._peer_id: str | None = None
         self._handlers: dict[str, LineHandler] = {}
         self._advert: Advert | None = None
+        self._protect_source: Callable[[], frozenset[str]] | None = None
 
     def handle(self, protocol: str, handler: LineHandler) -> None:
         """Serve inbound `protocol` streams with `handler`, on the daemon's loop. Call before `start()`.
@@ -55,6 +56,17 @@ class P2PNode:
         The stream is closed when the handler returns; an error in the handler is logged, not raised.
         """
         self._handlers[protocol] = handler
+
+    def protect_from(self, source: Callable[[], frozenset[str]]) -> None:
+        """Never trim a connection to a peer that `source()` names (e.g. the peers of our unfinished jobs).
+
+        `source` runs on the daemon's loop, and only when the connection count is above `conn_high` and a
+        trim is due, so it is current at that moment. It must not block; if it raises, the last answer stands.
+        It replaces `protect()`'s set from then on. May be called before or after `start()`.
+        """
+        self._protect_source = source
+        if self._thread is not None and self._service is not None:
+            self._service.protect_source = _asked_on_loop(self._thread, source)
 
     async def start(self) -> None:
         """Load (or create, mode 0600) the identity, listen, join the channel, start bootstrapping.
@@ -65,6 +77,9 @@ class P2PNode:
         """
         if self._thread is not None:
             raise NetworkError("the p2p node was already started")
+        from dms.network import lean
+
+        lean.install()  # before libp2p's first import: its QUIC, TLS, relay, ... modules stay unloaded
         from dms.network.bridge import TrioThread
         from dms.network.host import load_or_create_identity
         from dms.network.service import P2PService
@@ -79,6 +94,8 @@ class P2PNode:
         service = P2PService(self._settings, key_pair, self._version)
         for protocol, handler in self._handlers.items():
             service.add_handler(protocol, _trio_side(thread, protocol, handler))
+        if self._protect_source is not None:
+            service.protect_source = _asked_on_loop(thread, self._protect_source)
         await thread.start()
         try:
             info = await thread.start_service(service.serve)
@@ -197,6 +214,16 @@ class P2PNode:
     def metrics(self) -> NetworkMetrics:
         """Counters since start (zeros when not running)."""
         return self._service.state.metrics() if self._service else NetworkMetrics()
+
+
+def _asked_on_loop(thread: TrioThread, source: Callable[[], frozenset[str]]) -> Callable[[], Awaitable[frozenset[str]]]:
+    async def on_loop() -> frozenset[str]:
+        return source()
+
+    async def ask() -> frozenset[str]:
+        return await thread.call_asyncio(on_loop())
+
+    return ask
 
 
 def _trio_side(thread: TrioThread, protocol: str, handler: LineHandler) -> Callable[[Any], Awaitable[None]]:

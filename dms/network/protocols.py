@@ -3,8 +3,8 @@
 - `/dms/capacity/1.0.0`: on every new connection each side opens a stream and writes its current
   signed capacity record as one line of JSON (`records.py`), then closes. The reader takes at most
   `MAX_RECORD_BYTES` and waits at most `timeout_s`, so a silent or flooding peer costs one bounded stream.
-- `/ipfs/ping/1.0.0`: the standard libp2p ping (32 random bytes echoed back), which libp2p's host
-  already serves; `ping` is the client side with our deadline and a float RTT.
+- `/ipfs/ping/1.0.0`: the standard libp2p ping (32 random bytes echoed back), served by `liveness.py`
+  (it notes each ping as a sign of life); `ping` is the client side with our deadline and a float RTT.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from libp2p.peer.id import ID
 
 CAPACITY_PROTOCOL = TProtocol("/dms/capacity/1.0.0")
 PING_PROTOCOL = LIBP2P_PING_ID
-_PING_BYTES = 32
+PING_BYTES = 32
 
 
 class StreamProblem(Exception):
@@ -102,16 +102,26 @@ async def ping_on(stream: INetStream) -> float:
     """One round trip on an open `/ipfs/ping/1.0.0` stream (the protocol allows many on one stream), in
     seconds. No deadline of its own: the caller's. Raises ValueError when the echo is wrong or cut short,
     or libp2p's stream errors."""
-    payload = secrets.token_bytes(_PING_BYTES)
+    payload = secrets.token_bytes(PING_BYTES)
     started = time.perf_counter()
     await stream.write(payload)
-    echo = b""
-    while len(echo) < _PING_BYTES:
-        chunk = await stream.read(_PING_BYTES - len(echo))
-        if not chunk:
-            break
-        echo += chunk
+    echo = await read_exactly(stream, PING_BYTES)
     rtt = time.perf_counter() - started
     if echo != payload:
         raise ValueError("the peer answered the ping with other bytes")
     return rtt
+
+
+async def read_exactly(stream: INetStream, n: int) -> bytes | None:
+    """`n` bytes (a read may return fewer); None when the stream ends first (cleanly or mid-way). No deadline
+    of its own. Raises libp2p's stream errors (a reset)."""
+    buf = b""
+    while len(buf) < n:
+        try:
+            chunk = await stream.read(n - len(buf))
+        except StreamEOF:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return buf

@@ -133,6 +133,8 @@ class P2PService:
         self._trimmer: Trimmer | None = None
         self._protected: frozenset[str] = frozenset(a.rsplit("/p2p/", 1)[1] for a in settings.bootstrap_peers)
         self._job_peers: frozenset[str] = frozenset()
+        self.protect_source: Callable[[], Awaitable[frozenset[str]]] | None = None
+        """Asked for the peers with running jobs whenever a trim is due (set before `serve`)."""
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._handlers: dict[str, Callable[[INetStream], Awaitable[None]]] = {}
@@ -154,7 +156,7 @@ class P2PService:
             self.state,
             low=s.conn_low,
             high=s.conn_high,
-            protected=lambda: self._protected | self._job_peers,
+            protected=self._protected_now,
             host=host,
             close_peer=as_swarm(host).close_peer,
             heartbeat_s=self._hb,
@@ -163,6 +165,7 @@ class P2PService:
         host.set_stream_handler(protocols.CAPACITY_PROTOCOL, exchange.on_capacity_stream)
         host.set_stream_handler(SYNC_PROTOCOL, sync.on_sync_stream)
         host.set_stream_handler(BYE_PROTOCOL, self._trimmer.on_bye)
+        host.set_stream_handler(protocols.PING_PROTOCOL, self._liveness.serve_ping)
         for protocol, handler in self._handlers.items():
             host.set_stream_handler(TProtocol(protocol), handler)
         events_send, events_recv = trio.open_memory_channel[tuple[bool, ID]](CONN_EVENT_BUFFER)
@@ -257,6 +260,15 @@ class P2PService:
                 self._liveness.peer_down(peer)
                 why = "; dropped its record" if dropped else " (trimmed; its record stays)" if parted else ""
                 log.info("peer %s disconnected%s", peer, why)
+
+    async def _protected_now(self) -> frozenset[str]:
+        """Bootstrap peers and the job layer's peers (from `protect_source` when set; the last answer if it fails)."""
+        if self.protect_source is not None:
+            try:
+                self._job_peers = await self.protect_source()
+            except Exception as e:
+                log.warning("could not ask which peers have running jobs: %r", e)
+        return self._protected | self._job_peers
 
     async def protect(self, peer_ids: frozenset[str]) -> None:
         """The peers the job layer needs connected now (running jobs): never trimmed."""

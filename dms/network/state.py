@@ -108,6 +108,7 @@ class NetworkState:
                 connections_trimmed=c["connections_trimmed"],
                 peers_unresponsive=c["peers_unresponsive"],
                 pings=c["pings"],
+                pings_served=c["pings_served"],
                 table_syncs=c["table_syncs"],
                 peers_connected=len(self._connected),
                 peers_known=len(self._table) - sum(1 for pid in self._unresponsive if self._table.get(pid)),

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import multiaddr  # type: ignore[import-untyped]
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.peerinfo import info_from_p2p_addr
+
+from dms.network import NetworkSettings
 from dms.network.connections import Conn, choose_trim
+from dms.network.host import as_swarm, build_host, max_connections
 from tests.network.node_proc import DEFAULT_ADVERT, NodeProc, wait_for
 
 Spawn = Callable[..., NodeProc]
@@ -69,3 +76,31 @@ def test_six_nodes_stay_between_the_marks_and_still_see_everyone(spawn: Spawn) -
         wait_for(f"{n.name} sees the change", lambda n=n: n.peers()[leaves[0].peer_id]["cpu_mhz"] == 5555, 5)  # type: ignore[misc]
     for n in nodes:
         assert 1 <= len(n.request("connected")["connected"]) <= marks[1] + 1, n.name
+
+
+def test_the_hard_cap_is_well_above_the_high_water_mark() -> None:
+    assert max_connections(8) == 64 and max_connections(1) == 36
+
+
+def test_a_node_accepts_connections_for_good_not_only_its_first_few(spawn: Spawn) -> None:
+    """py-libp2p 0.8.1 held an inbound slot until the swarm stopped, not until the connection closed: a node
+    refused every inbound connection after (max_connections - 1) in its lifetime (a 40-node hub took 23)."""
+    hub = spawn("hub", conns=(1, 1))
+    rounds = max_connections(1) + 2
+
+    async def churn() -> int:
+        settings = NetworkSettings(listen_addresses=("/ip4/127.0.0.1/tcp/0",), channel="nunet-test")
+        host = build_host(settings, create_new_key_pair(), lambda _: None, lambda _: None)
+        info = info_from_p2p_addr(multiaddr.Multiaddr(hub.addr))
+        done = 0
+        async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            for _ in range(rounds):
+                with trio.fail_after(10):
+                    await host.connect(info)
+                    await as_swarm(host).close_peer(info.peer_id)
+                done += 1
+            await host.close()
+        return done
+
+    assert trio.run(churn) == rounds
+    assert hub.metrics()["bad_handshakes"] == 0
