@@ -259,11 +259,13 @@ def _frames(stream_id: int, payload: memoryview) -> bytes:
 
 
 def buffered(stream: Any) -> int:
-    """Bytes that arrived on this libp2p stream and wait to be read (0 when not a yamux stream).
+    """Bytes that arrived on this libp2p stream and wait to be read (0 when not a yamux stream, or when the
+    fast path is not applied: its yamux internals are only known for PATCHED_VERSION).
 
-    Lets a reader take what is already there without waiting for more (yamux has no non-blocking read).
+    Lets a reader take what is already there without waiting for more (yamux has no non-blocking read);
+    0 only makes the reader return sooner.
     """
     muxed = getattr(stream, "muxed_stream", stream)
-    if not isinstance(muxed, yamux.YamuxStream):
+    if not _applied or not isinstance(muxed, yamux.YamuxStream):
         return 0
     return len(muxed.conn.stream_buffers.get(muxed.stream_id, b""))

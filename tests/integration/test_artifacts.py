@@ -102,6 +102,12 @@ async def test_upload_ranged_download_and_transfer_between_daemons(two: tuple[Da
     # the bytes took the direct path (docs/artifacts.md): both ends count it
     assert await metric(b, "dms_artifact_transfers_direct_total") == 1
     assert await metric(a, "dms_artifact_transfers_direct_total") == 1
+    # under 1 MiB the bytes stay on the libp2p stream (a direct connection would cost more than it saves)
+    small = os.urandom(100_000)
+    small_sha = (await upload(a.url, small))["sha256"]
+    assert await fetch(b, small_sha, a.node.peer_id) == (200, {"sha256": small_sha, "size": len(small)})
+    assert await metric(b, "dms_artifact_transfers_direct_total") == 1
+    assert await metric(b, "dms_artifact_transfers_fetched_total") == 2
     # a hash nobody has: the peer says so, and the answer names it
     status, body = await fetch(b, "0" * 64, a.node.peer_id)
     assert status == 502 and "no artifact" in body["error"]
