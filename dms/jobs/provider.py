@@ -35,6 +35,7 @@ from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.adopt import Adopting, last_checkpoint, resume_point
 from dms.jobs.cp_files import outputs_left, run_files
 from dms.jobs.deadline import min_refund_deadline
+from dms.jobs.executor_watch import ExecutorWatch
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
 from dms.jobs.modules import receive_module
@@ -76,6 +77,7 @@ LOG_KEEP = 5000
 """Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
 LOG_TRIM_STEP = 1000
 ORPHAN_MARGIN_S = 5.0
+
 
 @dataclass(frozen=True)
 class ProviderSettings:
@@ -135,17 +137,15 @@ class ProviderService:
         self._log_batches: defaultdict[str, int] = defaultdict(int)
         self._orphans: dict[str, asyncio.Event] = {}
         """Adopted jobs waiting for their requester to re-attach after a restart."""
-        self.executor_problem: str | None = None
-        """None when some executor works (see `executor_problems` for each kind)."""
-        self.executor_problems: dict[str, str | None] = {}
+        self._executors = ExecutorWatch(executor)
+        self._watch: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Check the engine, and settle jobs that were live when the daemon last stopped."""
-        self.executor_problems = await self._executor.kinds()
-        problems = [p for p in self.executor_problems.values() if p is not None]
-        self.executor_problem = None if self.working_executors else "; ".join(problems) or "no executor"
+        await self._executors.check()
+        self._watch = asyncio.create_task(self._executors.run(self._capacity_changed))
         if self.executor_problem:
             log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
         await self._events.prune(EVENT_RETENTION)
@@ -177,7 +177,7 @@ class ProviderService:
             await asyncio.to_thread(self._files.clear, frozenset(adopted))
 
     async def stop(self) -> None:
-        await cancel_and_wait([*self._fences, *self._tasks.values()])
+        await cancel_and_wait([*self._fences, *self._tasks.values(), *([self._watch] if self._watch else [])])
         await self._capacity_changed.close()
 
     async def job(self, job_id: str) -> CPJobRow | None:
@@ -187,7 +187,16 @@ class ProviderService:
     @property
     def working_executors(self) -> tuple[str, ...]:
         """The kinds of job this node can run now ("docker", "wasm"), as advertised."""
-        return tuple(k for k, problem in self.executor_problems.items() if problem is None)
+        return self._executors.working
+
+    @property
+    def executor_problem(self) -> str | None:
+        """None when some executor works (see `executor_problems` for each kind)."""
+        return self._executors.problem
+
+    @property
+    def executor_problems(self) -> dict[str, str | None]:
+        return self._executors.problems
 
     @property
     def running(self) -> int:

@@ -106,3 +106,26 @@ def post_module(d: DmsProcess, name: str, data: bytes) -> str:
             return str(json.load(r)["sha256"])
     except urllib.error.HTTPError as e:
         raise AssertionError(e.read()) from None
+
+
+def test_an_engine_that_answers_after_start_is_offered(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> None:
+    """A CP started before its Docker engine answers (a booting machine) offers container jobs once it does,
+    without a restart: the executors are asked again while one has a problem."""
+    sock = tmp_path / "docker.sock"  # nothing there yet; later a link to the machine's engine
+    cp = dms_process("cp", docker={"host": f"unix://{sock}"}).start()
+    onboard(cp, 0.5)
+    status = cp.get("/api/v1/onboarding/status")["executor"]
+    assert status["kinds"]["docker"] and status["kinds"]["wasm"] is None, status
+    assert cp.get("/api/v1/peers/self")["advert"]["executors"] == ["wasm"]
+
+    sock.symlink_to("/var/run/docker.sock")
+    wait_for(
+        lambda: cp.get("/api/v1/onboarding/status")["executor"]["kinds"]["docker"] is None,
+        30,
+        "the engine found without a restart",
+    )
+    wait_for(
+        lambda: sorted(cp.get("/api/v1/peers/self")["advert"]["executors"]) == ["docker", "wasm"],
+        10,
+        "the advert lists docker",
+    )
