@@ -6,7 +6,9 @@ if docker info >/dev/null 2>&1; then exit 0; fi
 command -v dockerd >/dev/null || { echo "dockerd not found: apt-get install docker.io" >&2; exit 1; }
 log=/var/log/dms-dockerd.log
 echo "==> starting dockerd (log: $log)" >&2
-nohup dockerd --iptables=false --bridge=none >"$log" 2>&1 &
+# In its own session: stopping whatever started it (a test run killed with its process group) leaves the
+# engine running. The log is appended to, so an engine that died still tells why after a restart.
+setsid nohup dockerd --iptables=false --bridge=none >>"$log" 2>&1 < /dev/null &
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then exit 0; fi
   sleep 0.5
