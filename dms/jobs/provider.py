@@ -310,10 +310,12 @@ class ProviderService:
         except (ExecutorError, InputFailed) as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
-            if files is not None:
-                await asyncio.shield(files.close())
             self._tasks.pop(job_id, None)
-            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
+            try:
+                await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
+            finally:  # the job's folders go after its result is out (the outputs were kept by files.finish())
+                if files is not None:
+                    await asyncio.shield(files.close())
 
     def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
         """The run's inputs, outputs and checkpoints (dms.artifacts); None on a provider without them
