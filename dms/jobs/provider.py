@@ -332,11 +332,13 @@ class ProviderService:
         except (ExecutorError, InputFailed) as exc:
             final, reason = CPState.FAILED, str(exc)
         finally:
-            if files is not None:
-                await asyncio.shield(files.close())
             self._tasks.pop(job_id, None)
             self._requesters.pop(job_id, None)
-            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
+            try:
+                await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
+            finally:  # the job's folders go after its result is out (the outputs were kept by files.finish())
+                if files is not None:
+                    await asyncio.shield(files.close())
 
     def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
         return run_files(self._files, self._executor, job_id, spec, sp_peer, self._emit)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+import sqlite3
 
 from dms.onboarding.record import Onboarding
 from dms.onboarding.rules import Resources
@@ -22,29 +22,24 @@ class OnboardingStore:
         return _to_record(rows[0]) if rows else None
 
     async def put(self, rec: Onboarding) -> None:
-        """Create or replace the record, in one transaction."""
-        async with self._store.session() as s, s.begin():
-            await s.merge(
-                OnboardingRow(
-                    id=ROW_ID,
-                    channel=rec.channel,
-                    payment_addr=rec.payment_addr,
-                    ntx_price=rec.ntx_price,
-                    cpu_mhz=rec.reserved.cpu_mhz,
-                    memory_mb=rec.reserved.memory_mb,
-                    disk_mb=rec.reserved.disk_mb,
-                    gpus=list(rec.reserved.gpus),
-                    is_available=rec.is_available,
-                    onboarded_at=rec.onboarded_at,
-                    updated_at=rec.updated_at,
-                )
-            )
+        """Create or replace the record, in one transaction (a write transaction from its start: it never has
+        to upgrade a read to a write while a job's transaction commits)."""
+        t = self._store.table(OnboardingRow)
+        row = {
+            "id": ROW_ID, "channel": rec.channel, "payment_addr": rec.payment_addr, "ntx_price": rec.ntx_price,
+            "cpu_mhz": rec.reserved.cpu_mhz, "memory_mb": rec.reserved.memory_mb, "disk_mb": rec.reserved.disk_mb,
+            "gpus": list(rec.reserved.gpus), "is_available": rec.is_available, "onboarded_at": rec.onboarded_at,
+            "updated_at": rec.updated_at,
+        }  # fmt: skip
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM onboarding WHERE id = ?", (ROW_ID,))
+            t.insert(c, row)
+
+        await self._store.direct.write(write)
 
     async def delete(self) -> bool:
-        async with self._store.session() as s, s.begin():
-            found = (await s.execute(select(OnboardingRow.id))).first() is not None
-            await s.execute(delete(OnboardingRow))
-            return found
+        return await self._store.direct.write(lambda c: c.execute("DELETE FROM onboarding").rowcount > 0)
 
 
 def _to_record(row: OnboardingRow) -> Onboarding:
