@@ -103,7 +103,7 @@ class ProviderService(Restarting):
         self._watch: asyncio.Task[None] | None = None
         self._streams = DeploymentStreams(
             jobs, self._feed, settings.heartbeat_s, self._admit, self.cancel, self._attached,
-            lambda job_id: job_id in self._tasks, self._stop_run,
+            lambda job_id: job_id in self._tasks, executor.cancel,
         )  # fmt: skip
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -396,6 +396,3 @@ class ProviderService(Restarting):
         if self._modules is not None and self.executor_problems.get(req.spec.executor) is None:
             reason = await receive_module(stream, req, self._modules)  # else admission refuses it with the reason
         return reason or await self.offer(req, sp_peer)
-
-    async def _stop_run(self, job_id: str) -> None:
-        await self._executor.cancel(job_id)
