@@ -5,27 +5,24 @@ a pids limit, memory (no swap) and CPU limits from the job's own request, never 
 mounts but the ones dms prepares itself (`/inputs` read-only, `/outputs`). The root file system is
 read-only; the job writes only to its own disk at `/workspace`, a volume of exactly its `disk_mb`
 (`jobdisk.py`), which is also what its checkpoints are taken of. The engine's own copy of the logs is bounded (json-file
-`max-size` x `max-file`).
+`max-size` x `max-file`). The container's config is built in `docker_config.py` (pure) and its output read
+and batched in `docker_logs.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import json
 import logging
-import struct
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiodocker
 import aiohttp
-from aiodocker.stream import Stream
 
 from dms.executor.base import (
     ContainerSpec,
@@ -34,86 +31,39 @@ from dms.executor.base import (
     ExecutorUnavailable,
     ImageMissing,
     Leftover,
-    LogChunk,
     LogSink,
     RunResult,
     StartHook,
 )
-from dms.executor.jobdisk import WORKSPACE, JobDisk, JobDiskError, JobDisks
+from dms.executor.docker_config import (
+    ENGINE_LOG_FILE_MB,
+    ENGINE_LOG_FILES,
+    LABEL_INSTANCE,
+    LABEL_JOB,
+    container_config,
+    volume_name,
+)
+from dms.executor.docker_logs import LogBatcher, LogEntry, attached_output, engine_output, pump_logs
+from dms.executor.jobdisk import JobDisk, JobDiskError, JobDisks
+
+__all__ = [
+    "ENGINE_LOG_FILES",
+    "ENGINE_LOG_FILE_MB",
+    "LABEL_INSTANCE",
+    "LABEL_JOB",
+    "DockerExecutor",
+    "LogBatcher",
+    "container_config",
+    "engine_error",
+    "volume_name",
+]
 
 log = logging.getLogger(__name__)
 
-LABEL_INSTANCE = "dms.instance"
-LABEL_JOB = "dms.job"
 ENGINE_TIMEOUT_S = 5.0
 IMAGE_MEMORY_S = 10.0
 """How long a found image is taken as still there without asking the engine again (DockerExecutor.has_image)."""
-STDOUT, STDERR = 1, 2
 SIGKILL_EXIT = 128 + 9
-# The engine keeps its own copy of a job's output (the one `docker logs` and a restarted daemon read):
-# at most ENGINE_LOG_FILES files of ENGINE_LOG_FILE_MB each, the oldest dropped first.
-ENGINE_LOG_FILE_MB = 16
-ENGINE_LOG_FILES = 2
-
-
-def volume_name(instance: str, job_id: str) -> str:
-    return f"dms-{instance[:12]}-{job_id}"
-
-
-def container_config(spec: ContainerSpec, instance: str, disk: JobDisk | None = None) -> dict[str, Any]:
-    """The Docker API body for `spec`: pure, so the sandbox can be checked without an engine.
-
-    With `disk`, its volume is mounted at /workspace (a tmpfs disk adds its size to the memory limit,
-    since its pages are charged to the container); without, the job has no writable space at all.
-    """
-    memory = (spec.memory_mb + (disk.memory_mb if disk else 0)) * 2**20
-    mounts = []
-    if disk is not None:  # the engine makes the named volume with the container (one call less than apart)
-        options = {
-            "Labels": {LABEL_INSTANCE: instance, LABEL_JOB: spec.job_id},
-            "DriverConfig": {"Name": "local", "Options": disk.volume_options()},
-        }
-        name = volume_name(instance, spec.job_id)
-        mounts.append({"Type": "volume", "Source": name, "Target": WORKSPACE, "VolumeOptions": options})
-    host: dict[str, Any] = {
-        "NetworkMode": "default" if spec.network else "none",
-        "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],
-        "Privileged": False,
-        "PidsLimit": spec.pids_limit,
-        "Memory": memory,
-        "MemorySwap": memory,
-        "NanoCpus": int(spec.cores * 1e9),
-        "ReadonlyRootfs": True,
-        "Binds": [],
-        "Mounts": mounts
-        + [{"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only} for m in spec.mounts],
-        "Devices": [],
-        "LogConfig": {
-            "Type": "json-file",
-            "Config": {"max-size": f"{ENGINE_LOG_FILE_MB}m", "max-file": str(ENGINE_LOG_FILES)},
-        },
-    }
-    if spec.gpus is not None and spec.gpus.vendor == "nvidia":
-        host["DeviceRequests"] = [
-            {"Driver": "nvidia", "DeviceIDs": list(spec.gpus.device_ids), "Capabilities": [["gpu"]]}
-        ]
-    elif spec.gpus is not None and spec.gpus.vendor == "amd":
-        host["Devices"] = [
-            {"PathOnHost": p, "PathInContainer": p, "CgroupPermissions": "rwm"} for p in ("/dev/kfd", "/dev/dri")
-        ]
-    config: dict[str, Any] = {
-        "Image": spec.image,
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
-        "Labels": {LABEL_INSTANCE: instance, LABEL_JOB: spec.job_id},
-        "HostConfig": host,
-        "AttachStdout": False,
-        "AttachStderr": False,
-        "Tty": False,
-    }
-    if spec.command:
-        config["Cmd"] = list(spec.command)
-    return config
 
 
 def engine_error(exc: aiodocker.DockerError, doing: str) -> ExecutorError:
@@ -121,72 +71,6 @@ def engine_error(exc: aiodocker.DockerError, doing: str) -> ExecutorError:
     if exc.status == 900:
         return ExecutorUnavailable(f"the Docker engine does not answer: {exc.message}")
     return ExecutorError(f"{doing}: {exc.message}")
-
-
-def split_timestamp(entry: bytes) -> tuple[int, bytes]:
-    """(ns since the epoch, the output) of one log entry read with `timestamps=1` (RFC 3339, nanoseconds,
-    then a space); (0, entry) when it has no timestamp."""
-    head, sep, rest = entry.partition(b" ")
-    if not sep or not head.endswith(b"Z") or b"T" not in head:
-        return 0, entry
-    try:
-        seconds, _, fraction = head[:-1].decode().partition(".")
-        whole = int(datetime.fromisoformat(seconds).replace(tzinfo=UTC).timestamp())
-    except ValueError:
-        return 0, entry
-    return whole * 10**9 + int((fraction + "000000000")[:9] or 0), rest
-
-
-LogEntry = tuple[bool, bytes, int]
-"""(from stderr, the bytes, ns since the epoch or 0) of one piece of a job's output."""
-
-MAX_BATCH = 256 * 1024
-"""Bytes of output a batch holds at most before it is handed on."""
-
-
-class LogBatcher:
-    """Collects stdout/stderr bytes and hands them on at most every `interval` seconds, in order."""
-
-    def __init__(self, sink: LogSink, interval: float) -> None:
-        self._sink = sink
-        self._interval = interval
-        self._decoders = (
-            codecs.getincrementaldecoder("utf-8")("replace"),
-            codecs.getincrementaldecoder("utf-8")("replace"),
-        )
-        self._parts: tuple[list[str], list[str]] = ([], [])
-        self._size = 0
-        self._until = 0
-        self._lock = asyncio.Lock()
-
-    def add(self, is_stderr: bool, data: bytes, at_ns: int = 0) -> None:
-        self._parts[is_stderr].append(self._decoders[is_stderr].decode(data))
-        self._size += len(data)
-        self._until = max(self._until, at_ns)
-
-    @property
-    def full(self) -> bool:
-        """Past MAX_BATCH bytes: the reader hands the batch on before it reads more (bounded memory)."""
-        return self._size >= MAX_BATCH
-
-    async def tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            # Shielded: stopping the ticker must not cut a batch off half-way through its sink (it was
-            # taken out of the buffer already, so it would be lost); the final flush waits for it.
-            await asyncio.shield(self.flush())
-
-    async def flush(self, final: bool = False) -> None:
-        async with self._lock:
-            if final:
-                for i in (0, 1):
-                    self._parts[i].append(self._decoders[i].decode(b"", final=True))
-            out, err = ("".join(p) for p in self._parts)
-            for p in self._parts:
-                p.clear()
-            self._size = 0
-            if out or err:
-                await self._sink(LogChunk(out, err, self._until))
 
 
 class DockerExecutor:
@@ -337,7 +221,7 @@ class DockerExecutor:
                 raise ExecutorError(f"the container did not start: {exc.message}") from exc
             if on_start is not None:
                 await on_start()
-            return await self._follow(container, spec.job_id, spec.timeout_s, on_logs, self._attached(attached))
+            return await self._follow(container, spec.job_id, spec.timeout_s, on_logs, attached_output(attached))
 
     async def adopt(self, job_id: str) -> bool:
         """After a restart: whether this job's container is still running here. If so it is kept out of
@@ -362,7 +246,7 @@ class DockerExecutor:
             containers = await self._ours(job_id)
             if not containers:
                 raise ExecutorError(f"the container of job {job_id} is gone")
-            logged = self._logged(containers[0], after_ns)
+            logged = engine_output(self._client(), containers[0], after_ns)
             try:
                 result = await self._follow(containers[0], job_id, timeout_s, on_logs, logged)
             finally:
@@ -398,7 +282,7 @@ class DockerExecutor:
         self, container: aiodocker.docker.DockerContainer, job_id: str, timeout_s: float | None, on_logs: LogSink,
         entries: AsyncIterator[LogEntry],
     ) -> RunResult:  # fmt: skip
-        logs = asyncio.create_task(self._pump_logs(entries, on_logs))
+        logs = asyncio.create_task(pump_logs(entries, on_logs, self._batch_s))
         timed_out = False
         shown: asyncio.Task[dict[str, Any]] | None = None
         try:
@@ -426,43 +310,6 @@ class DockerExecutor:
         # kernel's OOM killer, the only thing inside the sandbox's limits that kills with it.
         oom = bool(state.get("OOMKilled")) or code == SIGKILL_EXIT
         return RunResult(code, EndReason.OOM_KILLED if oom else EndReason.EXITED)
-
-    async def _pump_logs(self, entries: AsyncIterator[LogEntry], on_logs: LogSink) -> None:
-        """Hand the job's output on in batches until the container stops."""
-        batch = LogBatcher(on_logs, self._batch_s)
-        ticker = asyncio.create_task(batch.tick())
-        try:
-            async for is_stderr, data, at_ns in entries:
-                batch.add(is_stderr, data, at_ns)
-                if batch.full:  # a flood: wait for the sink rather than buffer without bound
-                    await batch.flush()
-        finally:
-            ticker.cancel()
-            await batch.flush(final=True)
-
-    @staticmethod
-    async def _attached(stream: Stream) -> AsyncIterator[LogEntry]:
-        """The live output of a container attached before its start: every byte exactly once. (The engine's
-        own log copy is bounded by rotation, and a follower of it loses or repeats entries when a flood
-        rotates the file under it.) Entries are stamped with their arrival time, for `follow` after a restart."""
-        while (msg := await stream.read_out()) is not None:
-            yield msg.stream == STDERR, msg.data, time.time_ns()
-
-    async def _logged(self, container: aiodocker.docker.DockerContainer, after_ns: int) -> AsyncIterator[LogEntry]:
-        """The engine's copy of an adopted container's output, from the entry after `after_ns` on."""
-        params = {"stdout": "1", "stderr": "1", "follow": "1", "timestamps": "1"}
-        if after_ns:
-            params["since"] = str(after_ns // 10**9)  # whole seconds: the entries up to after_ns are skipped below
-        async with self._client()._query(f"containers/{container.id}/logs", params=params, timeout=None) as resp:
-            while True:
-                try:
-                    kind, length = struct.unpack(">BxxxL", await resp.content.readexactly(8))
-                    data = await resp.content.readexactly(length)
-                except asyncio.IncompleteReadError:
-                    return
-                at_ns, data = split_timestamp(data)
-                if not at_ns or at_ns > after_ns:
-                    yield kind == STDERR, data, at_ns
 
     async def cancel(self, job_id: str) -> None:
         self._cancelled.add(job_id)

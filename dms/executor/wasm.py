@@ -37,7 +37,7 @@ from dms.executor.base import (
     RunResult,
     StartHook,
 )
-from dms.executor.docker import LogBatcher
+from dms.executor.docker_logs import LogBatcher
 from dms.executor.modules import ModuleStore
 from dms.executor.wasm_worker import PAGE, WorkerJob, WorkerResult
 

@@ -14,52 +14,30 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from dms.artifacts.jobrun import RunFiles
 from dms.artifacts.staging import InputFailed, JobFiles
 from dms.artifacts.store import Artifact
 from dms.errors import DmsError
-from dms.executor.base import (
-    ContainerSpec,
-    EndReason,
-    Executor,
-    ExecutorError,
-    GpuAssignment,
-    LogChunk,
-    RunResult,
-)
+from dms.executor.base import ContainerSpec, Executor, ExecutorError, GpuAssignment, LogChunk
 from dms.executor.modules import ModuleStore
 from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
-from dms.jobs.adopt import Adopting, last_checkpoint, resume_point
-from dms.jobs.cp_files import outputs_left, run_files
+from dms.jobs.cp_files import run_files
+from dms.jobs.cp_outcome import outcome
+from dms.jobs.cp_restart import Restarting
+from dms.jobs.cp_stream import DeploymentStreams
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.executor_watch import ExecutorWatch
 from dms.jobs.feed import EventFeed, Numbered
 from dms.jobs.logbudget import LogBudget, LogLimits, Piece
 from dms.jobs.modules import receive_module
-from dms.jobs.protocol import (
-    FIRST_LINE_TIMEOUT_S,
-    MAX_LINE,
-    Accepted,
-    Attach,
-    Cancel,
-    Deploy,
-    End,
-    Event,
-    Heartbeat,
-    ModuleChunk,
-    ProtocolError,
-    Rejected,
-    decode_to_provider,
-    encode,
-    joined,
-)
+from dms.jobs.protocol import Deploy
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import CPState, transition
 from dms.jobs.tasks import Coalesced, cancel_and_wait
-from dms.jobs.transport import LineStream, StreamClosed
+from dms.jobs.transport import LineStream
 from dms.onboarding.rules import Resources
 from dms.onboarding.service import OnboardingService
 from dms.payments.contract import run_key
@@ -70,13 +48,14 @@ from dms.store.allocations import AllocationStore
 from dms.store.jobs import Duplicate, EventLog, JobStore, NewEvent, Stale
 from dms.store.models import CPJobRow
 
+__all__ = ["EVENT_RETENTION", "LOG_KEEP", "LOG_TRIM_STEP", "ProviderService", "ProviderSettings", "outcome"]
+
 log = logging.getLogger(__name__)
 
 EVENT_RETENTION = timedelta(hours=24)
 LOG_KEEP = 5000
 """Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
 LOG_TRIM_STEP = 1000
-ORPHAN_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -87,22 +66,7 @@ class ProviderSettings:
     log_limits: LogLimits = field(default_factory=LogLimits)
 
 
-def outcome(result: RunResult, memory_mb: int, disk_mb: int = 0) -> tuple[CPState, str | None]:
-    """The final state and, for a failure, the reason shown to the user."""
-    if result.reason == EndReason.CANCELLED:
-        return CPState.CANCELLED, "cancelled"
-    if result.reason == EndReason.TIMEOUT:
-        return CPState.FAILED, f"timeout: {result.detail}" if result.detail else "timeout"
-    if result.reason == EndReason.OOM_KILLED:
-        return CPState.FAILED, result.detail or f"killed: out of memory (limit {memory_mb} MB)"
-    if result.reason == EndReason.DISK_LIMIT:
-        return CPState.FAILED, f"disk limit: the job filled its {disk_mb} MB /workspace (exit code {result.exit_code})"
-    if result.exit_code != 0:
-        return CPState.FAILED, f"exited with code {result.exit_code}" + (f" ({result.detail})" if result.detail else "")
-    return CPState.COMPLETED, None
-
-
-class ProviderService:
+class ProviderService(Restarting):
     def __init__(
         self,
         onboarding: OnboardingService,
@@ -128,8 +92,6 @@ class ProviderService:
         self._modules = modules
         self._module_problems: dict[str, str | None] = {}
         self._files = files
-        self._followers: defaultdict[str, int] = defaultdict(int)
-        self._fences: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._requesters: dict[str, str] = {}
         """The requester's peer id of each job in `_tasks` (the network keeps those connections)."""
@@ -139,6 +101,10 @@ class ProviderService:
         """Adopted jobs waiting for their requester to re-attach after a restart."""
         self._executors = ExecutorWatch(executor)
         self._watch: asyncio.Task[None] | None = None
+        self._streams = DeploymentStreams(
+            jobs, self._feed, settings.heartbeat_s, self._admit, self.cancel, self._attached,
+            lambda job_id: job_id in self._tasks, executor.cancel,
+        )  # fmt: skip
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -149,35 +115,10 @@ class ProviderService:
         if self.executor_problem:
             log.warning("executor unavailable: %s; this node will refuse jobs", self.executor_problem)
         await self._events.prune(EVENT_RETENTION)
-        live = await self._jobs.list({s.value for s in CPState if not s.is_terminal()}, limit=None)
-        adopted = set()
-        if not self.executor_problem and isinstance(self._executor, Adopting):
-            for row in live:
-                if row.state in (CPState.STARTING, CPState.RUNNING) and await self._executor.adopt(row.job_id):
-                    adopted.add(row.job_id)
-        leftovers = {} if self.executor_problem else {x.job_id: x for x in await self._executor.reconcile()}
-        for row in live:
-            if row.job_id in adopted:
-                self._orphans[row.job_id] = asyncio.Event()  # set when its requester re-attaches
-                self._tasks[row.job_id] = asyncio.create_task(self._resume(row))
-                self._requesters[row.job_id] = row.sp_peer_id
-                log.info("adopted job %s after restart: its container still runs", row.job_id)
-                continue
-            left = leftovers.get(row.job_id)
-            outputs = None
-            if left is not None and not left.running and left.exit_code is not None:
-                code = left.exit_code
-                state, reason = outcome(RunResult(code, EndReason.EXITED), int(row.spec["resources"]["memory_mb"]))
-                outputs = await outputs_left(self._files, row.job_id)  # it ended while the provider was down
-            else:
-                code, state, reason = None, CPState.FAILED, "the provider restarted while the job ran"
-            await self._finish(row.job_id, CPState(row.state), state, code, reason, outputs)
-            log.info("reconciled job %s after restart: %s", row.job_id, state)
-        if self._files is not None:  # what a crash left, but the adopted jobs' folders (their containers use them)
-            await asyncio.to_thread(self._files.clear, frozenset(adopted))
+        await self._reconcile()
 
     async def stop(self) -> None:
-        await cancel_and_wait([*self._fences, *self._tasks.values(), *([self._watch] if self._watch else [])])
+        await cancel_and_wait([*self._streams.fences, *self._tasks.values(), *([self._watch] if self._watch else [])])
         await self._capacity_changed.close()
 
     async def job(self, job_id: str) -> CPJobRow | None:
@@ -343,62 +284,6 @@ class ProviderService:
     def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
         return run_files(self._files, self._executor, job_id, spec, sp_peer, self._emit)
 
-    async def _resume(self, row: CPJobRow) -> None:
-        """Follow an adopted job to its end from where its stored output stops (after a restart), with its
-        files' hooks as a fresh run has them: checkpoints go on, outputs are collected at the end."""
-        job_id, state = row.job_id, CPState(row.state)
-        code: int | None = None
-        final: CPState = CPState.FAILED
-        reason: str | None = "the provider stopped"
-        budget = LogBudget(self._settings.log_limits, time.monotonic())
-        outputs: Artifact | None = None
-        files: RunFiles | None = None
-        try:
-            if state == CPState.STARTING:
-                state = await self._move(job_id, state, CPState.RUNNING)
-            spec = JobSpec.model_validate(row.spec)
-            left = spec.duration_s - (datetime.now(UTC) - row.created_at).total_seconds()
-            after = await resume_point(self._events, job_id)
-            files = self._run_files(job_id, spec, row.sp_peer_id)
-            dump = files.adopt(await last_checkpoint(self._events, job_id)) if files is not None else None
-            assert isinstance(self._executor, Adopting)
-            watch = asyncio.create_task(self._stop_unless_attached(job_id))
-            if files is not None:
-                files.started()
-            try:
-                result = await self._executor.follow(job_id, after, self._log_sink(job_id, budget), max(left, 1.0),
-                                                     str(dump) if dump else None)  # fmt: skip
-            finally:
-                watch.cancel()
-            code = result.exit_code
-            final, reason = outcome(result, spec.resources.memory_mb, spec.resources.disk_mb)
-            if final == CPState.CANCELLED and watch.done() and not watch.cancelled():
-                final, reason = CPState.FAILED, "its requester did not re-attach after the provider restarted"
-            if files is not None:
-                outputs, failure = await files.finish()
-                final, reason = (CPState.FAILED, failure) if failure else (final, reason)
-        except (ExecutorError, InputFailed) as exc:
-            final, reason = CPState.FAILED, str(exc)
-        finally:
-            if files is not None:
-                await asyncio.shield(files.close())
-            self._tasks.pop(job_id, None)
-            self._requesters.pop(job_id, None)
-            self._orphans.pop(job_id, None)
-            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
-
-    async def _stop_unless_attached(self, job_id: str) -> None:
-        """An adopted job whose requester does not re-attach within its own give-up time (3 heartbeats,
-        plus a margin) was ended on its side: stop it here too."""
-        attached = self._orphans.get(job_id)
-        if attached is None:
-            return  # its requester is back already
-        try:
-            await asyncio.wait_for(attached.wait(), 3 * self._settings.heartbeat_s + ORPHAN_MARGIN_S)
-        except TimeoutError:
-            log.info("job %s: its requester did not re-attach after the restart; stopping it", job_id)
-            await self._executor.cancel(job_id)
-
     def _log_sink(self, job_id: str, budget: LogBudget) -> Callable[[LogChunk], Awaitable[None]]:
         async def logs(chunk: LogChunk) -> None:
             now = time.monotonic()
@@ -503,110 +388,11 @@ class ProviderService:
 
     async def serve(self, stream: LineStream) -> None:
         """Handle one `/dms/deployment/1.0.0` stream from a requester, until the job's end or a drop."""
-        peer = stream.remote_peer
-        try:
-            try:
-                first = decode_to_provider(await stream.receive(FIRST_LINE_TIMEOUT_S))
-            except ProtocolError as exc:
-                log.warning("bad deployment request from %s: %s", peer, exc)
-                return
-            if isinstance(first, Cancel):
-                await self.cancel(first.job_id, peer)
-                return
-            if isinstance(first, ModuleChunk):
-                log.warning("bad deployment request from %s: a module chunk before any deploy", peer)
-                return
-            if isinstance(first, Deploy):
-                known = await self._jobs.get(first.job_id)
-                if known is not None and known.sp_peer_id == peer:
-                    reason = None  # its requester crashed before it stored our answer: re-attach from the start
-                else:
-                    reason = await self._receive_module(stream, first)
-                    reason = reason or await self.offer(first, peer)
-                after = 0
-            else:
-                reason = await self._check_attach(first, peer)
-                after = first.after_seq
-            if reason is not None:
-                await stream.send(encode(Rejected(type="rejected", job_id=first.job_id, reason=reason)))
-                return
-            await stream.send(encode(Accepted(type="accepted", job_id=first.job_id)))
-            await self._follow_fenced(stream, first.job_id, after)
-        except (StreamClosed, TimeoutError):
-            pass
-        finally:
-            await stream.close()
+        await self._streams.serve(stream)
 
-    async def _receive_module(self, stream: LineStream, req: Deploy) -> str | None:
+    async def _admit(self, stream: LineStream, req: Deploy, sp_peer: str) -> str | None:
         """A wasm job's module, when we lack it, arrives in the stream before admission."""
-        if self._modules is None or self.executor_problems.get(req.spec.executor) is not None:
-            return None  # admission refuses it with the reason
-        return await receive_module(stream, req, self._modules)
-
-    async def _check_attach(self, req: Attach, peer: str) -> str | None:
-        row = await self._jobs.get(req.job_id)
-        if row is None or row.sp_peer_id != peer:
-            return f"no job {req.job_id} from this peer"
-        waiting = self._orphans.pop(req.job_id, None)
-        if waiting is not None:
-            waiting.set()
-        return None
-
-    async def _follow_fenced(self, stream: LineStream, job_id: str, after: int) -> None:
-        """`_follow`; once the last requester stream of a running job that may be resumed elsewhere
-        (`resume: on-failure`) is gone, the job is stopped unless one re-attaches within 3 heartbeats:
-        its SP may have started a new run elsewhere (the stop takes the last checkpoint first)."""
-        self._followers[job_id] += 1
-        try:
-            await self._follow(stream, job_id, after)
-        finally:
-            self._followers[job_id] -= 1
-            if not self._followers[job_id]:
-                del self._followers[job_id]
-                if job_id in self._tasks:
-                    fence = asyncio.create_task(self._fence(job_id))
-                    self._fences.add(fence)
-                    fence.add_done_callback(self._fences.discard)
-
-    async def _fence(self, job_id: str) -> None:
-        row = await self._jobs.get(job_id)
-        if row is None or row.spec.get("resume") != "on-failure":
-            return
-        await asyncio.sleep(3 * self._settings.heartbeat_s)  # the SP's own bound for re-attaching
-        if job_id in self._tasks and not self._followers.get(job_id):
-            log.warning("job %s: its requester is gone for 3 heartbeats; stopping it (it may run elsewhere)", job_id)
-            await self._executor.cancel(job_id)
-
-    async def _follow(self, stream: LineStream, job_id: str, after: int) -> None:
-        """Send stored events after `after`, then live ones, heartbeats while quiet; listen for cancel."""
-        reader = asyncio.create_task(self._read_cancels(stream, job_id))
-        try:
-            async with contextlib.aclosing(self._feed.batches(job_id, after, self._settings.heartbeat_s)) as batches:
-                async for batch in batches:
-                    if batch is None:
-                        await stream.send(encode(Heartbeat(type="heartbeat")))
-                        continue
-                    lines, ended = [], False  # what there is goes in as few writes as fit (each crosses a thread)
-                    for item in batch:
-                        ev = Event(type="event", job_id=job_id, seq=item.seq, kind=item.kind, data=item.data)  # type: ignore[arg-type]
-                        lines.append(encode(ev))
-                        if item.kind == "result":
-                            lines.append(encode(End(type="end", job_id=job_id)))
-                            ended = True
-                            break
-                    for write in joined(lines, MAX_LINE):
-                        await stream.send(write)
-                    if ended:
-                        return
-        finally:
-            reader.cancel()
-
-    async def _read_cancels(self, stream: LineStream, job_id: str) -> None:
-        with contextlib.suppress(StreamClosed):
-            while True:
-                try:
-                    msg = decode_to_provider(await stream.receive(3600))
-                except (ProtocolError, TimeoutError):
-                    continue
-                if isinstance(msg, Cancel) and msg.job_id == job_id:
-                    await self.cancel(job_id, stream.remote_peer)
+        reason = None
+        if self._modules is not None and self.executor_problems.get(req.spec.executor) is None:
+            reason = await receive_module(stream, req, self._modules)  # else admission refuses it with the reason
+        return reason or await self.offer(req, sp_peer)

@@ -12,55 +12,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dms.errors import Conflict
-from dms.executor.modules import ModuleStore
 from dms.jobs.deadline import min_refund_deadline
-from dms.jobs.feed import EventFeed, Numbered
+from dms.jobs.feed import Numbered
 from dms.jobs.link import FromProvider, Lost, ProviderLink, close_opened, offer, open_ahead
 from dms.jobs.protocol import FIRST_LINE_TIMEOUT_S, Deploy, Event, Payment
-from dms.jobs.sp_files import FileHooks, OutputsFetched, fetch_outputs
+from dms.jobs.sp_deps import Deps
+from dms.jobs.sp_files import OutputsFetched, fetch_outputs
 from dms.jobs.sp_messages import CancelJob, Frame, Offered, Pay, Verified, answer, final_frame, log_frames
 from dms.jobs.sp_rerun import Resuming
-from dms.jobs.sp_resume import NotResumed, Replacements, Resumed, ResumeQuoted, RunClock, run_number, run_spec, runs_of
+from dms.jobs.sp_resume import NotResumed, Resumed, ResumeQuoted, RunClock, run_number, run_spec, runs_of
 from dms.jobs.states import SPState, transition
-from dms.jobs.transport import Dialer, LineStream, NetworkError
+from dms.jobs.transport import LineStream, NetworkError
 from dms.payments.contract import run_key
 from dms.payments.errors import PaymentRejected
-from dms.payments.gate import PaymentGate
 from dms.payments.settle import outcome_of, settlement
 from dms.store.health import storage_fault
-from dms.store.jobs import Duplicate, JobStore, NewEvent, TransactionLog
+from dms.store.jobs import Duplicate, NewEvent, TransactionLog
 from dms.store.models import SPJobRow, TransactionRow
+
+__all__ = ["Deps", "SPJob"]
 
 log = logging.getLogger(__name__)
 
 OPENED_FRESH_S = FIRST_LINE_TIMEOUT_S / 2
 """A stream opened ahead is used only this long: its provider waits FIRST_LINE_TIMEOUT_S for the request."""
-
-
-@dataclass(frozen=True)
-class Deps:
-    jobs: JobStore[SPJobRow]
-    feed: EventFeed
-    dialer: Dialer
-    payments: PaymentGate
-    transactions: TransactionLog
-    heartbeat_s: float
-    settlements_due: Callable[[], None]
-    """Wakes the settlement worker once a settlement is owed."""
-    modules: ModuleStore | None = None
-    """Where a wasm job's module comes from when its provider asks for it."""
-    files: FileHooks | None = None
-    """Outputs and checkpoints of the jobs (None: a node without dms.artifacts)."""
-    replacements: Replacements | None = None
-    """Who could take over a `resume: on-failure` job whose provider is lost (None: such jobs fail)."""
-    quote_ttl_s: float = 600.0
-    """How long a quote (also one for a resumed run, escrow mode) waits for its payment."""
 
 
 class SPJob(Resuming):

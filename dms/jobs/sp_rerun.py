@@ -33,7 +33,7 @@ from dms.store.models import SPJobRow, TransactionRow
 
 if TYPE_CHECKING:
     from dms.jobs.link import ProviderLink
-    from dms.jobs.sp_job import Deps
+    from dms.jobs.sp_deps import Deps
 
 __all__ = ["NotResumed", "Resuming"]
 
