@@ -425,7 +425,7 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         "Messages: pings (ours answered + peers' served) + records received (kept or not) + records published",
         "+ table syncs, from each",
         "node's own counters. Bytes: TCP bytes sent on the node's open connections (kernel counts, `ss -ti`).",
-        "Defaults: p2p.record_refresh_s 120, p2p.conn_low/conn_high 4/8.",
+        "Defaults: p2p.record_refresh_s 120, p2p.conn_low/conn_high 3/5.",
         note,
         "",
         "| N | nodes | hub READY | last of N-1 READY (from their spawn) | all visible after last READY "

@@ -47,9 +47,13 @@ def one_run(argv: list[str], workdir: Path) -> tuple[float, float]:
     return ready, rss
 
 
-def dms_argv(workdir: Path) -> list[str]:
+def dms_argv(workdir: Path, whole_libp2p: bool = False) -> list[str]:
+    """The daemon; `whole_libp2p`: as before dms/network/lean.py (py-libp2p imported whole), for comparison."""
     cfg = workdir / "c.json"
     cfg.write_text(json.dumps({"general": {"data_dir": str(workdir / "data")}, "rest": {"port": free_port()}}))
+    if whole_libp2p:
+        code = "import sys, dms.network.lean as l; l.install = lambda: None; from dms.daemon import main; main()"
+        return [sys.executable, "-c", code, "--config", str(cfg)]
     return [sys.executable, "-m", "dms", "--config", str(cfg)]
 
 
@@ -58,16 +62,18 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    results: dict[str, list[tuple[float, float]]] = {"bare aiohttp": [], "nunet-dms": []}
-    for _ in range(args.runs):  # interleaved, so both see the same machine state
+    results: dict[str, list[tuple[float, float]]] = {"bare aiohttp": [], "nunet-dms": [], "whole": []}
+    for _ in range(args.runs):  # interleaved, so all see the same machine state
         with tempfile.TemporaryDirectory() as d:
             results["bare aiohttp"].append(
                 one_run([sys.executable, str(HERE / "bare_aiohttp.py"), str(free_port())], Path(d))
             )
         with tempfile.TemporaryDirectory() as d:
             results["nunet-dms"].append(one_run(dms_argv(Path(d)), Path(d)))
+        with tempfile.TemporaryDirectory() as d:
+            results["whole"].append(one_run(dms_argv(Path(d), whole_libp2p=True), Path(d)))
     med = {k: (statistics.median(r for r, _ in v), statistics.median(m for _, m in v)) for k, v in results.items()}
-    bare, dms = med["bare aiohttp"], med["nunet-dms"]
+    bare, dms, whole = med["bare aiohttp"], med["nunet-dms"], med["whole"]
     lines = [
         f"## Start-up and idle memory ({datetime.now(UTC):%Y-%m-%d}, {machine()})",
         "",
@@ -79,8 +85,10 @@ def main() -> None:
         "| nunet-dms (store, onboarding, executor check, libp2p node up, REST; payments off)"
         f" | {dms[0]:.2f} s | {dms[1]:.0f} MB |",
         f"| ratio | {dms[0] / bare[0]:.1f}x | {dms[1] / bare[1]:.1f}x |",
+        f"| the same, py-libp2p imported whole (before dms/network/lean.py) | {whole[0]:.2f} s | {whole[1]:.0f} MB |",
         "",
         "Goal (issue 14, item 7): READY under 1.5 s, idle RSS under 120 MB.",
+        f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
         "",
     ]
     text = "\n".join(lines)

@@ -82,8 +82,8 @@ class P2P(_Section):
     record_refresh_s: float = Field(
         120.0, ge=1, le=86_400, description="Capacity records go out on change, and this often otherwise."
     )
-    conn_low: int = Field(4, ge=1, le=10_000, description="Connection count low water mark.")
-    conn_high: int = Field(8, ge=1, le=10_000, description="Connection count high water mark (trimmed above).")
+    conn_low: int = Field(3, ge=1, le=10_000, description="Connection count low water mark.")
+    conn_high: int = Field(5, ge=1, le=10_000, description="Connection count high water mark (trimmed above).")
 
     @model_validator(mode="after")
     def _water_marks_in_order(self) -> P2P:

@@ -84,8 +84,8 @@ class NetworkSettings:
     psk: str | None = None
     allowed_peers: tuple[str, ...] = ()
     record_refresh_s: float = 120.0
-    conn_low: int = 4
-    conn_high: int = 8
+    conn_low: int = 3
+    conn_high: int = 5
 
     def __post_init__(self) -> None:
         problems = self.problems()

@@ -150,8 +150,8 @@ def main() -> None:
     p.add_argument("--heartbeat", type=float, default=1.0)
     p.add_argument("--advert", help="JSON of an advert to publish at start")
     p.add_argument("--refresh", type=float, default=60.0)
-    p.add_argument("--conn-low", type=int, default=4)
-    p.add_argument("--conn-high", type=int, default=8)
+    p.add_argument("--conn-low", type=int, default=3)
+    p.add_argument("--conn-high", type=int, default=5)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     sys.exit(asyncio.run(_child(args)))
@@ -175,7 +175,7 @@ class NodeProc:
         heartbeat: float = 1.0,
         advert: dict[str, Any] | None = DEFAULT_ADVERT,
         refresh: float = 60.0,
-        conns: tuple[int, int] = (4, 8),
+        conns: tuple[int, int] = (3, 5),
     ) -> None:
         self.name = name
         self.identity = root / f"{name}.key"
