@@ -22,6 +22,8 @@ from pathlib import Path
 import psutil
 from common import free_port, machine
 
+from dms.store.db import DB_NAME, migrate
+
 HERE = Path(__file__).parent
 
 
@@ -47,10 +49,15 @@ def one_run(argv: list[str], workdir: Path) -> tuple[float, float]:
     return ready, rss
 
 
-def dms_argv(workdir: Path, whole_libp2p: bool = False) -> list[str]:
-    """The daemon; `whole_libp2p`: as before dms/network/lean.py (py-libp2p imported whole), for comparison."""
+def dms_argv(workdir: Path, whole_libp2p: bool = False, first_start: bool = False) -> list[str]:
+    """The daemon, restarted on a store already at the current schema (a service's usual start) unless
+    `first_start` (a new store: Alembic is loaded to create it); `whole_libp2p`: as before
+    dms/network/lean.py (py-libp2p imported whole), for comparison."""
     cfg = workdir / "c.json"
     cfg.write_text(json.dumps({"general": {"data_dir": str(workdir / "data")}, "rest": {"port": free_port()}}))
+    if not first_start:
+        (workdir / "data").mkdir()
+        migrate(workdir / "data" / DB_NAME)
     if whole_libp2p:
         code = "import sys, dms.network.lean as l; l.install = lambda: None; from dms.daemon import main; main()"
         return [sys.executable, "-c", code, "--config", str(cfg)]
@@ -62,7 +69,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    results: dict[str, list[tuple[float, float]]] = {"bare aiohttp": [], "nunet-dms": [], "whole": []}
+    results: dict[str, list[tuple[float, float]]] = {"bare aiohttp": [], "nunet-dms": [], "whole": [], "first": []}
     for _ in range(args.runs):  # interleaved, so all see the same machine state
         with tempfile.TemporaryDirectory() as d:
             results["bare aiohttp"].append(
@@ -72,12 +79,16 @@ def main() -> None:
             results["nunet-dms"].append(one_run(dms_argv(Path(d)), Path(d)))
         with tempfile.TemporaryDirectory() as d:
             results["whole"].append(one_run(dms_argv(Path(d), whole_libp2p=True), Path(d)))
+        with tempfile.TemporaryDirectory() as d:
+            results["first"].append(one_run(dms_argv(Path(d), first_start=True), Path(d)))
     med = {k: (statistics.median(r for r, _ in v), statistics.median(m for _, m in v)) for k, v in results.items()}
-    bare, dms, whole = med["bare aiohttp"], med["nunet-dms"], med["whole"]
+    bare, dms, whole, first = med["bare aiohttp"], med["nunet-dms"], med["whole"], med["first"]
     lines = [
         f"## Start-up and idle memory ({datetime.now(UTC):%Y-%m-%d}, {machine()})",
         "",
-        f"Median of {args.runs} interleaved runs; READY = the sd_notify READY=1 datagram; RSS 2 s after READY.",
+        f"Median of {args.runs} interleaved runs; READY = the sd_notify READY=1 datagram; RSS 2 s after READY."
+        " The daemon starts on a store already at the current schema (every start but the first), except in"
+        " the last row.",
         "",
         "| process | exec to READY | idle RSS |",
         "|---|---|---|",
@@ -86,6 +97,7 @@ def main() -> None:
         f" | {dms[0]:.2f} s | {dms[1]:.0f} MB |",
         f"| ratio | {dms[0] / bare[0]:.1f}x | {dms[1] / bare[1]:.1f}x |",
         f"| the same, py-libp2p imported whole (before dms/network/lean.py) | {whole[0]:.2f} s | {whole[1]:.0f} MB |",
+        f"| nunet-dms, first start (a new store: Alembic creates it) | {first[0]:.2f} s | {first[1]:.0f} MB |",
         "",
         "Goal (issue 14, item 7): READY under 1.5 s, idle RSS under 120 MB.",
         f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
