@@ -95,8 +95,8 @@ class Pair:
     wire: Wire
 
 
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+async def onboarded(tmp_path: Path) -> tuple[Store, OnboardingService]:
+    """An open store under `tmp_path` and this machine onboarded on it with half its resources."""
     store = Store(tmp_path)
     await store.open()
     machine = measure(tmp_path, gpus=[])
@@ -107,6 +107,12 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         reserved=Resources(machine.cpu_mhz // 2, machine.memory_mb // 2, disk_mb=machine.disk_mb // 2),
         channel="nunet-test", payment_addr=PAYOUT, ntx_price=1000, is_available=True,
     )  # fmt: skip
+    return store, onboarding
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    store, onboarding = await onboarded(tmp_path)
     executor = DockerExecutor(f"t-{uuid.uuid4().hex[:8]}", log_batch_s=0.05)
 
     async def noop() -> None:
@@ -123,7 +129,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         free = await onboarding.free()
         return [
             Candidate(
-                CP, "nunet-test", True, free.cpu_mhz, machine.cores, free.memory_mb, (), 1000, ("docker",),
+                CP, "nunet-test", True, free.cpu_mhz, onboarding.machine.cores, free.memory_mb, (), 1000, ("docker",),
                 disk_mb=free.disk_mb,
             )
         ]  # fmt: skip

@@ -19,18 +19,12 @@ from dms.executor.wasm import WasmExecutor
 from dms.jobs.modules import send_module
 from dms.jobs.protocol import NeedModule, decode_to_requester
 from dms.jobs.provider import ProviderService, ProviderSettings
-from dms.onboarding.hardware import measure
-from dms.onboarding.rules import Resources
-from dms.onboarding.service import OnboardingService
 from dms.payments.gate import NoPayments
 from dms.store.allocations import AllocationStore
-from dms.store.db import Store
 from dms.store.jobs import EventLog, JobStore
 from dms.store.models import CPJobRow
-from dms.store.onboarding import OnboardingStore
 from tests import wasm_modules as m
-from tests.conftest import PAYOUT
-from tests.integration.jobpair import QueueStream
+from tests.integration.jobpair import QueueStream, onboarded
 from tests.procs import free_port
 
 SP = "sp-peer"
@@ -38,17 +32,7 @@ SP = "sp-peer"
 
 @pytest.fixture
 async def provider(tmp_path: Path) -> AsyncIterator[ProviderService]:
-    store = Store(tmp_path)
-    await store.open()
-    machine = measure(tmp_path, gpus=[])
-    onboarding = OnboardingService(
-        machine, OnboardingStore(store), AllocationStore(store), tmp_path / "m.json", ["nunet-test"], "t"
-    )
-    await onboarding.onboard(
-        reserved=Resources(machine.cpu_mhz // 2, machine.memory_mb // 2, disk_mb=machine.disk_mb // 2),
-        channel="nunet-test",
-        payment_addr=PAYOUT, ntx_price=1000, is_available=True,
-    )  # fmt: skip
+    store, onboarding = await onboarded(tmp_path)
     docker = DockerExecutor("t-wasm", url=f"tcp://127.0.0.1:{free_port()}")  # nothing listens there
     modules = ModuleStore(tmp_path / "cp-modules")
     wasm = WasmExecutor(modules, tmp_path / "work", log_batch_s=0.05)
