@@ -13,10 +13,6 @@ Python bookkeeping, not in the cipher:
   the connection's write lock, a debug line formatted whether or not debug is on, and two Noise messages
   (a 65,536-byte frame does not fit in one). Here everything the send window allows goes out as one
   write of frames whose payload is `FRAME_PAYLOAD` (header + payload = exactly one Noise message).
-- multistream-select, opening a stream: the client wrote its header, waited for the peer's, then wrote
-  the protocol and waited again: two round trips through both peers' trio threads before the first byte
-  of every stream. With one protocol to propose, here both lines go out at once and both answers are
-  read after (go-libp2p proposes the same way): one round trip. Lists of several protocols keep 0.8.1's way.
 - yamux, reading: `read_exactly` copied every frame body once more into a bytearray; here a read that
   returns the whole body at once is returned as it is. A frame body already decrypted and buffered is
   taken without arming a trio deadline (0.8.1 arms one per frame; only a wait needs it).
@@ -37,8 +33,6 @@ from typing import Any
 import trio
 from libp2p.io.exceptions import IncompleteReadError
 from libp2p.io.utils import read_exactly as _libp2p_read_exactly
-from libp2p.protocol_muxer import multiselect_client as ms_client
-from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectCommunicatorError
 from libp2p.security.noise import io as noise_io
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.exceptions import MuxedStreamError
@@ -59,7 +53,6 @@ WINDOW_WAIT_S = 5.0
 
 _HEADER = struct.Struct(yamux.YAMUX_HEADER_FORMAT)
 _applied: bool | None = None
-_original_select_one_of: Any = None
 
 
 def installed_version() -> str:
@@ -92,10 +85,6 @@ def apply(version: str | None = None) -> bool:
     yamux.Yamux._write_frame = _yamux_write_frame  # type: ignore[method-assign]
     setattr(yamux, "read_exactly", _read_exactly)  # noqa: B010  # the name yamux imported, not an attribute of ours
     yamux.Yamux._read_data_body = _yamux_read_data_body  # type: ignore[method-assign]
-    global _original_select_one_of
-    if _original_select_one_of is None:
-        _original_select_one_of = ms_client.MultiselectClient.select_one_of
-    ms_client.MultiselectClient.select_one_of = _select_one_of  # type: ignore[method-assign]
     _applied = True
     return True
 
@@ -150,42 +139,6 @@ async def _noise_write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) 
         parts.append(len(enc).to_bytes(2, "big"))
         parts.append(enc)
     await self.read_writer.read_write_closer.write(b"".join(parts))
-
-
-# --- multistream-select ---
-
-
-async def _select_one_of(
-    self: Any, protocols: Any, communicator: Any, negotiate_timeout: int = ms_client.DEFAULT_NEGOTIATE_TIMEOUT
-) -> Any:
-    """0.8.1's `MultiselectClient.select_one_of`, with the header and a single proposal sent together."""
-    if len(protocols) != 1:
-        return await _original_select_one_of(self, protocols, communicator, negotiate_timeout)
-    protocol = protocols[0]
-    with trio.move_on_after(negotiate_timeout):
-        try:
-            await communicator.write(ms_client.MULTISELECT_PROTOCOL_ID)
-            await communicator.write(protocol if protocol is not None else "")
-        except MultiselectCommunicatorError as error:
-            raise MultiselectClientError(f"handshake write failed: {error}") from error
-        try:
-            handshake = await communicator.read()
-            response = await communicator.read()
-        except MultiselectCommunicatorError as error:
-            raise MultiselectClientError(f"protocol read failed: {error}, protocol={protocol}") from error
-        if not ms_client.is_valid_handshake(handshake):
-            raise MultiselectClientError(
-                f"multiselect protocol ID mismatch: expected {ms_client.MULTISELECT_PROTOCOL_ID}, got {handshake!r}"
-            )
-        if response == (protocol if protocol is not None else ""):
-            return protocol
-        if response == ms_client.PROTOCOL_NOT_FOUND_MSG:
-            raise MultiselectClientError(
-                f"protocols not supported: tried {list(protocols)}, timeout={negotiate_timeout}s. Last error: "
-                f"protocol not supported: {protocol}, response={response!r}"
-            )
-        raise MultiselectClientError(f"unrecognized response: {response!r}, expected {protocol!r}")
-    raise MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: {list(protocols)}")
 
 
 # --- yamux ---

@@ -1,6 +1,6 @@
 """The transfer fast path (dms/network/fastpath.py): refused on other py-libp2p versions, and a patched host
-still talks to a py-libp2p host that has nothing of dms in it, both ways, with and without a PSK (streams
-opened with the pipelined protocol proposal, accepted and refused).
+still talks to a py-libp2p host that has nothing of dms in it, both ways, with and without a PSK (and a
+protocol the peer does not speak is still refused by name).
 
 The plain peer runs in its own process (`tests/network/plain_peer.py`), so its Noise and yamux are
 0.8.1's own. 3 MiB each way spans many Noise messages, many yamux frames and several send windows.
@@ -82,7 +82,7 @@ async def _echo_through(addr: str, psk: str | None, data: bytes) -> bytes:
                 if not chunk:
                     break
                 back += chunk
-            # a protocol the peer does not speak is refused by name (the proposal went out with the header)
+            # a protocol the peer does not speak is refused by name
             with pytest.raises(Exception) as refused:  # libp2p's StreamFailure, caused by the refusal
                 await host.new_stream(info.peer_id, [TProtocol("/dms-test/nope/1.0.0")])
             assert "protocols not supported" in str(refused.value.__cause__)
