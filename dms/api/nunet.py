@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from dms.api.context import ctx
 from dms.api.endpoint import Endpoint, GoBody, Query, parse_body, reply, reply_json
 from dms.api.errors import BadRequest, error_response
+from dms.api.peers import FreeResourcesOut
 from dms.errors import Conflict, NotFound
 from dms.jobs.sp_resume import run_number
 from dms.jobs.states import SPState
@@ -20,17 +21,9 @@ from dms.payments.contract import run_key
 from dms.store.models import TransactionRow
 
 
-class FreeOut(BaseModel):
-    """NuNet's FreeResources: `tot_cpu_hz` is in MHz (NuNet's name, NuNet's unit), `ram` in MB."""
+class FreeOut(FreeResourcesOut):
+    """NuNet's FreeResources (`/telemetry/free`), with the free GPUs beside it."""
 
-    id: int = 1
-    tot_cpu_hz: int
-    price_cpu: float = 0
-    ram: int
-    price_ram: float = 0
-    vcpu: int = Field(description="Free MHz divided by one core's MHz.")
-    disk: float = 0
-    price_disk: float = 0
     gpus: list[int] = Field(description="dms: indexes of the offered GPUs no job holds.")
 
 

@@ -66,7 +66,7 @@ class FreeResourcesOut(BaseModel):
     price_cpu: float = 0
     ram: int
     price_ram: float = 0
-    vcpu: int
+    vcpu: int = Field(description="Free MHz divided by one core's MHz.")
     disk: float = 0
     price_disk: float = 0
 

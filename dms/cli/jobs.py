@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -82,8 +82,11 @@ def run(
     ] = None,
     inputs: Annotated[
         list[str] | None,
-        typer.Option("--input", metavar="SOURCE=PATH",
-                     help="A file for /inputs/PATH: a local file (uploaded first), an artifact's sha256 or a URL."),
+        typer.Option(
+            "--input",
+            metavar="SOURCE=PATH",
+            help="A file for /inputs/PATH: a local file (uploaded first), an artifact's sha256 or a URL.",
+        ),
     ] = None,
     checkpoint_every: Annotated[
         float | None, typer.Option("--checkpoint-every", metavar="S", help="Snapshot /workspace every S seconds.")
@@ -132,6 +135,14 @@ def run(
         rich_text.Text(f"quote: job {job_id} on {provider} for {quote['estimated_price']} wei", style="bold"),
         soft_wrap=True,
     )
+    pay_and_follow(client, quote, pay_key, rpc_url, frames)
+
+
+def pay_and_follow(
+    client: DmsClient, quote: dict[str, Any], pay_key: str | None, rpc_url: str | None, frames: bool
+) -> NoReturn:
+    """Deposit for the quote when the daemon takes escrow payments, then follow the job to its end and exit
+    with its status."""
     tx_hash = None
     if quote.get("escrow_address"):
         if not pay_key or not rpc_url:
@@ -139,6 +150,7 @@ def run(
             sys.exit(1)
         tx_hash = deposit(quote, pay_key, rpc_url)
         render.out.print(rich_text.Text(f"paid: deposit {tx_hash}", style="bold"), soft_wrap=True)
+    job_id = quote["job_id"]
     sys.exit(follow(client, job_id, pay=True, raw=frames, tx_hash=tx_hash, payer=payer(pay_key, rpc_url)))
 
 
@@ -187,7 +199,11 @@ def deposit(quote: dict[str, Any], key: str, rpc_url: str) -> str:
 
 
 def follow(
-    client: DmsClient, job_id: str, pay: bool, raw: bool = False, tx_hash: str | None = None,
+    client: DmsClient,
+    job_id: str,
+    pay: bool,
+    raw: bool = False,
+    tx_hash: str | None = None,
     payer: Callable[[dict[str, Any]], str] | None = None,
 ) -> int:
     """Print the job's frames until its end; the exit code to leave with. `payer` pays the deposit of a run
@@ -342,13 +358,7 @@ def resume(
              f"for {quote['estimated_price']} wei", style="bold"),
         soft_wrap=True,
     )  # fmt: skip
-    tx_hash = None
-    if quote.get("escrow_address"):
-        if not pay_key or not rpc_url:
-            render.error("this daemon takes escrow payments: give --pay-key and --rpc-url to pay the deposit")
-            sys.exit(1)
-        tx_hash = deposit(quote, pay_key, rpc_url)
-    sys.exit(follow(client, new_id, pay=True, raw=frames, tx_hash=tx_hash, payer=payer(pay_key, rpc_url)))
+    pay_and_follow(client, quote, pay_key, rpc_url, frames)
 
 
 def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:
