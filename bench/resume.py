@@ -22,6 +22,9 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,149 +32,144 @@ import aiohttp
 from common import append_results, header, load_note, median
 
 from dms.payments.contract import escrow_job_id
-from tests.e2e.test_daemon_process import onboard
+from tests.e2e.test_resume import COUNTER, kill_after_checkpoints, resumable, two_providers
 from tests.e2e.test_resume_escrow import PaidNetwork, paid_network_on, send_status
 from tests.procs import DmsProcess, post, wait_for
 
 HB = 1.0
-COUNTER = (
-    "touch /workspace/log; i=$(tail -n1 /workspace/log); i=${i:-0}; echo start $i; "
-    "while [ $i -lt 60 ]; do i=$((i+1)); echo $i >> /workspace/log; sleep 0.1; done; echo counted"
-)
-SPEC: dict[str, Any] = {
-    "image": "dms-test/busybox:1", "command": ["sh", "-c", COUNTER],
-    "resources": {"cpu_mhz": 300, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
-    "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
-}  # fmt: skip
+SPEC = resumable(COUNTER)
+Repay = Callable[[aiohttp.ClientWebSocketResponse, dict[str, Any]], Awaitable[None]]
 
 
-async def one_round(sp: DmsProcess, cps: dict[str, DmsProcess]) -> tuple[float, float, float]:
-    """(send-status → first log, kill → job-resumed, kill → first log of the new run)."""
-    quote = post(sp, "/run/request-service", SPEC)
-    job_id = quote["job_id"]
-    victim = cps[quote["compute_provider"]["peer_id"]]
-    t_pay = t_kill = 0.0
-    first_log = resumed = again = 0.0
+@dataclass
+class Round:
+    """Monotonic times of one round's events (0 until seen)."""
+
+    paid: float
+    killed: float = 0.0
+    first_log: float = 0.0
+    resumed: float = 0.0
+    """`job-resumed`, or `job-resume-quote` in escrow mode."""
+    repaid: float = 0.0
+    """Escrow: the new deposit's `send-status`."""
+    again: float = 0.0
+    """The new run's first log line."""
+
+
+async def one_round(sp: DmsProcess, victim: DmsProcess, job_id: str, pay: Callable[[], str] | None,
+                    repay: Repay | None) -> Round:  # fmt: skip
+    """Pays the job (`pay` gives the deposit's transaction, or None without payments), kills its provider
+    after 2 checkpoints and follows the frames to the end; `repay` answers a `job-resume-quote`."""
     async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
         await ws.receive_json(timeout=10)
-        t_pay = time.monotonic()
-        status = {"transaction_type": "fund", "transaction_status": "success"}
-        await ws.send_json({"action": "send-status", "job_id": job_id, "message": status})
+        tx = await asyncio.to_thread(pay) if pay else None
+        r = Round(paid=time.monotonic())
+        if tx:
+            await send_status(ws, job_id, tx)
+        else:
+            status = {"transaction_type": "fund", "transaction_status": "success"}
+            await ws.send_json({"action": "send-status", "job_id": job_id, "message": status})
 
         async def kill() -> None:
-            nonlocal t_kill
-            path = f"/api/v1/run/jobs/{job_id}/checkpoints"
-            await asyncio.to_thread(wait_for, lambda: len(sp.get(path)["checkpoints"]) >= 2, 30, "checkpoints")
-            await asyncio.to_thread(victim.kill9)
-            t_kill = time.monotonic()
+            await kill_after_checkpoints(sp, job_id, victim)
+            r.killed = time.monotonic()
 
         killer = asyncio.create_task(kill())
         while True:
             frame = await ws.receive_json(timeout=120)
-            now = time.monotonic()
-            if frame["action"] == "log-stream-response" and not first_log:
-                first_log = now - t_pay
-            if frame["action"] == "job-resumed":
-                resumed = now - t_kill
-            if frame["action"] == "log-stream-response" and resumed and not again:
-                again = now - t_kill
-            if frame["action"] in ("job-completed", "job-failed", "error"):
-                assert frame["action"] == "job-completed" and resumed, frame
+            now, action = time.monotonic(), frame["action"]
+            if action == "log-stream-response" and not r.first_log:
+                r.first_log = now
+            elif action == "log-stream-response" and (r.repaid if repay else r.resumed) and not r.again:
+                r.again = now
+            if action == ("job-resume-quote" if repay else "job-resumed"):
+                r.resumed = now
+            if action == "job-resume-quote" and repay:
+                await repay(ws, frame["detail"]["quote"])
+                r.repaid = time.monotonic()
+            if action in ("job-completed", "job-failed", "error"):
+                assert action == "job-completed" and r.again, frame
                 break
         await killer
     await asyncio.to_thread(victim.start)
-    return first_log, resumed, again
+    return r
 
 
-async def paid_round(n: PaidNetwork) -> tuple[float, float, float]:
-    """Escrow: (send-status → first log, kill → job-resume-quote, new deposit's send-status → first log)."""
-    sp, pay = n.sp, n.pay
-    quote = post(sp, "/run/request-service", SPEC)
+async def paid_round(n: PaidNetwork) -> Round:
+    """Escrow: one round where the dashboard deposits for the job, then for its resumed run."""
+    quote = post(n.sp, "/run/request-service", SPEC)
     job_id = quote["job_id"]
     victim = n.cps[[i["peer_id"] for i in n.ids].index(quote["compute_provider"]["peer_id"])]
-    t_kill = t_paid = first_log = asked = again = 0.0
-    async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
-        await ws.receive_json(timeout=10)
-        addr = quote["compute_provider"]["payment_addr"]
-        tx = await asyncio.to_thread(
-            pay.deposit, escrow_job_id(job_id), addr, quote["arbiter"], quote["estimated_price"]
-        )
-        t_pay = time.monotonic()
-        await send_status(ws, job_id, tx)
+    first = (escrow_job_id(job_id), quote["compute_provider"]["payment_addr"], quote["arbiter"],
+             quote["estimated_price"])  # fmt: skip
 
-        async def kill() -> None:
-            nonlocal t_kill
-            path = f"/api/v1/run/jobs/{job_id}/checkpoints"
-            await asyncio.to_thread(wait_for, lambda: len(sp.get(path)["checkpoints"]) >= 2, 30, "checkpoints")
-            await asyncio.to_thread(victim.kill9)
-            t_kill = time.monotonic()
+    async def repay(ws: aiohttp.ClientWebSocketResponse, q: dict[str, Any]) -> None:
+        key = bytes.fromhex(q["escrow_job_id"][2:])
+        args = (key, q["compute_provider"]["payment_addr"], q["arbiter"], q["estimated_price"])
+        await send_status(ws, job_id, await asyncio.to_thread(n.pay.deposit, *args))
 
-        killer = asyncio.create_task(kill())
-        while True:
-            frame = await ws.receive_json(timeout=120)
-            now = time.monotonic()
-            if frame["action"] == "log-stream-response" and not first_log:
-                first_log = now - t_pay
-            if frame["action"] == "job-resume-quote":
-                asked = now - t_kill
-                q = frame["detail"]["quote"]
-                key = bytes.fromhex(q["escrow_job_id"][2:])
-                args = (key, q["compute_provider"]["payment_addr"], q["arbiter"], q["estimated_price"])
-                tx = await asyncio.to_thread(pay.deposit, *args)
-                t_paid = time.monotonic()
-                await send_status(ws, job_id, tx)
-            if frame["action"] == "log-stream-response" and t_paid and not again:
-                again = now - t_paid
-            if frame["action"] in ("job-completed", "job-failed", "error"):
-                assert frame["action"] == "job-completed" and again, frame
-                break
-        await killer
-    await asyncio.to_thread(victim.start)
-    return first_log, asked, again
+    return await one_round(n.sp, victim, job_id, lambda: n.pay.deposit(*first), repay)
 
 
-async def escrow_main(rounds: int, write: bool) -> None:
-    note = load_note()
-    floor: list[float] = []
-    to_quote: list[float] = []
-    to_run: list[float] = []
+@contextmanager
+def spawner() -> Iterator[tuple[Callable[..., DmsProcess], Path]]:
+    """(make, folder): make(name, **config) gives a daemon under a temporary folder; all are stopped at exit."""
+    made: list[DmsProcess] = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        made: list[DmsProcess] = []
 
         def make(name: str, **kw: Any) -> DmsProcess:
-            made.append(DmsProcess(root, name, **kw))
+            made.append(DmsProcess(Path(tmp), name, **kw))
             return made[-1]
 
         try:
-            with paid_network_on(make, root / "anvil.log") as n:
-                for _ in range(rounds):
-                    wait_for(lambda: {i["peer_id"] for i in n.ids} <= {p["peer_id"] for p in n.sp.get(
-                        "/api/v1/peers/dht/dump")}, 90, "the SP sees both providers")  # fmt: skip
-                    a, b, c = await paid_round(n)
-                    floor.append(a)
-                    to_quote.append(b)
-                    to_run.append(c)
+            yield make, Path(tmp)
         finally:
             for p in made:
                 p.stop()
-    text = "\n".join([
-        header("Resume after loss in escrow mode: the new run's deposit to the job running again elsewhere"),
-        "",
-        (__doc__ or "").split("\n\n")[2].replace("\n", " "),
-        f"{rounds} rounds, anvil on loopback (1 confirmation). {note}",
-        "",
-        "| step | median |",
-        "|---|---|",
-        f"| floor: a paid job's send-status to its first log line | {median(floor):.2f} s |",
-        f"| kill to `job-resume-quote` (3 heartbeats = {3 * HB:g} s of it) | {median(to_quote):.2f} s |",
-        f"| the new deposit's send-status to the new run's first log line | {median(to_run):.2f} s |",
-        f"| as a ratio to the floor | {median(to_run) / median(floor):.2f}x |",
-        "",
-    ])  # fmt: skip
-    print(text)
-    if write:
-        append_results(text)
+
+
+def sees_both(sp: DmsProcess, ids: list[dict[str, Any]]) -> None:
+    want = {i["peer_id"] for i in ids}
+    wait_for(lambda: want <= {p["peer_id"] for p in sp.get("/api/v1/peers/dht/dump")}, 90, "the SP sees both")
+
+
+async def unpaid_rounds(make: Callable[..., DmsProcess], rounds: int) -> list[Round]:
+    providers, ids, sp = two_providers(make)
+    cps = {i["peer_id"]: cp for i, cp in zip(ids, providers, strict=True)}
+    done = []
+    for _ in range(rounds):
+        sees_both(sp, ids)
+        quote = post(sp, "/run/request-service", SPEC)
+        done.append(await one_round(sp, cps[quote["compute_provider"]["peer_id"]], quote["job_id"], None, None))
+    return done
+
+
+def report(rs: list[Round], escrow: bool, note: str) -> str:
+    floor = median([r.first_log - r.paid for r in rs])
+    resumed = median([r.resumed - r.killed for r in rs])
+    if escrow:
+        run = median([r.again - r.repaid for r in rs])
+        title = "Resume after loss in escrow mode: the new run's deposit to the job running again elsewhere"
+        rows = [
+            ("floor: a paid job's send-status to its first log line", f"{floor:.2f} s"),
+            (f"kill to `job-resume-quote` (3 heartbeats = {3 * HB:g} s of it)", f"{resumed:.2f} s"),
+            ("the new deposit's send-status to the new run's first log line", f"{run:.2f} s"),
+            ("as a ratio to the floor", f"{run / floor:.2f}x"),
+        ]
+        how, goal = f"{len(rs)} rounds, anvil on loopback (1 confirmation). {note}", ""
+    else:
+        run = median([r.again - r.killed for r in rs])
+        title = "Resume after loss: provider SIGKILLed to the job running again elsewhere (payment mode none)"
+        rows = [
+            ("floor: a job's send-status to its first log line", f"{floor:.2f} s"),
+            (f"kill to `job-resumed` (3 heartbeats = {3 * HB:g} s of it)", f"{resumed:.2f} s"),
+            ("kill to the new run's first log line", f"{run:.2f} s"),
+            ("beyond 3 heartbeats, as a ratio to the floor", f"{(run - 3 * HB) / floor:.2f}x"),
+        ]
+        how, goal = f"{len(rs)} rounds. {note}", f"Goal: running again within 3 heartbeats + 1 s ({3 * HB + 1:g} s).\n"
+    intro = (__doc__ or "").split("\n\n")[2 if escrow else 1].replace("\n", " ")
+    table = ["| step | median |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join([header(title), "", intro, how, "", *table, "", goal])
 
 
 async def main() -> None:
@@ -180,50 +178,17 @@ async def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--escrow", action="store_true", help="escrow mode on anvil (timed from the new deposit)")
     args = ap.parse_args()
-    if args.escrow:
-        await escrow_main(args.rounds, not args.no_write)
-        return
     note = load_note()
-    floor: list[float] = []
-    to_frame: list[float] = []
-    to_run: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        procs = [DmsProcess(root, f"cp{i}").start() for i in (1, 2)]
-        try:
-            for cp in procs:
-                onboard(cp, 0.4)
-            ids = [cp.get("/api/v1/peers/self") for cp in procs]
-            cps = {i["peer_id"]: cp for i, cp in zip(ids, procs, strict=True)}
-            sp = DmsProcess(root, "sp", p2p={"bootstrap_peers": [i["addrs"][0] for i in ids]}).start()
-            procs.append(sp)
-            onboard(sp, 0.2)
-            for _ in range(args.rounds):
-                wait_for(lambda: set(cps) <= {p["peer_id"] for p in sp.get("/api/v1/peers/dht/dump")}, 30,
-                         "the SP sees both providers")  # fmt: skip
-                a, b, c = await one_round(sp, cps)
-                floor.append(a)
-                to_frame.append(b)
-                to_run.append(c)
-        finally:
-            for p in procs:
-                p.stop()
-    text = "\n".join([
-        header("Resume after loss: provider SIGKILLed to the job running again elsewhere (payment mode none)"),
-        "",
-        (__doc__ or "").split("\n\n")[1].replace("\n", " "),
-        f"{args.rounds} rounds. {note}",
-        "",
-        "| step | median |",
-        "|---|---|",
-        f"| floor: a job's send-status to its first log line | {median(floor):.2f} s |",
-        f"| kill to `job-resumed` (3 heartbeats = {3 * HB:g} s of it) | {median(to_frame):.2f} s |",
-        f"| kill to the new run's first log line | {median(to_run):.2f} s |",
-        f"| beyond 3 heartbeats, as a ratio to the floor | {(median(to_run) - 3 * HB) / median(floor):.2f}x |",
-        "",
-        f"Goal: running again within 3 heartbeats + 1 s ({3 * HB + 1:g} s).",
-        "",
-    ])  # fmt: skip
+    with spawner() as (make, root):
+        if args.escrow:
+            with paid_network_on(make, root / "anvil.log") as n:
+                rounds = []
+                for _ in range(args.rounds):
+                    sees_both(n.sp, n.ids)
+                    rounds.append(await paid_round(n))
+        else:
+            rounds = await unpaid_rounds(make, args.rounds)
+    text = report(rounds, args.escrow, note)
     print(text)
     if not args.no_write:
         append_results(text)

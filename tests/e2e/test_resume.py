@@ -31,21 +31,38 @@ def peer_ids(d: DmsProcess) -> set[str]:
     return {p["peer_id"] for p in d.get("/api/v1/peers/dht/dump")}
 
 
-async def test_job_resumes_on_another_provider_after_a_sigkill(dms_process: Callable[..., DmsProcess]) -> None:
-    cps = [dms_process(f"cp{i}").start() for i in (1, 2)]
-    for cp in cps:
-        onboard(cp, 0.4)
-    ids = [cp.get("/api/v1/peers/self") for cp in cps]
-    sp = dms_process("sp", p2p={"bootstrap_peers": [i["addrs"][0] for i in ids]}).start()
-    onboard(sp, 0.2)
-    wait_for(lambda: {i["peer_id"] for i in ids} <= peer_ids(sp), 20, "the SP sees both providers")
-
-    spec = {
-        "image": "dms-test/busybox:1", "command": ["sh", "-c", COUNTER],
+def resumable(counter: str = COUNTER) -> dict[str, Any]:
+    """A counter job that checkpoints /workspace every second and asks to resume on another provider."""
+    return {
+        "image": "dms-test/busybox:1", "command": ["sh", "-c", counter],
         "resources": {"cpu_mhz": 300, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
         "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
     }  # fmt: skip
-    quote = post(sp, "/run/request-service", spec)
+
+
+def two_providers(make: Callable[..., DmsProcess]) -> tuple[list[DmsProcess], list[dict[str, Any]], DmsProcess]:
+    """Two onboarded providers and an SP bootstrapped to them that sees both: (providers, their
+    `/peers/self`, SP). Also used by bench/resume.py."""
+    cps = [make(f"cp{i}").start() for i in (1, 2)]
+    for cp in cps:
+        onboard(cp, 0.4)
+    ids = [cp.get("/api/v1/peers/self") for cp in cps]
+    sp = make("sp", p2p={"bootstrap_peers": [i["addrs"][0] for i in ids]}).start()
+    onboard(sp, 0.2)
+    wait_for(lambda: {i["peer_id"] for i in ids} <= peer_ids(sp), 20, "the SP sees both providers")
+    return cps, ids, sp
+
+
+async def kill_after_checkpoints(sp: DmsProcess, job_id: str, cp: DmsProcess, n: int = 2) -> None:
+    """SIGKILL the provider once the SP holds n checkpoints of the job."""
+    path = f"/api/v1/run/jobs/{job_id}/checkpoints"
+    await asyncio.to_thread(wait_for, lambda: len(sp.get(path)["checkpoints"]) >= n, 30, f"{n} checkpoints")
+    await asyncio.to_thread(cp.kill9)
+
+
+async def test_job_resumes_on_another_provider_after_a_sigkill(dms_process: Callable[..., DmsProcess]) -> None:
+    cps, ids, sp = two_providers(dms_process)
+    quote = post(sp, "/run/request-service", resumable())
     job_id = quote["job_id"]
     first = next(cp for cp, i in zip(cps, ids, strict=True) if i["peer_id"] == quote["compute_provider"]["peer_id"])
     other = ids[1] if first is cps[0] else ids[0]
@@ -58,9 +75,7 @@ async def test_job_resumes_on_another_provider_after_a_sigkill(dms_process: Call
 
         async def kill_after_a_checkpoint() -> None:
             nonlocal killed_at
-            path = f"/api/v1/run/jobs/{job_id}/checkpoints"
-            await asyncio.to_thread(wait_for, lambda: len(sp.get(path)["checkpoints"]) >= 2, 30, "2 checkpoints")
-            await asyncio.to_thread(first.kill9)
+            await kill_after_checkpoints(sp, job_id, first)
             killed_at = time.monotonic()
 
         killer = asyncio.create_task(kill_after_a_checkpoint())
@@ -102,12 +117,7 @@ async def test_a_provider_fences_a_resumable_run_once_its_sp_is_gone(dms_process
     onboard(sp, 0.2)
     wait_for(lambda: me["peer_id"] in peer_ids(sp), 20, "the SP sees the provider")
     long_job = COUNTER.replace(f"-lt {COUNT}", "-lt 900")  # 90 s unless stopped
-    spec = {
-        "image": "dms-test/busybox:1", "command": ["sh", "-c", long_job],
-        "resources": {"cpu_mhz": 300, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
-        "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
-    }  # fmt: skip
-    job_id = post(sp, "/run/request-service", spec)["job_id"]
+    job_id = post(sp, "/run/request-service", resumable(long_job))["job_id"]
     async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
         await ws.receive_json(timeout=10)
         status = {"transaction_type": "fund", "transaction_status": "success"}

@@ -27,7 +27,7 @@ from web3.contract import Contract
 from web3.types import Wei
 
 from dms.payments.contract import escrow_job_id, escrow_job_id_hex, load_artifact, run_key
-from tests.e2e.test_resume import COUNT, COUNTER, peer_ids
+from tests.e2e.test_resume import COUNT, COUNTER, kill_after_checkpoints, peer_ids, resumable
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
 from tests.procs import DmsProcess, post, run_cli, wait_for
 
@@ -44,11 +44,7 @@ def price(duration_s: int) -> int:
 
 
 def spec(counter: str = COUNTER_10S) -> dict[str, Any]:
-    return {
-        "image": "dms-test/busybox:1", "command": ["sh", "-c", counter],
-        "resources": {"cpu_mhz": CPU_MHZ, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
-        "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
-    }  # fmt: skip
+    return resumable(counter)  # CPU_MHZ is its cpu_mhz
 
 
 class Paying:
@@ -140,12 +136,6 @@ def paid_network(dms_process: Callable[..., DmsProcess], tmp_path: Path) -> Iter
             yield net
     except AnvilError as e:
         pytest.fail(f"anvil is required for this test: {e}")
-
-
-async def kill_after_checkpoints(sp: DmsProcess, job_id: str, cp: DmsProcess, n: int = 2) -> None:
-    path = f"/api/v1/run/jobs/{job_id}/checkpoints"
-    await asyncio.to_thread(wait_for, lambda: len(sp.get(path)["checkpoints"]) >= n, 30, f"{n} checkpoints")
-    await asyncio.to_thread(cp.kill9)
 
 
 async def test_a_paid_job_resumes_after_a_new_deposit(paid_network: PaidNetwork) -> None:
