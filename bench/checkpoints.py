@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import append_results, header, load_note, median
+from common import append_results, header, load_note, median, spawner
 
-from tests.e2e.test_daemon_process import onboard
+from tests.e2e.nodes import cp_and_sp
 from tests.procs import DmsProcess, post, wait_for
 
 CMD = (
@@ -69,31 +67,18 @@ async def main() -> None:
     plain: list[float] = []
     ckpt: list[float] = []
     snaps: list[int] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cp = DmsProcess(Path(tmp), "cp").start()
-        try:
-            onboard(cp, 0.5)
-            me = cp.get("/api/v1/peers/self")
-            sp = DmsProcess(Path(tmp), "sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
-            try:
-                onboard(sp, 0.2)
-                wait_for(lambda: me["peer_id"] in {p["peer_id"] for p in sp.get("/api/v1/peers/dht/dump")},
-                         20, "the SP sees the CP")  # fmt: skip
-                for _ in range(args.rounds):
-                    plain.append((await run_job(sp, job(args.count, False)))[0])
-                    took, quote = await run_job(sp, job(args.count, True))
-                    ckpt.append(took)
-                    url = f"/api/v1/run/jobs/{quote['job_id']}/checkpoints"
+    with spawner() as (make, _):
+        _, sp = cp_and_sp(make)
+        for _ in range(args.rounds):
+            plain.append((await run_job(sp, job(args.count, False)))[0])
+            took, quote = await run_job(sp, job(args.count, True))
+            ckpt.append(took)
+            url = f"/api/v1/run/jobs/{quote['job_id']}/checkpoints"
 
-                    def held(url: str = url) -> int:
-                        return len(sp.get(url)["checkpoints"])
+            def held(url: str = url) -> int:
+                return len(sp.get(url)["checkpoints"])
 
-                    n = wait_for(held, 30, "checkpoints on the SP")
-                    snaps.append(n)
-            finally:
-                sp.stop()
-        finally:
-            cp.stop()
+            snaps.append(wait_for(held, 30, "checkpoints on the SP"))
     text = "\n".join([
         header("Checkpoint cost to the running job: 8 MiB /workspace snapshotted every second"),
         "",

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: the machine line, free ports, percentiles, and appending to RESULTS.md.
+"""Helpers shared by the benchmarks: the machine line, free ports, percentiles, appending to RESULTS.md, and
+a folder of daemons stopped at the end.
 
 Importing this module also puts the repository root on sys.path (the benchmarks run as `bench/<name>.py`,
 which puts only bench/ there), so a benchmark can reuse the test harness (`tests.procs`, `tests.network`).
@@ -10,9 +11,12 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -23,7 +27,8 @@ RESULTS = HERE / "RESULTS.md"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.procs import free_port as free_port  # noqa: E402  (needs the root on sys.path)
+from tests.procs import DmsProcess  # noqa: E402  (needs the root on sys.path)
+from tests.procs import free_port as free_port  # noqa: E402
 
 
 def machine() -> str:
@@ -65,3 +70,21 @@ def append_results(text: str) -> None:
         RESULTS.write_text("# Benchmark results\n\nEach figure beside its floor, measured in the same run.\n\n")
     with RESULTS.open("a") as f:
         f.write(text + "\n")
+
+
+@contextmanager
+def spawner() -> Iterator[tuple[Callable[..., DmsProcess], Path]]:
+    """(make, folder) for a benchmark's daemons: make(name, **config) gives a daemon under a temporary
+    folder; all are stopped at exit."""
+    made: list[DmsProcess] = []
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def make(name: str, **kw: Any) -> DmsProcess:
+            made.append(DmsProcess(Path(tmp), name, **kw))
+            return made[-1]
+
+        try:
+            yield make, Path(tmp)
+        finally:
+            for p in made:
+                p.stop()

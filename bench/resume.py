@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import append_results, header, load_note, median
+from common import append_results, header, load_note, median, spawner
 
 from dms.payments.contract import escrow_job_id
-from tests.e2e.test_resume import COUNTER, kill_after_checkpoints, resumable, two_providers
+from tests.e2e.nodes import two_providers
+from tests.e2e.test_resume import COUNTER, kill_after_checkpoints, resumable
 from tests.e2e.test_resume_escrow import PaidNetwork, paid_network_on, send_status
 from tests.procs import DmsProcess, post, wait_for
 
@@ -109,23 +107,6 @@ async def paid_round(n: PaidNetwork) -> Round:
         await send_status(ws, job_id, await asyncio.to_thread(n.pay.deposit, *args))
 
     return await one_round(n.sp, victim, job_id, lambda: n.pay.deposit(*first), repay)
-
-
-@contextmanager
-def spawner() -> Iterator[tuple[Callable[..., DmsProcess], Path]]:
-    """(make, folder): make(name, **config) gives a daemon under a temporary folder; all are stopped at exit."""
-    made: list[DmsProcess] = []
-    with tempfile.TemporaryDirectory() as tmp:
-
-        def make(name: str, **kw: Any) -> DmsProcess:
-            made.append(DmsProcess(Path(tmp), name, **kw))
-            return made[-1]
-
-        try:
-            yield make, Path(tmp)
-        finally:
-            for p in made:
-                p.stop()
 
 
 def sees_both(sp: DmsProcess, ids: list[dict[str, Any]]) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.test_daemon_process import onboard
-from tests.e2e.test_network_and_jobs import containers_of, job, known
+from tests.e2e.nodes import cp_and_sp
+from tests.e2e.test_network_and_jobs import containers_of, job
 from tests.procs import DmsProcess, post, wait_for
 
 TERMINAL = ("job-completed", "job-failed")
@@ -22,13 +22,7 @@ QUOTE_TTL_S = 12
 
 @pytest.fixture
 def pair(dms_process: Callable[..., DmsProcess]) -> Iterator[tuple[DmsProcess, DmsProcess]]:
-    cp = dms_process("cp").start()
-    onboard(cp, 0.5)
-    me = cp.get("/api/v1/peers/self")
-    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}, job={"quote_ttl_s": QUOTE_TTL_S}).start()
-    onboard(sp, 0.2)
-    wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
-    yield cp, sp
+    yield cp_and_sp(dms_process, sp={"job": {"quote_ttl_s": QUOTE_TTL_S}})
 
 
 async def dashboard(ws: aiohttp.ClientWebSocketResponse, job_id: str) -> list[dict[str, Any]]:
@@ -109,13 +103,7 @@ def store_mb(d: DmsProcess) -> float:
 
 @pytest.fixture
 def small_budget(dms_process: Callable[..., DmsProcess]) -> Iterator[tuple[DmsProcess, DmsProcess]]:
-    cp = dms_process("cp", job={"log_budget_kb": 256, "log_rate_kb_s": 1024}).start()
-    onboard(cp, 0.5)
-    me = cp.get("/api/v1/peers/self")
-    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
-    onboard(sp, 0.2)
-    wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
-    yield cp, sp
+    yield cp_and_sp(dms_process, cp={"job": {"log_budget_kb": 256, "log_rate_kb_s": 1024}})
 
 
 async def test_a_200_mb_flood_reaches_the_dashboard_as_head_marker_and_tail(

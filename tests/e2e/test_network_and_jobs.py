@@ -15,7 +15,7 @@ import aiodocker
 import aiohttp
 import pytest
 
-from tests.e2e.test_daemon_process import onboard
+from tests.e2e.nodes import cp_and_sp
 from tests.procs import DmsProcess, post, run_cli, wait_for
 
 HB = 1.0  # p2p.heartbeat_s of the test configs (tests/procs.py)
@@ -36,13 +36,7 @@ def known(d: DmsProcess) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def pair(dms_process: Callable[..., DmsProcess]) -> Iterator[tuple[DmsProcess, DmsProcess]]:
-    cp = dms_process("cp").start()
-    onboard(cp, 0.5)
-    me = cp.get("/api/v1/peers/self")
-    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
-    onboard(sp, 0.2)
-    wait_for(lambda: me["peer_id"] in known(sp), 10, "the SP sees the CP")
-    yield cp, sp
+    yield cp_and_sp(dms_process)
 
 
 def job(cmd: str, **res: Any) -> dict[str, Any]:

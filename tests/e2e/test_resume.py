@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e.test_daemon_process import onboard
+from tests.e2e.nodes import cp_and_sp, two_providers
 from tests.e2e.test_network_and_jobs import containers_of
 from tests.procs import DmsProcess, post, wait_for
 
@@ -27,10 +27,6 @@ COUNTER = (
 )
 
 
-def peer_ids(d: DmsProcess) -> set[str]:
-    return {p["peer_id"] for p in d.get("/api/v1/peers/dht/dump")}
-
-
 def resumable(counter: str = COUNTER) -> dict[str, Any]:
     """A counter job that checkpoints /workspace every second and asks to resume on another provider."""
     return {
@@ -38,19 +34,6 @@ def resumable(counter: str = COUNTER) -> dict[str, Any]:
         "resources": {"cpu_mhz": 300, "cores": 0.5, "memory_mb": 32}, "max_price": 10**18, "duration_s": 120,
         "checkpoint": {"path": "/workspace", "interval_s": 1}, "resume": "on-failure",
     }  # fmt: skip
-
-
-def two_providers(make: Callable[..., DmsProcess]) -> tuple[list[DmsProcess], list[dict[str, Any]], DmsProcess]:
-    """Two onboarded providers and an SP bootstrapped to them that sees both: (providers, their
-    `/peers/self`, SP). Also used by bench/resume.py."""
-    cps = [make(f"cp{i}").start() for i in (1, 2)]
-    for cp in cps:
-        onboard(cp, 0.4)
-    ids = [cp.get("/api/v1/peers/self") for cp in cps]
-    sp = make("sp", p2p={"bootstrap_peers": [i["addrs"][0] for i in ids]}).start()
-    onboard(sp, 0.2)
-    wait_for(lambda: {i["peer_id"] for i in ids} <= peer_ids(sp), 20, "the SP sees both providers")
-    return cps, ids, sp
 
 
 async def kill_after_checkpoints(sp: DmsProcess, job_id: str, cp: DmsProcess, n: int = 2) -> None:
@@ -110,12 +93,7 @@ async def test_job_resumes_on_another_provider_after_a_sigkill(dms_process: Call
 
 
 async def test_a_provider_fences_a_resumable_run_once_its_sp_is_gone(dms_process: Callable[..., DmsProcess]) -> None:
-    cp = dms_process("cp").start()
-    onboard(cp, 0.4)
-    me = cp.get("/api/v1/peers/self")
-    sp = dms_process("sp", p2p={"bootstrap_peers": [me["addrs"][0]]}).start()
-    onboard(sp, 0.2)
-    wait_for(lambda: me["peer_id"] in peer_ids(sp), 20, "the SP sees the provider")
+    _, sp = cp_and_sp(dms_process, 0.4)
     long_job = COUNTER.replace(f"-lt {COUNT}", "-lt 900")  # 90 s unless stopped
     job_id = post(sp, "/run/request-service", resumable(long_job))["job_id"]
     async with aiohttp.ClientSession() as s, s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:

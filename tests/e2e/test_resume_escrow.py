@@ -27,7 +27,8 @@ from web3.contract import Contract
 from web3.types import Wei
 
 from dms.payments.contract import escrow_job_id, escrow_job_id_hex, load_artifact, run_key
-from tests.e2e.test_resume import COUNT, COUNTER, kill_after_checkpoints, peer_ids, resumable
+from tests.e2e.nodes import peer_ids
+from tests.e2e.test_resume import COUNT, COUNTER, kill_after_checkpoints, resumable
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
 from tests.procs import DmsProcess, post, run_cli, wait_for
 
