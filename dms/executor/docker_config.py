@@ -3,8 +3,9 @@ sandbox can be checked without an engine.
 
 Sandbox defaults: no network unless the operator allows it, every capability dropped, no-new-privileges,
 a pids limit, memory (no swap) and CPU limits from the job's own request, never privileged, no host
-mounts but the ones dms prepares itself. The root file system is read-only; the job writes only to its own
-disk at `/workspace`, a named volume made with the container. The engine's own copy of the logs is bounded.
+mounts but the ones dms prepares itself. The root file system is read-only; the job writes to its own
+disk at `/workspace`, a named volume made with the container, and to a small `/tmp` in memory (programs
+expect one; its pages count against the job's memory limit). The engine's own copy of the logs is bounded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ LABEL_JOB = "dms.job"
 # at most ENGINE_LOG_FILES files of ENGINE_LOG_FILE_MB each, the oldest dropped first.
 ENGINE_LOG_FILE_MB = 16
 ENGINE_LOG_FILES = 2
+# `/tmp` is a tmpfs of a quarter of the job's memory, at most TMP_MAX_MB: its pages are charged to the
+# container, so it cannot take more than the job's own memory limit.
+TMP_MAX_MB = 64
+
+
+def tmp_size_mb(memory_mb: int) -> int:
+    return max(1, min(TMP_MAX_MB, memory_mb // 4))
 
 
 def volume_name(instance: str, job_id: str) -> str:
@@ -51,6 +59,7 @@ def container_config(spec: ContainerSpec, instance: str, disk: JobDisk | None = 
         "MemorySwap": memory,
         "NanoCpus": int(spec.cores * 1e9),
         "ReadonlyRootfs": True,
+        "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={tmp_size_mb(spec.memory_mb)}m,mode=1777"},
         "Binds": [],
         "Mounts": mounts
         + [{"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only} for m in spec.mounts],

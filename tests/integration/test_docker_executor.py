@@ -52,6 +52,20 @@ async def test_sandbox_no_network_no_capabilities(executor: DockerExecutor) -> N
     assert "NoNewPrivs:\t1" in logs.stdout
 
 
+async def test_the_root_is_read_only_and_tmp_is_small_and_writable(executor: DockerExecutor) -> None:
+    """Programs expect a /tmp: a tmpfs of a quarter of the job's memory (charged to it), full at its size."""
+    logs = Logs()
+    cmd = (
+        "echo kept > /tmp/f && cat /tmp/f; touch /f 2>&1; "
+        "dd if=/dev/zero of=/tmp/big bs=1M count=20 2>&1; echo tmp $(du -m /tmp/big | cut -f1)"
+    )
+    result = await executor.run(spec(cmd, memory_mb=64), logs)
+    assert result.exit_code == 0, logs.stdout + logs.stderr
+    lines = logs.stdout.splitlines()
+    assert lines[0] == "kept" and "Read-only file system" in lines[1]
+    assert "No space left on device" in logs.stdout and lines[-1] == "tmp 16", logs.stdout
+
+
 async def test_memory_hog_is_killed_inside_its_limit(executor: DockerExecutor) -> None:
     other = asyncio.create_task(executor.run(spec("sleep 1; echo fine"), neighbour := Logs()))
     result = await executor.run(spec("x=aaaaaaaa; while true; do x=$x$x; done", memory_mb=32), Logs())
@@ -132,4 +146,5 @@ def test_container_config_is_sandboxed() -> None:
     assert host["NetworkMode"] == "none" and host["CapDrop"] == ["ALL"] and host["Privileged"] is False
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["Binds"] == [] and host["Devices"] == []
     assert host["NanoCpus"] == 500_000_000 and host["Memory"] == host["MemorySwap"] == 64 * 2**20
+    assert host["ReadonlyRootfs"] is True and host["Tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=16m,mode=1777"}
     assert cfg["Labels"]["dms.instance"] == "inst"
