@@ -143,6 +143,16 @@ class Runner:
         self._engines = {False: make_engine(pulley, cow)}
         self._modules: OrderedDict[tuple[str, bool], wasmtime.Module] = OrderedDict()
 
+    def close(self) -> None:
+        """Free the compiled modules, then their engines, while wasmtime's bindings are whole: left to the
+        interpreter's exit, wasmtime's finalisers run after its C functions are gone, and print errors."""
+        for module in self._modules.values():
+            module.close()
+        self._modules.clear()
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
     def engine(self, fuel: bool) -> wasmtime.Engine:
         if fuel not in self._engines:
             self._engines[fuel] = make_engine(*self._settings, fuel=fuel)
@@ -238,17 +248,20 @@ def main(conn: Connection, parent_pid: int) -> None:
     settings, kind = probe_engine()
     runner = Runner(*settings)
     conn.send(("ready", kind))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg[0] == "run":
+    try:
+        while True:
             try:
-                result = runner.run(msg[1], conn)
-            except Exception as exc:  # a bug here must end the job with a reason, not the worker
-                result = WorkerResult(1, "error", f"the WASM worker failed: {type(exc).__name__}: {exc}")
-            conn.send(("done", result))
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return
+            if msg[0] == "run":
+                try:
+                    result = runner.run(msg[1], conn)
+                except Exception as exc:  # a bug here must end the job with a reason, not the worker
+                    result = WorkerResult(1, "error", f"the WASM worker failed: {type(exc).__name__}: {exc}")
+                conn.send(("done", result))
+    finally:
+        runner.close()
 
 
 if __name__ == "__main__":
