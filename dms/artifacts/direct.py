@@ -15,8 +15,10 @@ How, and what keeps it as safe as the libp2p stream:
 - The bytes go as frames `[4-byte length][AES-256-GCM ciphertext and tag]` of at most FRAME bytes of
   plaintext; frame i uses nonce i (a key is never used twice), so a changed, dropped, reordered or
   replayed frame fails its tag. The artifact's sha256 is still checked over the whole file.
-Blocking socket code: the two ends run in worker threads (hashing, AES and socket calls release the GIL),
-and `close()` from the event loop ends a transfer at once.
+Blocking socket code: the two ends run in worker threads (hashing, file writes and socket calls release the
+GIL), and `close()` from the event loop ends a transfer at once. The sender seals frames straight from a map
+of the file; the receiver decrypts each frame in place in one of RING buffers and writes it, and one more
+thread hashes it while the next frames arrive (docs/artifacts.md, "The direct path").
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hmac
+import mmap
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -36,6 +40,10 @@ if TYPE_CHECKING:
 
 FRAME = 1024 * 1024
 """Plaintext bytes per frame."""
+RING = 4
+"""Frame buffers on the receiving end: the hash may lag this many frames behind the receive."""
+WINDOW = 16 * FRAME
+"""Bytes of the file the sender maps at a time."""
 TAG = 16
 KEY_BYTES = 32
 TOKEN_BYTES = 16
@@ -103,6 +111,24 @@ def _nonce(i: int) -> bytes:
     return i.to_bytes(12, "big")
 
 
+def _windows(f: BinaryIO, offset: int, size: int) -> Iterator[memoryview]:
+    """Bytes [offset, size) of the open file `f` as read-only views of maps of up to WINDOW bytes, each
+    populated at once (no page fault per 4 KiB page). Each view is released before the next is made.
+    Blobs are never truncated in place (they are replaced whole), so a map never loses its pages."""
+    at, size = offset, min(size, os.fstat(f.fileno()).st_size)
+    while at < size:
+        base = at - at % mmap.ALLOCATIONGRANULARITY
+        length = min(size, base + WINDOW) - base
+        flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
+        with (
+            mmap.mmap(f.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=base) as mapped,
+            memoryview(mapped) as whole,
+            whole[at - base :] as view,
+        ):
+            yield view
+        at = base + length
+
+
 def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:
     """Fill `view`; False on a clean end before its first byte. Raises DirectFailed on an end inside it."""
     filled = 0
@@ -136,20 +162,20 @@ class Sender:
         conn = self._accept()
         conn.settimeout(stall_s)
         aes = _aes(self.offer.key)
-        plain = memoryview(bytearray(FRAME))  # one buffer each way, reused: no 1 MiB allocation per frame
-        frame = memoryview(bytearray(4 + FRAME + TAG))
+        frame = memoryview(bytearray(4 + FRAME + TAG))  # reused: no allocation per frame
         sent, i = 0, 0
         with path.open("rb") as f:
-            f.seek(offset)
-            while sent < size - offset:
-                n = f.readinto(plain[: min(FRAME, size - offset - sent)])
-                if not n:
-                    break
-                frame[:4] = (n + TAG).to_bytes(4, "big")
-                aes.encrypt_into(_nonce(i), plain[:n], None, frame[4 : 4 + n + TAG])
-                conn.sendall(frame[: 4 + n + TAG])
-                i += 1
-                sent += n
+            for window in _windows(f, offset, size):
+                # AES-GCM reads the page cache through the map and seals into the frame, and one send takes
+                # the frame: the file's bytes are copied once on the way, not read into a buffer first.
+                for at in range(0, len(window), FRAME):
+                    n = min(FRAME, len(window) - at)
+                    frame[:4] = (n + TAG).to_bytes(4, "big")
+                    with window[at : at + n] as plain:
+                        aes.encrypt_into(_nonce(i), plain, None, frame[4 : 4 + n + TAG])
+                    conn.sendall(frame[: 4 + n + TAG])
+                    i += 1
+                    sent += n
         conn.shutdown(socket.SHUT_WR)
         return sent
 
@@ -196,7 +222,6 @@ class Receiver:
         kept so far) when the connection cannot be made, breaks, stalls, or a frame fails its tag."""
         got = 0
         hashing: concurrent.futures.ThreadPoolExecutor | None = None
-        writing: concurrent.futures.ThreadPoolExecutor | None = None
         try:
             sock = socket.create_connection((self._host, self._offer.port), timeout=CONNECT_TIMEOUT_S)
             self._sock = sock
@@ -207,39 +232,40 @@ class Receiver:
             from cryptography.exceptions import InvalidTag  # late, as in _aes
 
             aes = _aes(self._offer.key)
-            head = bytearray(4)
-            buf = bytearray(FRAME + TAG)
-            # Two plaintext buffers, used in turn: frame i is decrypted into one while frame i - 1, in the
-            # other, is still being written and hashed (frame i - 2 is done by then).
-            plains = [memoryview(bytearray(FRAME)), memoryview(bytearray(FRAME))]
-            i = 0
-            # Frame i is written and hashed, each in its own thread, while frame i + 1 arrives and is
-            # decrypted (file writes and hashlib release the GIL): the receiving end uses more than a core.
+            head = memoryview(bytearray(4))
+            # RING frame buffers, used in turn: frame i arrives in one, is decrypted in place and written to
+            # `out` by this thread, then hashed by another (hashlib releases the GIL) while frames i + 1 ...
+            # arrive; a buffer is reused only once its hash is done. Two threads of about equal work: this
+            # one's receive, decryption and write, and the hash.
+            ring = [memoryview(bytearray(FRAME + TAG)) for _ in range(RING)]
+            hashed: list[concurrent.futures.Future[Any] | None] = [None] * RING
             hashing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dms-direct-hash")
-            writing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dms-direct-write")
-            pending: list[concurrent.futures.Future[Any]] = []
+            i = 0
             while got < want:
-                if not _recv_exactly(sock, memoryview(head)):
+                if not _recv_exactly(sock, head):
                     break
                 length = int.from_bytes(head, "big")
                 if not TAG <= length <= FRAME + TAG:
                     raise DirectFailed(f"a frame of {length} bytes is out of bounds", got)
-                view = memoryview(buf)[:length]
-                _recv_exactly(sock, view)
-                plain = plains[i % 2][: length - TAG]
+                slot = i % RING
+                if (earlier := hashed[slot]) is not None:
+                    earlier.result()
+                sealed = ring[slot][:length]
+                _recv_exactly(sock, sealed)
+                plain = sealed[: length - TAG]
                 try:
-                    aes.decrypt_into(_nonce(i), view, None, plain)
+                    aes.decrypt_into(_nonce(i), sealed, None, plain)  # in place: OpenSSL's GCM allows it
                 except InvalidTag:
                     raise DirectFailed(f"frame {i} failed its authentication tag", got, forged=True) from None
                 if got + len(plain) > want:
                     raise DirectFailed("the holder sent more bytes than announced", got)
-                for done in pending:
-                    done.result()
-                pending = [writing.submit(out.write, plain), hashing.submit(digest.update, plain)]
+                out.write(plain)
+                hashed[slot] = hashing.submit(digest.update, plain)
                 got += len(plain)
                 i += 1
-            for done in pending:
-                done.result()
+            for done in hashed:
+                if done is not None:
+                    done.result()
             return got
         except DirectFailed as exc:
             exc.got = max(exc.got, got)
@@ -249,9 +275,8 @@ class Receiver:
         finally:
             if self._sock is not None:
                 self._sock.close()
-            for pool in (hashing, writing):
-                if pool is not None:
-                    pool.shutdown(wait=True)  # the file and the digest are complete (or abandoned) on return
+            if hashing is not None:
+                hashing.shutdown(wait=True)  # the digest is complete (or abandoned) on return
 
     def close(self) -> None:
         """Stop at once (from any thread): the blocked `receive` raises DirectFailed."""

@@ -49,6 +49,34 @@ def test_bytes_from_an_offset_arrive_whole_and_hashed(tmp_path: Path) -> None:
     assert sender.strangers == 0
 
 
+def test_a_file_over_several_maps_from_an_unaligned_offset_arrives_whole(tmp_path: Path) -> None:
+    """The sender maps the file WINDOW bytes at a time and the receiver reuses RING buffers: both wrap."""
+    data = os.urandom(direct.WINDOW + 3 * direct.FRAME + 4321)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    offset = 2 * 4096 + 777  # inside a page, past the first allocation granule
+    sender = Sender("127.0.0.1")
+    result = run_sender(sender, path, offset, len(data))
+    out, digest = io.BytesIO(), hashlib.sha256()
+    got = Receiver("127.0.0.1", sender.offer).receive(out, digest, len(data) - offset, 5.0)
+    result["thread"].join(5)
+    assert got == result["sent"] == len(data) - offset
+    assert digest.hexdigest() == hashlib.sha256(data[offset:]).hexdigest()
+    assert out.getvalue() == data[offset:]
+
+
+def test_a_file_shorter_than_asked_is_sent_as_it_is_and_the_receiver_sees_the_early_end(tmp_path: Path) -> None:
+    data = os.urandom(direct.FRAME + 10)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    sender = Sender("127.0.0.1")
+    result = run_sender(sender, path, 0, len(data) + 5000)  # the store's size is never larger; no crash if it were
+    out = io.BytesIO()
+    assert Receiver("127.0.0.1", sender.offer).receive(out, hashlib.sha256(), len(data) + 5000, 5.0) == len(data)
+    result["thread"].join(5)
+    assert result["sent"] == len(data) and out.getvalue() == data
+
+
 def test_a_stranger_without_the_token_gets_nothing_and_the_asker_still_gets_its_bytes(tmp_path: Path) -> None:
     data = os.urandom(100_000)
     path = tmp_path / "blob"
