@@ -42,8 +42,9 @@ FRAME = 1024 * 1024
 """Plaintext bytes per frame."""
 RING = 4
 """Frame buffers on the receiving end: the hash may lag this many frames behind the receive."""
-WINDOW = 16 * FRAME
-"""Bytes of the file the sender maps at a time."""
+WINDOW = 4 * FRAME
+"""Bytes of the file the sender maps at a time (populated before the first of its frames is sealed: small
+enough that the first frame is not kept waiting)."""
 TAG = 16
 KEY_BYTES = 32
 TOKEN_BYTES = 16

@@ -231,6 +231,7 @@ class ArtifactTransfer:
         _Progress so the caller keeps them; refusals raise TransferFailed."""
         stream = await self._opener.open(peer_id, PROTOCOL)
         got = 0
+        closing: asyncio.Task[None] | None = None
         try:
             host = stream.remote_host if use_direct else None
             req: dict[str, Any] = {"sha256": sha, "offset": offset}
@@ -253,6 +254,9 @@ class ArtifactTransfer:
             if "direct" in head:
                 if host is None:
                     raise TransferFailed(f"peer {peer_id} offered a direct path that was not asked for")
+                # The libp2p stream has done its part (the holder reads nothing more from it): it closes while
+                # the bytes come, not after them.
+                closing = asyncio.create_task(stream.close())
                 return size, await self._receive_direct(host, head["direct"], peer_id, partial, offset, size, digest)
             with partial.open("ab") as f:
                 while offset + got < size:
@@ -269,7 +273,7 @@ class ArtifactTransfer:
                     self.stats.bytes_in += len(data)
             return size, got
         finally:
-            await stream.close()
+            await (stream.close() if closing is None else closing)
 
     async def _receive_direct(
         self, host: str, offer_json: object, peer_id: str, partial: Path, offset: int, size: int, digest: Any
