@@ -17,8 +17,8 @@ How, and what keeps it as safe as the libp2p stream:
   replayed frame fails its tag. The artifact's sha256 is still checked over the whole file.
 Blocking socket code: the two ends run in worker threads (hashing, file writes and socket calls release the
 GIL), and `close()` from the event loop ends a transfer at once. The sender seals frames straight from a map
-of the file; the receiver decrypts each frame in place in one of RING buffers and writes it, and one more
-thread hashes it while the next frames arrive (docs/artifacts.md, "The direct path").
+of the file; the receiver decrypts each frame in place in one of RING buffers, and two more threads write
+and hash it while the next frames arrive (docs/artifacts.md, "The direct path").
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ class Receiver:
         Returns the bytes received (fewer when the holder ended early). Raises DirectFailed (with the bytes
         kept so far) when the connection cannot be made, breaks, stalls, or a frame fails its tag."""
         got = 0
-        hashing: concurrent.futures.ThreadPoolExecutor | None = None
+        pools: list[concurrent.futures.ThreadPoolExecutor] = []
         try:
             sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM)
             self._sock = sock
@@ -243,13 +243,16 @@ class Receiver:
 
             aes = _aes(self._offer.key)
             head = memoryview(bytearray(4))
-            # RING frame buffers, used in turn: frame i arrives in one, is decrypted in place and written to
-            # `out` by this thread, then hashed by another (hashlib releases the GIL) while frames i + 1 ...
-            # arrive; a buffer is reused only once its hash is done. Two threads of about equal work: this
-            # one's receive, decryption and write, and the hash.
+            # RING frame buffers, used in turn: frame i arrives in one and is decrypted in place by this thread,
+            # then written to `out` by a second thread and hashed by a third (file writes and hashlib release
+            # the GIL) while frames i + 1 ... arrive; a buffer is reused only once both are done. Each thread
+            # keeps its order, so the file and the digest see the frames in order.
             ring = [memoryview(bytearray(FRAME + TAG)) for _ in range(RING)]
-            hashed: list[concurrent.futures.Future[Any] | None] = [None] * RING
+            busy: list[tuple[concurrent.futures.Future[Any], ...]] = [()] * RING
+            writing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dms-direct-write")
+            pools.append(writing)
             hashing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dms-direct-hash")
+            pools.append(hashing)
             i = 0
             while got < want:
                 if not _recv_exactly(sock, head):
@@ -258,8 +261,8 @@ class Receiver:
                 if not TAG <= length <= FRAME + TAG:
                     raise DirectFailed(f"a frame of {length} bytes is out of bounds", got)
                 slot = i % RING
-                if (earlier := hashed[slot]) is not None:
-                    earlier.result()
+                for done in busy[slot]:
+                    done.result()
                 sealed = ring[slot][:length]
                 _recv_exactly(sock, sealed)
                 plain = sealed[: length - TAG]
@@ -269,12 +272,11 @@ class Receiver:
                     raise DirectFailed(f"frame {i} failed its authentication tag", got, forged=True) from None
                 if got + len(plain) > want:
                     raise DirectFailed("the holder sent more bytes than announced", got)
-                out.write(plain)
-                hashed[slot] = hashing.submit(digest.update, plain)
+                busy[slot] = (writing.submit(out.write, plain), hashing.submit(digest.update, plain))
                 got += len(plain)
                 i += 1
-            for done in hashed:
-                if done is not None:
+            for frame in busy:
+                for done in frame:
                     done.result()
             return got
         except DirectFailed as exc:
@@ -285,8 +287,8 @@ class Receiver:
         finally:
             if self._sock is not None:
                 self._sock.close()
-            if hashing is not None:
-                hashing.shutdown(wait=True)  # the digest is complete (or abandoned) on return
+            for pool in pools:
+                pool.shutdown(wait=True)  # the file and the digest are complete (or abandoned) on return
 
     def close(self) -> None:
         """Stop at once (from any thread): the blocked `receive` raises DirectFailed."""
