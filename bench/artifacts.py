@@ -11,10 +11,10 @@ round: a separate sender process writes the same file's bytes into one TCP conne
 this process receives them into a file (no hashing, no encryption). Also in each round, the direct path
 alone: `dms.artifacts.direct`'s Sender in a separate process and its Receiver here, hashing and writing
 into a file (no daemon, no libp2p stream, no request): what the bytes cost without the fixed part.
-And a second copy like the floor's but into a new file each round, kept: the floor rewrites one file, whose
-pages the kernel hands straight back, while each fetch stores a new blob in new memory, which costs far
-more than the copy on this VM (docs/artifacts.md, "Transfer speed"). Rounds interleave the five; medians
-reported.
+And a second copy like the floor's but into a new file each round, kept: the floor rewrites one file,
+whose dirty pages are dropped before any write-back, while each fetch stores a new blob, and on this VM
+writing a new file once the write-back of earlier ones runs can cost far more than the copy
+(docs/artifacts.md, "Transfer speed"). Rounds interleave the five; medians reported.
 
 Run: .venv/bin/python bench/artifacts.py [--mib 32] [--rounds 5] [--write]
 """
@@ -142,7 +142,7 @@ def main() -> None:
         ("fetch A to B, direct path (default; hashed, stored)", fetched),
         ("fetch A to C, bytes on the libp2p stream (`direct: false`)", p2p),
         ("direct path alone: Sender process to Receiver, hashed, to file", alone),
-        ("plain TCP copy into a new file each round, kept (new memory, as a fetched blob)", kept),
+        ("plain TCP copy into a new file each round, kept (as a fetched blob is)", kept),
     ]
     title = f"Artifact transfer: {args.mib} MiB between two daemons, libp2p vs plain TCP"
     text = "\n".join([
