@@ -12,9 +12,9 @@ this process receives them into a file (no hashing, no encryption). Also in each
 alone: `dms.artifacts.direct`'s Sender in a separate process and its Receiver here, hashing and writing
 into a file (no daemon, no libp2p stream, no request): what the bytes cost without the fixed part.
 And a second copy like the floor's but into a new file each round, kept: the floor rewrites one file,
-whose dirty pages are dropped before any write-back, while each fetch stores a new blob, and on this VM
-writing a new file once the write-back of earlier ones runs can cost far more than the copy
-(docs/artifacts.md, "Transfer speed"). Rounds interleave the five; medians reported.
+whose pages come straight back, while each fetch stores a new blob, and on this VM writing a new file
+that is kept can cost far more than the copy (docs/artifacts.md, "Transfer speed"). Rounds interleave the
+five; medians reported.
 
 Run: .venv/bin/python bench/artifacts.py [--mib 32] [--rounds 5] [--write]
 """
