@@ -15,8 +15,8 @@ How, and what keeps it as safe as the libp2p stream:
 - The bytes go as frames `[4-byte length][AES-256-GCM ciphertext and tag]` of at most FRAME bytes of
   plaintext; frame i uses nonce i (a key is never used twice), so a changed, dropped, reordered or
   replayed frame fails its tag. The artifact's sha256 is still checked over the whole file.
-Blocking socket code: the two ends run in worker threads (hashing, file writes and socket calls release the
-GIL), and `close()` from the event loop ends a transfer at once. The sender seals frames straight from a map
+Blocking socket code: the two ends run in worker threads (hashing, AES-GCM, file writes and socket calls
+release the GIL), and `close()` from the event loop ends a transfer at once. The sender seals frames straight from a map
 of the file; the receiver decrypts each frame in place in one of RING buffers, and two more threads write
 and hash it while the next frames arrive (docs/artifacts.md, "The direct path").
 """
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 FRAME = 1024 * 1024
 """Plaintext bytes per frame."""
 RING = 4
-"""Frame buffers on the receiving end: the hash may lag this many frames behind the receive."""
+"""Frame buffers on the receiving end: the write and the hash may lag this many frames behind the receive."""
 WINDOW = 4 * FRAME
 """Bytes of the file the sender maps at a time (populated before the first of its frames is sealed: small
 enough that the first frame is not kept waiting)."""
