@@ -16,9 +16,9 @@ How, and what keeps it as safe as the libp2p stream:
   plaintext; frame i uses nonce i (a key is never used twice), so a changed, dropped, reordered or
   replayed frame fails its tag. The artifact's sha256 is still checked over the whole file.
 Blocking socket code: the two ends run in worker threads (hashing, AES-GCM, file writes and socket calls
-release the GIL), and `close()` from the event loop ends a transfer at once. The sender seals frames straight from a map
-of the file; the receiver decrypts each frame in place in one of RING buffers, and two more threads write
-and hash it while the next frames arrive (docs/artifacts.md, "The direct path").
+release the GIL), and `close()` from the event loop ends a transfer at once. The sender seals frames
+straight from a map of the file; the receiver decrypts each frame in place in one of RING buffers, and two
+more threads write and hash it while the next frames arrive (docs/artifacts.md, "The direct path").
 """
 
 from __future__ import annotations
