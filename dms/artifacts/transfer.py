@@ -16,7 +16,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,9 +158,11 @@ class ArtifactTransfer:
             return False
         self._direct_sending += 1
         try:
-            await _answer(stream, {"size": size, "direct": sender.offer.to_json()})
             send = functools.partial(sender.send, path, offset, size, self._stall_s)
-            sent = await _in_thread(self._send_pool, send, sender.close)
+            # The sending thread already waits at the listener while the offer goes out: the asker's connection
+            # is taken the moment it comes.
+            offered = _answer(stream, {"size": size, "direct": sender.offer.to_json()})
+            sent = await _in_thread(self._send_pool, send, sender.close, meanwhile=offered)
             self.stats.bytes_out += sent
             self.stats.served += 1
             self.stats.direct += 1
@@ -312,17 +314,23 @@ class _Progress(TransferFailed):
         self.direct = direct
 
 
-async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[[], T], stop: Callable[[], None]) -> T:
-    """`fn()` in one of `pool`'s threads. If the caller is cancelled, `stop()` ends the thread's blocking calls
-    and the thread is waited for before the cancellation goes on, so it never touches the file, the digest
-    or the pinned blob after its caller has let go of them."""
+async def _in_thread(
+    pool: ThreadPoolExecutor, fn: Callable[[], T], stop: Callable[[], None], meanwhile: Awaitable[None] | None = None
+) -> T:
+    """`fn()` in one of `pool`'s threads, and `meanwhile` awaited here while it starts. If the caller is
+    cancelled or `meanwhile` fails, `stop()` ends the thread's blocking calls and the thread is waited for
+    before the exception goes on, so it never touches the file, the digest or the pinned blob after its
+    caller has let go of them."""
     job = asyncio.get_running_loop().run_in_executor(pool, fn)
     try:
+        if meanwhile is not None:
+            await meanwhile
         return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        stop()
-        with contextlib.suppress(Exception):
-            await job
+    except BaseException:
+        if not job.done():
+            stop()
+            with contextlib.suppress(Exception):
+                await job
         raise
 
 
