@@ -5,7 +5,7 @@ Each variant runs in its own process (the patch is process-wide): two hosts buil
 the bytes in 1 MiB writes and closes, the receiver reads everything yamux holds at each read (as
 `dms.network.streams` does). Timed from the first write to the last byte read. "plain" is py-libp2p
 0.8.1 as installed (the host is built the same way, then the functions the fast path replaces are put
-back). The floor is bench/artifacts.py's: a sender process writing into one loopback TCP connection,
+back). The floor is bench/floor.py's: a sender process writing into one loopback TCP connection,
 this process receiving into a file. Rounds interleave the three; medians reported. No hashing, no disk on
 the libp2p side: this isolates the transport.
 
@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from artifacts import tcp_copy
-from common import append_results, header, load_note, median
+from common import append_results, load_note
+from floor import ratio_table, tcp_copy
 
 
 def child(variant: str, mib: int) -> float:
@@ -133,23 +133,12 @@ def main() -> None:
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
                 times[variant].append(float(out.strip().splitlines()[-1]))
 
-    def row(label: str, key: str) -> str:
-        t = median(times[key])
-        return f"| {label} | {t:.3f} s | {args.mib / t:.0f} MiB/s | {median(times['tcp']) / t:.3f} |"
-
-    text = "\n".join([
-        header(f"One libp2p stream: {args.mib} MiB, py-libp2p 0.8.1 with and without dms.network.fastpath"),
-        "",
-        __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else "",
-        f"{args.rounds} interleaved rounds. {note}",
-        "",
-        "| path | median time | throughput | ratio to the floor |",
-        "|---|---|---|---|",
-        row("plain TCP copy, sender process to file (floor)", "tcp"),
-        row("libp2p stream, py-libp2p 0.8.1 as installed", "plain"),
-        row("libp2p stream, with dms.network.fastpath", "patched"),
-        "",
-    ])  # fmt: skip
+    title = f"One libp2p stream: {args.mib} MiB, py-libp2p 0.8.1 with and without dms.network.fastpath"
+    rows = [
+        ("libp2p stream, py-libp2p 0.8.1 as installed", times["plain"]),
+        ("libp2p stream, with dms.network.fastpath", times["patched"]),
+    ]
+    text = "\n".join(ratio_table(title, __doc__, note, args.mib, times["tcp"], rows))
     print(text)
     if args.write:
         append_results(text)

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,9 +158,11 @@ class ArtifactTransfer:
             return False
         self._direct_sending += 1
         try:
-            await _answer(stream, {"size": size, "direct": sender.offer.to_json()})
             send = functools.partial(sender.send, path, offset, size, self._stall_s)
-            sent = await _in_thread(self._send_pool, send, sender.close)
+            # The sending thread already waits at the listener while the offer goes out: the asker's connection
+            # is taken the moment it comes.
+            offered = _answer(stream, {"size": size, "direct": sender.offer.to_json()})
+            sent = await _in_thread(self._send_pool, send, sender.close, meanwhile=offered)
             self.stats.bytes_out += sent
             self.stats.served += 1
             self.stats.direct += 1
@@ -231,6 +233,7 @@ class ArtifactTransfer:
         _Progress so the caller keeps them; refusals raise TransferFailed."""
         stream = await self._opener.open(peer_id, PROTOCOL)
         got = 0
+        closing: asyncio.Task[None] | None = None
         try:
             host = stream.remote_host if use_direct else None
             req: dict[str, Any] = {"sha256": sha, "offset": offset}
@@ -253,6 +256,9 @@ class ArtifactTransfer:
             if "direct" in head:
                 if host is None:
                     raise TransferFailed(f"peer {peer_id} offered a direct path that was not asked for")
+                # The libp2p stream has done its part (the holder reads nothing more from it): it closes while
+                # the bytes come, not after them.
+                closing = asyncio.create_task(stream.close())
                 return size, await self._receive_direct(host, head["direct"], peer_id, partial, offset, size, digest)
             with partial.open("ab") as f:
                 while offset + got < size:
@@ -269,7 +275,7 @@ class ArtifactTransfer:
                     self.stats.bytes_in += len(data)
             return size, got
         finally:
-            await stream.close()
+            await (stream.close() if closing is None else closing)
 
     async def _receive_direct(
         self, host: str, offer_json: object, peer_id: str, partial: Path, offset: int, size: int, digest: Any
@@ -308,17 +314,23 @@ class _Progress(TransferFailed):
         self.direct = direct
 
 
-async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[[], T], stop: Callable[[], None]) -> T:
-    """`fn()` in one of `pool`'s threads. If the caller is cancelled, `stop()` ends the thread's blocking calls
-    and the thread is waited for before the cancellation goes on, so it never touches the file, the digest
-    or the pinned blob after its caller has let go of them."""
+async def _in_thread(
+    pool: ThreadPoolExecutor, fn: Callable[[], T], stop: Callable[[], None], meanwhile: Awaitable[None] | None = None
+) -> T:
+    """`fn()` in one of `pool`'s threads, and `meanwhile` awaited here while it starts. If the caller is
+    cancelled or `meanwhile` fails, `stop()` ends the thread's blocking calls and the thread is waited for
+    before the exception goes on, so it never touches the file, the digest or the pinned blob after its
+    caller has let go of them."""
     job = asyncio.get_running_loop().run_in_executor(pool, fn)
     try:
+        if meanwhile is not None:
+            await meanwhile
         return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        stop()
-        with contextlib.suppress(Exception):
-            await job
+    except BaseException:
+        if not job.done():
+            stop()
+            with contextlib.suppress(Exception):
+                await job
         raise
 
 

@@ -33,11 +33,19 @@ def run_sender(sender: Sender, path: Path, offset: int, size: int) -> dict[str, 
     return result
 
 
-def test_bytes_from_an_offset_arrive_whole_and_hashed(tmp_path: Path) -> None:
-    data = os.urandom(3 * direct.FRAME + 12345)  # several frames and a short last one
+@pytest.mark.parametrize(
+    ("size", "offset"),
+    [
+        (3 * direct.FRAME + 12345, 777),  # several frames and a short last one
+        # Over one map (the sender maps WINDOW bytes at a time) from inside a page past the first allocation
+        # granule, and more frames than the receiver's RING buffers: both wrap around.
+        (direct.WINDOW + (direct.RING - 1) * direct.FRAME + 4321, 2 * 4096 + 777),
+    ],
+)
+def test_bytes_from_an_offset_arrive_whole_and_hashed(tmp_path: Path, size: int, offset: int) -> None:
+    data = os.urandom(size)
     path = tmp_path / "blob"
     path.write_bytes(data)
-    offset = 777
     sender = Sender("127.0.0.1")
     result = run_sender(sender, path, offset, len(data))
     out, digest = io.BytesIO(), hashlib.sha256()
@@ -47,6 +55,18 @@ def test_bytes_from_an_offset_arrive_whole_and_hashed(tmp_path: Path) -> None:
     assert out.getvalue() == data[offset:]
     assert digest.hexdigest() == hashlib.sha256(data[offset:]).hexdigest()
     assert sender.strangers == 0
+
+
+def test_a_file_shorter_than_asked_is_sent_as_it_is_and_the_receiver_sees_the_early_end(tmp_path: Path) -> None:
+    data = os.urandom(direct.FRAME + 10)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    sender = Sender("127.0.0.1")
+    result = run_sender(sender, path, 0, len(data) + 5000)  # the store's size is never larger; no crash if it were
+    out = io.BytesIO()
+    assert Receiver("127.0.0.1", sender.offer).receive(out, hashlib.sha256(), len(data) + 5000, 5.0) == len(data)
+    result["thread"].join(5)
+    assert result["sent"] == len(data) and out.getvalue() == data
 
 
 def test_a_stranger_without_the_token_gets_nothing_and_the_asker_still_gets_its_bytes(tmp_path: Path) -> None:
