@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401  (i
 from floor import ratio_table, tcp_copy
 
 from dms.artifacts import direct
+from dms.artifacts.appender import Appender
 from tests.procs import DmsProcess, wait_for
 
 DIRECT_SENDER = """
@@ -45,6 +46,7 @@ import json, sys
 from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from dms.artifacts import direct
+from dms.artifacts.appender import Appender
 sender = direct.Sender("127.0.0.1")
 print(json.dumps(sender.offer.to_json()), flush=True)
 path = Path(sys.argv[1])
@@ -62,7 +64,7 @@ def direct_alone(src: Path, dest: Path, sha: str) -> float:
     dest.unlink(missing_ok=True)
     digest = hashlib.sha256()
     t0 = time.perf_counter()
-    with dest.open("ab") as f:
+    with Appender(dest) as f:  # as the daemon writes a fetched blob
         got = direct.Receiver("127.0.0.1", offer).receive(f, digest, src.stat().st_size, 10.0)
     elapsed = time.perf_counter() - t0
     proc.wait(timeout=30)

@@ -17,8 +17,9 @@ How, and what keeps it as safe as the libp2p stream:
   replayed frame fails its tag. The artifact's sha256 is still checked over the whole file.
 Blocking socket code: the two ends run in worker threads (hashing, AES-GCM, file writes and socket calls
 release the GIL), and `close()` from the event loop ends a transfer at once. The sender seals frames
-straight from a map of the file; the receiver decrypts each frame in place in one of RING buffers, and two
-more threads write and hash it while the next frames arrive (docs/artifacts.md, "The direct path").
+straight from a map of the file; the receiver decrypts each frame in place in one of RING buffers (page-aligned,
+so an `Appender` writes them past the page cache), and two more threads write and hash it while the next frames
+arrive (docs/artifacts.md, "The direct path").
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -214,6 +215,12 @@ class Sender:
             _close(self._conn)
 
 
+class Sink(Protocol):
+    """Where received plaintext goes: a file, or `dms.artifacts.appender.Appender`."""
+
+    def write(self, data: memoryview, /) -> object: ...
+
+
 class Receiver:
     """The asker's end: dial, present the token, append verified plaintext to a file and a digest."""
 
@@ -223,7 +230,7 @@ class Receiver:
         self._sock: socket.socket | None = None
         self._closed = False
 
-    def receive(self, out: BinaryIO, digest: Any, want: int, stall_s: float) -> int:
+    def receive(self, out: Sink, digest: Any, want: int, stall_s: float) -> int:
         """Blocking: up to `want` bytes, each frame written to `out` and fed to `digest` once its tag checks.
         Returns the bytes received (fewer when the holder ended early). Raises DirectFailed (with the bytes
         kept so far) when the connection cannot be made, breaks, stalls, or a frame fails its tag."""
@@ -247,7 +254,7 @@ class Receiver:
             # then written to `out` by a second thread and hashed by a third (file writes and hashlib release
             # the GIL) while frames i + 1 ... arrive; a buffer is reused only once both are done. Each thread
             # keeps its order, so the file and the digest see the frames in order.
-            ring = [memoryview(bytearray(FRAME + TAG)) for _ in range(RING)]
+            ring = [memoryview(mmap.mmap(-1, FRAME + TAG)) for _ in range(RING)]  # page-aligned (O_DIRECT)
             busy: list[tuple[concurrent.futures.Future[Any], ...]] = [()] * RING
             writing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dms-direct-write")
             pools.append(writing)

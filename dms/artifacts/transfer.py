@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from dms.artifacts import direct
+from dms.artifacts.appender import Appender
 from dms.artifacts.errors import ArtifactCorrupt, ArtifactTooLarge, QuotaExceeded, TransferFailed
 from dms.artifacts.store import Artifact, ArtifactStore, check_hash
 from dms.errors import DmsError
@@ -285,7 +286,7 @@ class ArtifactTransfer:
         except ValueError as exc:
             raise TransferFailed(f"peer {peer_id} answered garbage: {exc}") from exc
         receiver = direct.Receiver(host, offer)
-        with partial.open("ab") as f:
+        with Appender(partial) as f:
             try:
                 receive = functools.partial(receiver.receive, f, digest, size - offset, self._stall_s)
                 got = await _in_thread(self._receive_pool, receive, receiver.close)
