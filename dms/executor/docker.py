@@ -102,10 +102,14 @@ class DockerExecutor:
                 raise ExecutorUnavailable(f"no Docker engine found: {exc}") from exc
         return self._docker
 
-    async def close(self) -> None:
+    async def settle(self) -> None:
+        """Wait for the removals still running in the background (ended containers, volumes, disks)."""
         for cleanup in list(self._cleanups):
             with contextlib.suppress(Exception):
                 await cleanup
+
+    async def close(self) -> None:
+        await self.settle()
         await self._disks.close()
         if self._docker is not None:
             await self._docker.close()
@@ -151,6 +155,7 @@ class DockerExecutor:
             raise ExecutorError(f"cannot make the job's disk: {exc}") from exc
         name = volume_name(self._instance, spec.job_id)
         self._live_disks[spec.job_id] = disk
+        ended: aiodocker.docker.DockerContainer | None = None
         try:
             try:
                 container = await docker.containers.create(container_config(spec, self._instance, disk), name=name)
@@ -161,25 +166,35 @@ class DockerExecutor:
                 raise engine_error(exc, "the Docker engine refused the container") from exc
             try:
                 result = await self._start_and_wait(container, spec, on_logs, on_start)
+            except BaseException:
+                await self._delete_container(container)
+                raise
             finally:
                 self._cancelled.discard(spec.job_id)
-                with contextlib.suppress(aiodocker.DockerError):
-                    await container.delete(force=True)
-            return await self._after(spec.job_id, disk, result, spec.workspace_dump)
+            ended = container  # removed in the background, after the result (or by `_after`, to read the disk)
+            return await self._after(spec.job_id, disk, result, spec.workspace_dump, container)
         finally:
             self._live_disks.pop(spec.job_id, None)
-            self._dispose_later(name, disk)
+            self._dispose_later(name, disk, ended)
 
-    def _dispose_later(self, volume: str, disk: JobDisk) -> None:
-        """Remove the job's volume (if `_after` has not) and its disk. Tens of ms that are not part of the job's
-        result: it runs in the background, and close() waits for it."""
-        cleanup = asyncio.create_task(self._dispose(volume, disk))
+    def _dispose_later(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
+        """Remove the job's ended container, its volume (if `_after` has not) and its disk. Tens of ms that are
+        not part of the job's result: it runs in the background, and close() waits for it. A crash before it
+        ran leaves them to the next start's `reconcile`, which removes every container and volume of ours."""
+        cleanup = asyncio.create_task(self._dispose(volume, disk, container))
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
 
-    async def _dispose(self, volume: str, disk: JobDisk) -> None:
+    async def _dispose(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
+        if container is not None:
+            await self._delete_container(container)
         await self._delete_volume(volume)
         await self._disks.remove(disk)
+
+    @staticmethod
+    async def _delete_container(container: aiodocker.docker.DockerContainer) -> None:
+        with contextlib.suppress(aiodocker.DockerError):
+            await container.delete(force=True)
 
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
         """Copy a running job's /workspace into the empty folder `dest` (a checkpoint): the container is
@@ -251,23 +266,28 @@ class DockerExecutor:
                 result = await self._follow(containers[0], job_id, timeout_s, on_logs, logged)
             finally:
                 self._cancelled.discard(job_id)
-                with contextlib.suppress(aiodocker.DockerError):
-                    await containers[0].delete(force=True)
+                await self._delete_container(containers[0])
             return await self._after(job_id, disk, result, workspace_dump) if disk is not None else result
         finally:
             self._adopted.discard(job_id)
             self._live_disks.pop(job_id, None)
             if disk is not None:
-                self._dispose_later(volume_name(self._instance, job_id), disk)
+                self._dispose_later(volume_name(self._instance, job_id), disk, None)
             else:
                 await self._delete_volume(volume_name(self._instance, job_id))
 
-    async def _after(self, job_id: str, disk: JobDisk, result: RunResult, workspace_dump: str | None) -> RunResult:
-        """Once the container is gone: its disk's last copy (a checkpoint) and whether it ended full. With
-        neither to find out (no checkpoint asked, a clean exit) the disk is not read and goes in the background."""
+    async def _after(
+        self, job_id: str, disk: JobDisk, result: RunResult, workspace_dump: str | None,
+        container: aiodocker.docker.DockerContainer | None = None,
+    ) -> RunResult:  # fmt: skip
+        """Once the container has ended: its disk's last copy (a checkpoint) and whether it ended full, read
+        once `container` (if still there) and the volume are removed. With neither to find out (no checkpoint
+        asked, a clean exit) the disk is not read and goes in the background, with the container."""
         failed = result.reason == EndReason.EXITED and result.exit_code != 0
         if workspace_dump is None and not failed:
             return result
+        if container is not None:
+            await self._delete_container(container)
         await self._delete_volume(volume_name(self._instance, job_id))  # the engine unmounts it: now readable
         if workspace_dump is not None:
             try:

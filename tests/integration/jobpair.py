@@ -147,6 +147,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     yield Pair(requester, provider, onboarding, wire)
     await requester.stop()
     await provider.stop()
+    await executor.settle()  # ended containers are removed in the background, after the result
     assert await executor.reconcile() == []
     await executor.close()
     await store.close()
