@@ -61,6 +61,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENGINE_TIMEOUT_S = 5.0
+DISPOSE_AFTER_S = 0.1
+"""How long after a run's end its container, volume and disk removal starts (in the background)."""
 IMAGE_MEMORY_S = 10.0
 """How long a found image is taken as still there without asking the engine again (DockerExecutor.has_image)."""
 SIGKILL_EXIT = 128 + 9
@@ -186,6 +188,7 @@ class DockerExecutor:
         cleanup.add_done_callback(self._cleanups.discard)
 
     async def _dispose(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
+        await asyncio.sleep(DISPOSE_AFTER_S)  # after the job's result is stored and sent: its CPU is not on that path
         if container is not None:
             await self._delete_container(container)
         await self._delete_volume(volume)

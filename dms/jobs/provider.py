@@ -225,6 +225,7 @@ class ProviderService(Restarting):
                 )  # fmt: skip
             except Duplicate:
                 return "payment rejected: reused (that deposit paid for another job)"
+            self._feed.fresh(req.job_id)
             held = Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus), r.disk_mb)
             await self._allocations.hold(req.job_id, held)
         await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})

@@ -134,11 +134,11 @@ class RequesterService:
         owners = list(self._owners.values())
         return frozenset(p for o in owners if not o.state.is_terminal() and (p := o.provider_peer) is not None)
 
-    def _own(self, job_id: str) -> SPJob:
+    def _own(self, job_id: str, quoted_now: bool = False) -> SPJob:
         """The job's owner, started if it has none (synchronous: two callers cannot both start one)."""
         owner = self._owners.get(job_id)
         if owner is None:
-            owner = self._owners[job_id] = SPJob(job_id, self._deps)
+            owner = self._owners[job_id] = SPJob(job_id, self._deps, quoted_now)
             task = self._tasks[job_id] = asyncio.create_task(owner.run())
 
             def gone(_: asyncio.Task[None]) -> None:
@@ -204,7 +204,8 @@ class RequesterService:
             raise
         finally:
             self._quoting.discard(job_id)
-        self._own(job_id)  # it waits for the payment, or expires the quote at expires_at
+        self._feed.fresh(job_id)
+        self._own(job_id, quoted_now=True)  # it waits for the payment, or expires the quote at expires_at
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
 
