@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import wasmtime
 from common import append_results, header, load_note, median, p95
-from jobs import FUND, IMAGE, _daemon, _known, _onboard, _peer_id, _wait
+from jobs_setup import FUND, IMAGE, _daemon, _known, _onboard, _peer_id, _wait
 
 from dms.executor.base import ContainerSpec, LogChunk
 from dms.executor.modules import ModuleStore
