@@ -30,6 +30,7 @@ from jobs_setup import (
     _store_costs,
     _wait,
     job_spec,
+    request_quote,
 )  # fmt: skip
 
 from dms.app import instance_name
@@ -56,10 +57,7 @@ class JobTimes:
 
 async def _one_job(s: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, url: str) -> tuple[str, JobTimes]:
     t = JobTimes(post=time.time())
-    async with s.post(url + "/api/v1/run/request-service", json=job_spec(LATENCY_RES)) as r:
-        quote = await r.json()
-        if r.status != 200:
-            raise RuntimeError(f"request-service answered {r.status}: {quote}")
+    quote = await request_quote(s, url, job_spec(LATENCY_RES))
     t.quote = time.time()
     job_id = quote["job_id"]
     await ws.send_json({"action": "send-status", "job_id": job_id, "message": FUND})

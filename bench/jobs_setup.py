@@ -67,6 +67,15 @@ def _onboard(d: DmsProcess, cpu: int | None = None, share: float = 0.5) -> None:
     _post(d, "/onboarding/onboard", body)
 
 
+async def request_quote(s: aiohttp.ClientSession, url: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """POST request-service: the quote (RuntimeError with the answer when it is not 200)."""
+    async with s.post(url + "/api/v1/run/request-service", json=spec) as r:
+        quote: dict[str, Any] = await r.json()
+        if r.status != 200:
+            raise RuntimeError(f"request-service answered {r.status}: {quote}")
+    return quote
+
+
 def _known(d: DmsProcess) -> dict[str, dict[str, Any]]:
     return {p["peer_id"]: p["capacity"] for p in d.get("/api/v1/peers/dht/dump")}
 

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import wasmtime
 from common import append_results, header, load_note, median, p95
-from jobs_setup import FUND, IMAGE, _daemon, _known, _onboard, _peer_id, _wait
+from jobs_setup import FUND, IMAGE, _daemon, _known, _onboard, _peer_id, _wait, request_quote
 
 from dms.executor.base import ContainerSpec, LogChunk
 from dms.executor.modules import ModuleStore
@@ -108,10 +108,7 @@ async def one_job(
     s: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, url: str, spec: dict[str, Any], steps: Steps
 ) -> float:
     t0 = time.perf_counter()
-    async with s.post(url + "/api/v1/run/request-service", json=spec) as r:
-        quote = await r.json()
-        if r.status != 200:
-            raise RuntimeError(f"request-service answered {r.status}: {quote}")
+    quote = await request_quote(s, url, spec)
     steps.add("quote", time.perf_counter() - t0)
     job_id = quote["job_id"]
     await ws.send_json({"action": "send-status", "job_id": job_id, "message": FUND})
