@@ -86,8 +86,7 @@ class SPJob(Resuming):
             self._row, self.state = row, SPState(row.state)
             self._started = self.state == SPState.RUNNING
             self._resume(row)
-            if self._quoted_now and row.quote["candidates"] and not self._d.payments.escrow:
-                # Without escrow the payment may follow at once: open the stream now (closed when stale).
+            if self._quoted_now and row.quote["candidates"]:  # the payment may follow at once (closed when stale)
                 self._ahead.open(row.quote["candidates"][0][0])
             while not self.state.is_terminal():
                 msg = await self._next()
@@ -235,15 +234,15 @@ class SPJob(Resuming):
             return
         transition(self.state, SPState.PAID)
         submitted = await self._frames({"action": "job-submitted"})
-        try:  # the deposit is marked used only now, once verified for this job
-            await self._commit(SPState.PAID, submitted, tx_hash=tx_hash or None)
+        key = run_key(self.job_id, run_number(self._row))
+        funded = [TransactionLog.record(key, "fund", msg.tx, q["estimated_price"], "verified")]
+        funded = funded if self._d.payments.escrow else []
+        try:  # the deposit is marked used only now, once verified for this job; its record goes with the move
+            await self._commit(SPState.PAID, submitted, funded, tx_hash=tx_hash or None)
         except Duplicate:
             reused = "payment rejected: reused (that deposit paid for another job)"
             await self._end(SPState.FAILED, reused, None, settle=False)
             return
-        if self._d.payments.escrow:
-            key = run_key(self.job_id, run_number(self._row))
-            await self._d.transactions.add(key, "fund", msg.tx, q["estimated_price"], "verified")
         self._row.tx_hash = tx_hash or None
         self._start_helper(self._dispatch(self._row))
 

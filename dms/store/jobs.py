@@ -189,17 +189,17 @@ class TransactionLog:
         self, job_id: str, kind: str, tx_hash: str | None, amount: int | None, state: str, error: str | None = None
     ) -> None:
         async with self._store.session() as s, s.begin():
-            s.add(
-                TransactionRow(
-                    job_id=job_id,
-                    kind=kind,
-                    tx_hash=tx_hash,
-                    amount=None if amount is None else str(amount),
-                    state=state,
-                    error=error,
-                    at=now(),
-                )
-            )
+            s.add(TransactionLog.record(job_id, kind, tx_hash, amount, state, error))
+
+    @staticmethod
+    def record(
+        job_id: str, kind: str, tx_hash: str | None, amount: int | None, state: str, error: str | None = None
+    ) -> TransactionRow:
+        """A payment record, to store with a job's move (JobStore.commit's `also`) or alone (`add`)."""
+        return TransactionRow(
+            job_id=job_id, kind=kind, tx_hash=tx_hash, amount=None if amount is None else str(amount), state=state,
+            error=error, at=now(), attempts=0,
+        )  # fmt: skip
 
     @staticmethod
     def owed(job_id: str, action: str, outcome: str) -> TransactionRow:
