@@ -126,11 +126,15 @@ class Ahead:
         return None if self._opening is None else self._at + self._fresh_s - time.monotonic()
 
     async def take(self) -> asyncio.Task[LineStream] | None:
-        """The stream being opened, for `offer`, if still fresh (a stale one is closed); None otherwise."""
+        """The stream being opened, for `offer`, if still fresh and not failed (a stale one is closed); None
+        otherwise."""
         opening, self._opening = self._opening, None
-        if opening is not None and time.monotonic() - self._at > self._fresh_s:
-            await close_opened(opening)  # its provider may have given up waiting for the request on it
+        if opening is None:
             return None
+        failed = opening.done() and (opening.cancelled() or opening.exception() is not None)
+        if failed or time.monotonic() - self._at > self._fresh_s:
+            await close_opened(opening)  # its provider may have given up waiting for the request on it
+            return None  # (or it could not be opened then: the offer dials again)
         return opening
 
     async def close(self) -> None:

@@ -44,3 +44,14 @@ async def test_a_stream_opened_at_the_quote_is_closed_once_stale(pair: Pair, mon
     frames = [f async for _, f in pair.requester.frames(quote["job_id"])]
     assert [f["action"] for f in frames][-1] == "job-completed"
     assert len(pair.wire.opened) == 2  # paid after it went stale: a fresh stream carried the offer
+
+
+async def test_a_stream_that_could_not_be_opened_at_the_quote_is_dialled_again(pair: Pair) -> None:
+    pair.wire.up = False
+    quote = await pair.requester.request_service(job("true"), None)
+    await until(lambda: pair.wire.dials == 1)  # the dial at the quote failed
+    pair.wire.up = True
+    await pair.requester.send_status(quote["job_id"], "success", None)
+    frames = [f async for _, f in pair.requester.frames(quote["job_id"])]
+    assert [f["action"] for f in frames][-1] == "job-completed"
+    assert pair.wire.dials == 2 and len(pair.wire.opened) == 1
