@@ -110,11 +110,12 @@ class Ahead:
     """The deployment stream to a job's first provider, opened ahead of the request (see `open_ahead`) and
     used only while fresh: its provider waits a bounded time for the request on it (`fresh_s` is less)."""
 
-    def __init__(self, dialer: Dialer, fresh_s: float) -> None:
+    def __init__(self, dialer: Dialer, fresh_s: float, opening: asyncio.Task[LineStream] | None = None) -> None:
+        """`opening`: one already being opened (at the quote), held from now."""
         self._dialer = dialer
         self._fresh_s = fresh_s
-        self._opening: asyncio.Task[LineStream] | None = None
-        self._at = 0.0
+        self._opening = opening
+        self._at = time.monotonic()
 
     def open(self, peer: str) -> None:
         """Start opening one to `peer`, unless one is open or opening."""

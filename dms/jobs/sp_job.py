@@ -44,9 +44,8 @@ OPENED_FRESH_S = FIRST_LINE_TIMEOUT_S / 2
 
 
 class SPJob(Resuming):
-    def __init__(self, job_id: str, deps: Deps, quoted_now: bool = False) -> None:
+    def __init__(self, job_id: str, deps: Deps, opening: asyncio.Task[LineStream] | None = None) -> None:
         self.job_id = job_id
-        self._quoted_now = quoted_now
         self._d = deps
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self.state = SPState.QUOTED
@@ -59,7 +58,7 @@ class SPJob(Resuming):
         self._result_in = False  # the provider's result came; its outputs are being fetched
         self._clock = RunClock()  # how far the current run got by each checkpoint (resume in escrow mode)
         self._closed = False  # the loop has ended: commands are refused from now on
-        self._ahead = Ahead(deps.dialer, OPENED_FRESH_S)  # the first provider's stream, opened ahead
+        self._ahead = Ahead(deps.dialer, OPENED_FRESH_S, opening)  # the first provider's stream, opened ahead
 
     @property
     def provider_peer(self) -> str | None:
@@ -86,8 +85,6 @@ class SPJob(Resuming):
             self._row, self.state = row, SPState(row.state)
             self._started = self.state == SPState.RUNNING
             self._resume(row)
-            if self._quoted_now and row.quote["candidates"]:  # the payment may follow at once (closed when stale)
-                self._ahead.open(row.quote["candidates"][0][0])
             while not self.state.is_terminal():
                 msg = await self._next()
                 try:
