@@ -237,6 +237,9 @@ class DockerExecutor:
                 await container.start()
             except aiodocker.DockerError as exc:
                 raise ExecutorError(f"the container did not start: {exc.message}") from exc
+            if spec.job_id in self._cancelled:  # cancelled while it started: that kill found nothing running
+                with contextlib.suppress(aiodocker.DockerError):
+                    await container.kill()
             if on_start is not None:
                 await on_start()
             return await self._follow(container, spec.job_id, spec.timeout_s, on_logs, attached_output(attached))

@@ -218,17 +218,19 @@ class ProviderService(Restarting):
             free_gpus = [g for g in node.gpus if g.index in node.free.gpus]
             gpus = pick_gpus(free_gpus, r.gpus, r.vram_mb, r.gpu_vendor) if r.gpus else ()
             assert gpus is not None  # refusal() checked there are enough
-            try:
+            self._feed.fresh(req.job_id)  # a new id here (checked above), so its events start at 1
+            admitted = Numbered(await self._feed.number(req.job_id), "status", {"state": CPState.ADMITTED.value})
+            try:  # the row and its first event together
                 await self._jobs.create(
-                    job_id=req.job_id, sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump(),
-                    tx_hash=tx_hash,
+                    [NewEvent("cp", admitted.seq, admitted.kind, admitted.data)], job_id=req.job_id,
+                    sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump(), tx_hash=tx_hash,
                 )  # fmt: skip
             except Duplicate:
+                self._feed.forget(req.job_id)
                 return "payment rejected: reused (that deposit paid for another job)"
-            self._feed.fresh(req.job_id)
             held = Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus), r.disk_mb)
             await self._allocations.hold(req.job_id, held)
-        await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})
+        self._feed.publish(req.job_id, admitted)
         self._capacity_changed()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
         network = ask.network_mode == "default"  # refusal() let it through only if the operator allows it

@@ -58,11 +58,20 @@ class JobStore(Generic[Row]):
         """OSError(ENOSPC) when the store's disk is (nearly) full: see Store.check_space."""
         self._store.check_space()
 
-    async def create(self, **values: Any) -> None:
-        """Raises Duplicate when the job id or the tx hash is taken."""
-        t, at = self._t(), now()
+    async def create(self, events: Sequence[NewEvent] = (), **values: Any) -> None:
+        """The job's row, with its first `events` in the same transaction. Raises Duplicate when the job id or
+        the tx hash is taken (nothing written)."""
+        t, ev, at = self._t(), self._store.table(JobEventRow), now()
+
+        def write(c: sqlite3.Connection) -> None:
+            t.insert(c, {**values, "created_at": at, "updated_at": at})
+            ev.insert_many(
+                c, ({"side": e.side, "job_id": values["job_id"], "seq": e.seq, "kind": e.kind, "payload": e.payload,
+                     "at": at} for e in events),
+            )  # fmt: skip
+
         try:
-            await self._store.direct.write(lambda c: t.insert(c, {**values, "created_at": at, "updated_at": at}))
+            await self._store.direct.write(write)
         except sqlite3.IntegrityError as exc:
             raise Duplicate(str(exc)) from exc
 
