@@ -142,3 +142,20 @@ async def test_a_committed_transaction_survives_a_sigkill(tmp_path: Path) -> Non
         assert await EventLog(store).last_seq("cp", "j") == 50
     finally:
         await store.close()
+
+
+async def test_a_row_is_created_with_its_first_events_or_not_at_all(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    await store.open()
+    try:
+        jobs, events = JobStore(store, CPJobRow), EventLog(store)
+        first = [NewEvent("cp", 1, "status", {"state": "admitted"})]
+        await jobs.create(first, job_id="a", sp_peer_id="p", state="admitted", spec=SPEC, tx_hash="0x1")
+        assert [(e.seq, e.kind, e.payload) for e in await events.after("cp", "a", 0)] == [
+            (1, "status", {"state": "admitted"})
+        ]
+        with pytest.raises(Duplicate):  # the tx hash is taken: neither the row nor its event is stored
+            await jobs.create(first, job_id="b", sp_peer_id="p", state="admitted", spec=SPEC, tx_hash="0x1")
+        assert await jobs.get("b") is None and await events.after("cp", "b", 0) == []
+    finally:
+        await store.close()
