@@ -17,7 +17,6 @@ import aiohttp
 from common import header, load_note, median, p95
 from jobs_setup import (
     FRAME_TIMEOUT_S,
-    FUND,
     HEARTBEAT_S,
     LATENCY_RES,
     EngineEvents,
@@ -30,6 +29,7 @@ from jobs_setup import (
     _store_costs,
     _wait,
     job_spec,
+    pay_and_follow,
     request_quote,
 )  # fmt: skip
 
@@ -60,17 +60,14 @@ async def _one_job(s: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
     quote = await request_quote(s, url, job_spec(LATENCY_RES))
     t.quote = time.time()
     job_id = quote["job_id"]
-    await ws.send_json({"action": "send-status", "job_id": job_id, "message": FUND})
-    while True:
-        frame = await ws.receive_json(timeout=FRAME_TIMEOUT_S)
-        if frame.get("job_id") not in (job_id, None):
-            continue
+    async for frame in pay_and_follow(ws, job_id, FRAME_TIMEOUT_S):
         t.frames.setdefault(frame["action"], time.time())
         if frame["action"] == "error":
             raise RuntimeError(f"websocket error for job {job_id}: {frame}")
         if frame["action"] in ("job-completed", "job-failed"):
             t.end_action, t.end_message = frame["action"], str(frame.get("message", ""))
             return job_id, t
+    raise AssertionError("unreachable: pay_and_follow never ends")
 
 
 @dataclass

@@ -10,6 +10,7 @@ import math
 import tempfile
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,18 @@ async def request_quote(s: aiohttp.ClientSession, url: str, spec: dict[str, Any]
         if r.status != 200:
             raise RuntimeError(f"request-service answered {r.status}: {quote}")
     return quote
+
+
+async def pay_and_follow(
+    ws: aiohttp.ClientWebSocketResponse, job_id: str, timeout_s: float
+) -> AsyncIterator[dict[str, Any]]:
+    """Report the job's payment (send-status fund success), then its frames as they come, for ever (the
+    caller stops); another job's frames are skipped."""
+    await ws.send_json({"action": "send-status", "job_id": job_id, "message": FUND})
+    while True:
+        frame: dict[str, Any] = await ws.receive_json(timeout=timeout_s)
+        if frame.get("job_id") in (job_id, None):
+            yield frame
 
 
 def _known(d: DmsProcess) -> dict[str, dict[str, Any]]:
