@@ -77,7 +77,7 @@ class JobStore(Generic[Row]):
 
     async def get(self, job_id: str) -> Row | None:
         t = self._t()
-        rows = await self._store.direct.read(lambda c: t.select(c, "WHERE job_id = ?", (job_id,)))
+        rows = await self._store.direct.peek(lambda c: t.select(c, "WHERE job_id = ?", (job_id,)))
         return rows[0] if rows else None
 
     async def update(self, job_id: str, **values: Any) -> Row:
@@ -150,7 +150,7 @@ class EventLog:
     async def last_seq(self, side: Side, job_id: str) -> int:
         """The job's highest stored number (0 if none): where its owner resumes numbering."""
         sql = "SELECT max(seq) FROM job_events WHERE side = ? AND job_id = ?"
-        last = await self._store.direct.read(lambda c: c.execute(sql, (side, job_id)).fetchone()[0])
+        last = await self._store.direct.peek(lambda c: c.execute(sql, (side, job_id)).fetchone()[0])
         return int(last or 0)
 
     async def after(self, side: Side, job_id: str, seq: int) -> list[JobEventRow]:
