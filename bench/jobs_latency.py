@@ -220,9 +220,10 @@ def latency_section(n: int, warm: int) -> str:
         "",
         f"For scale, measured in the same run: one store write transaction (EventLog.add) takes "
         f"{store_w * 1000:.2f} ms here, one read (JobStore.get) {store_r * 1000:.2f} ms (the store's fast path,",
-        "dms/store/direct.py: one hop to its thread). A `true` job makes about 12 write transactions (SP 5: quote,",
-        "paid, submitted, running, end; CP 7: admit, hold, admitted, starting, running, end, release) and about 10",
-        "reads; every frame and CP event is still stored before it is sent.",
+        "dms/store/direct.py: a write is one hop to its thread, a point read runs on the event loop). A `true` job",
+        "makes about 10 write transactions (SP 4: quote, paid, submitted, running, end; CP 6: admit with its event,",
+        "hold, starting, running, end, release) and about 10 reads; every frame and CP event is still stored",
+        "before it is sent.",
         "",
     ]
     return "\n".join(lines)
