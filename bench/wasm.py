@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import wasmtime
 from common import append_results, header, load_note, median, p95
-from jobs import FUND, IMAGE, _daemon, _known, _onboard, _peer_id, _wait
+from jobs_setup import IMAGE, _daemon, _known, _onboard, _peer_id, _wait, pay_and_follow, request_quote
 
 from dms.executor.base import ContainerSpec, LogChunk
 from dms.executor.modules import ModuleStore
@@ -108,23 +108,17 @@ async def one_job(
     s: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, url: str, spec: dict[str, Any], steps: Steps
 ) -> float:
     t0 = time.perf_counter()
-    async with s.post(url + "/api/v1/run/request-service", json=spec) as r:
-        quote = await r.json()
-        if r.status != 200:
-            raise RuntimeError(f"request-service answered {r.status}: {quote}")
+    quote = await request_quote(s, url, spec)
     steps.add("quote", time.perf_counter() - t0)
     job_id = quote["job_id"]
-    await ws.send_json({"action": "send-status", "job_id": job_id, "message": FUND})
-    while True:
-        frame = await ws.receive_json(timeout=FRAME_TIMEOUT_S)
-        if frame.get("job_id") not in (job_id, None):
-            continue
+    async for frame in pay_and_follow(ws, job_id, FRAME_TIMEOUT_S):
         if frame["action"] in ("job-submitted", "deployment-response", "job-completed"):
             steps.add(frame["action"], time.perf_counter() - t0)
         if frame["action"] == "job-completed":
             return time.perf_counter() - t0
         if frame["action"] in ("job-failed", "error"):
             raise RuntimeError(f"job {job_id}: {frame}")
+    raise AssertionError("unreachable: pay_and_follow never ends")
 
 
 def add_module(sp: DmsProcess, binary: bytes) -> str:

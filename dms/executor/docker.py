@@ -61,6 +61,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENGINE_TIMEOUT_S = 5.0
+DISPOSE_AFTER_S = 0.1
+"""How long after a run's end its container, volume and disk removal starts (in the background)."""
 IMAGE_MEMORY_S = 10.0
 """How long a found image is taken as still there without asking the engine again (DockerExecutor.has_image)."""
 SIGKILL_EXIT = 128 + 9
@@ -102,10 +104,14 @@ class DockerExecutor:
                 raise ExecutorUnavailable(f"no Docker engine found: {exc}") from exc
         return self._docker
 
-    async def close(self) -> None:
+    async def settle(self) -> None:
+        """Wait for the removals still running in the background (ended containers, volumes, disks)."""
         for cleanup in list(self._cleanups):
             with contextlib.suppress(Exception):
                 await cleanup
+
+    async def close(self) -> None:
+        await self.settle()
         await self._disks.close()
         if self._docker is not None:
             await self._docker.close()
@@ -151,6 +157,7 @@ class DockerExecutor:
             raise ExecutorError(f"cannot make the job's disk: {exc}") from exc
         name = volume_name(self._instance, spec.job_id)
         self._live_disks[spec.job_id] = disk
+        ended: aiodocker.docker.DockerContainer | None = None
         try:
             try:
                 container = await docker.containers.create(container_config(spec, self._instance, disk), name=name)
@@ -161,25 +168,36 @@ class DockerExecutor:
                 raise engine_error(exc, "the Docker engine refused the container") from exc
             try:
                 result = await self._start_and_wait(container, spec, on_logs, on_start)
+            except BaseException:
+                await self._delete_container(container)
+                raise
             finally:
                 self._cancelled.discard(spec.job_id)
-                with contextlib.suppress(aiodocker.DockerError):
-                    await container.delete(force=True)
-            return await self._after(spec.job_id, disk, result, spec.workspace_dump)
+            ended = container  # removed in the background, after the result (or by `_after`, to read the disk)
+            return await self._after(spec.job_id, disk, result, spec.workspace_dump, container)
         finally:
             self._live_disks.pop(spec.job_id, None)
-            self._dispose_later(name, disk)
+            self._dispose_later(name, disk, ended)
 
-    def _dispose_later(self, volume: str, disk: JobDisk) -> None:
-        """Remove the job's volume (if `_after` has not) and its disk. Tens of ms that are not part of the job's
-        result: it runs in the background, and close() waits for it."""
-        cleanup = asyncio.create_task(self._dispose(volume, disk))
+    def _dispose_later(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
+        """Remove the job's ended container, its volume (if `_after` has not) and its disk. Tens of ms that are
+        not part of the job's result: it runs in the background, and close() waits for it. A crash before it
+        ran leaves them to the next start's `reconcile`, which removes every container and volume of ours."""
+        cleanup = asyncio.create_task(self._dispose(volume, disk, container))
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
 
-    async def _dispose(self, volume: str, disk: JobDisk) -> None:
+    async def _dispose(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
+        await asyncio.sleep(DISPOSE_AFTER_S)  # after the job's result is stored and sent: its CPU is not on that path
+        if container is not None:
+            await self._delete_container(container)
         await self._delete_volume(volume)
         await self._disks.remove(disk)
+
+    @staticmethod
+    async def _delete_container(container: aiodocker.docker.DockerContainer) -> None:
+        with contextlib.suppress(aiodocker.DockerError):
+            await container.delete(force=True)
 
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
         """Copy a running job's /workspace into the empty folder `dest` (a checkpoint): the container is
@@ -219,6 +237,9 @@ class DockerExecutor:
                 await container.start()
             except aiodocker.DockerError as exc:
                 raise ExecutorError(f"the container did not start: {exc.message}") from exc
+            if spec.job_id in self._cancelled:  # cancelled while it started: that kill found nothing running
+                with contextlib.suppress(aiodocker.DockerError):
+                    await container.kill()
             if on_start is not None:
                 await on_start()
             return await self._follow(container, spec.job_id, spec.timeout_s, on_logs, attached_output(attached))
@@ -251,23 +272,28 @@ class DockerExecutor:
                 result = await self._follow(containers[0], job_id, timeout_s, on_logs, logged)
             finally:
                 self._cancelled.discard(job_id)
-                with contextlib.suppress(aiodocker.DockerError):
-                    await containers[0].delete(force=True)
+                await self._delete_container(containers[0])
             return await self._after(job_id, disk, result, workspace_dump) if disk is not None else result
         finally:
             self._adopted.discard(job_id)
             self._live_disks.pop(job_id, None)
             if disk is not None:
-                self._dispose_later(volume_name(self._instance, job_id), disk)
+                self._dispose_later(volume_name(self._instance, job_id), disk, None)
             else:
                 await self._delete_volume(volume_name(self._instance, job_id))
 
-    async def _after(self, job_id: str, disk: JobDisk, result: RunResult, workspace_dump: str | None) -> RunResult:
-        """Once the container is gone: its disk's last copy (a checkpoint) and whether it ended full. With
-        neither to find out (no checkpoint asked, a clean exit) the disk is not read and goes in the background."""
+    async def _after(
+        self, job_id: str, disk: JobDisk, result: RunResult, workspace_dump: str | None,
+        container: aiodocker.docker.DockerContainer | None = None,
+    ) -> RunResult:  # fmt: skip
+        """Once the container has ended: its disk's last copy (a checkpoint) and whether it ended full, read
+        once `container` (if still there) and the volume are removed. With neither to find out (no checkpoint
+        asked, a clean exit) the disk is not read and goes in the background, with the container."""
         failed = result.reason == EndReason.EXITED and result.exit_code != 0
         if workspace_dump is None and not failed:
             return result
+        if container is not None:
+            await self._delete_container(container)
         await self._delete_volume(volume_name(self._instance, job_id))  # the engine unmounts it: now readable
         if workspace_dump is not None:
             try:

@@ -76,6 +76,17 @@ class JobDisk:
         return {"type": "tmpfs", "device": "tmpfs", "o": f"size={self.size_mb}m,mode=1777"}
 
 
+def _remove(disk: JobDisk) -> None:
+    if disk.loop:
+        try:
+            loopdev.detach(disk.loop)
+        except OSError as exc:
+            log.warning("cannot detach %s (job %s): %s", disk.loop, disk.job_id, exc)
+    if disk.image is not None:
+        with contextlib.suppress(OSError):
+            disk.image.unlink(missing_ok=True)
+
+
 async def _tool(*argv: str, stdin: bytes | None = None) -> str:
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -261,14 +272,9 @@ class JobDisks:
         return total > 0 and free * block < max(total * block * FULL_SHARE, FULL_BYTES)
 
     async def remove(self, disk: JobDisk) -> None:
-        """Detach the loop device and delete the image. Never raises."""
-        if disk.loop:
-            try:
-                await asyncio.to_thread(loopdev.detach, disk.loop)
-            except OSError as exc:
-                log.warning("cannot detach %s (job %s): %s", disk.loop, disk.job_id, exc)
-        if disk.image is not None:
-            disk.image.unlink(missing_ok=True)
+        """Detach the loop device and delete the image, in a worker thread (freeing an image's blocks takes
+        ms: not on the event loop). Never raises."""
+        await asyncio.to_thread(_remove, disk)
 
     async def reattach(self, job_id: str) -> JobDisk | None:
         """The disk of a job whose container outlived the daemon (adopted after a restart): its image and

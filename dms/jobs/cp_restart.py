@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dms.artifacts.jobrun import RunFiles
-from dms.artifacts.staging import InputFailed, JobFiles
+from dms.artifacts.staging import JobFiles
 from dms.artifacts.store import Artifact
-from dms.executor.base import EndReason, Executor, ExecutorError, LogChunk, RunResult
+from dms.executor.base import EndReason, Executor, LogChunk, RunResult
 from dms.jobs.adopt import Adopting, last_checkpoint, resume_point
 from dms.jobs.cp_files import outputs_left
 from dms.jobs.cp_outcome import outcome
+from dms.jobs.cp_run import RunEnd
 from dms.jobs.logbudget import LogBudget
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import CPState
@@ -57,10 +58,7 @@ class Host(Protocol):
         self, job_id: str, current: CPState, final: CPState, code: int | None, reason: str | None,
         outputs: Artifact | None = None,
     ) -> None: ...  # fmt: skip
-    async def _last_logs_then_finish(
-        self, job_id: str, budget: LogBudget, current: CPState, final: CPState, code: int | None, reason: str | None,
-        outputs: Artifact | None = None,
-    ) -> None: ...  # fmt: skip
+    def _running(self, job_id: str, state: CPState) -> AbstractAsyncContextManager[RunEnd]: ...
     async def _resume(self, row: CPJobRow) -> None: ...
     async def _stop_unless_attached(self, job_id: str) -> None: ...
 
@@ -99,47 +97,30 @@ class Restarting:
 
     async def _resume(self: Host, row: CPJobRow) -> None:
         """Follow an adopted job to its end from where its stored output stops (after a restart), with its
-        files' hooks as a fresh run has them: checkpoints go on, outputs are collected at the end."""
-        job_id, state = row.job_id, CPState(row.state)
-        code: int | None = None
-        final: CPState = CPState.FAILED
-        reason: str | None = "the provider stopped"
-        budget = LogBudget(self._settings.log_limits, time.monotonic())
-        outputs: Artifact | None = None
-        files: RunFiles | None = None
-        try:
-            if state == CPState.STARTING:
-                state = await self._move(job_id, state, CPState.RUNNING)
+        files' hooks as a fresh run has them: checkpoints go on, outputs are collected at the end; it ends
+        through the same code as a fresh run (`_running`)."""
+        job_id = row.job_id
+        async with self._running(job_id, CPState(row.state)) as run:
+            if run.state == CPState.STARTING:
+                run.state = await self._move(job_id, run.state, CPState.RUNNING)
             spec = JobSpec.model_validate(row.spec)
             left = spec.duration_s - (datetime.now(UTC) - row.created_at).total_seconds()
             after = await resume_point(self._events, job_id)
-            files = self._run_files(job_id, spec, row.sp_peer_id)
+            files = run.files = self._run_files(job_id, spec, row.sp_peer_id)
             dump = files.adopt(await last_checkpoint(self._events, job_id)) if files is not None else None
             assert isinstance(self._executor, Adopting)
             watch = asyncio.create_task(self._stop_unless_attached(job_id))
             if files is not None:
                 files.started()
             try:
-                result = await self._executor.follow(job_id, after, self._log_sink(job_id, budget), max(left, 1.0),
-                                                     str(dump) if dump else None)  # fmt: skip
+                result = await self._executor.follow(job_id, after, self._log_sink(job_id, run.budget),
+                                                     max(left, 1.0), str(dump) if dump else None)  # fmt: skip
             finally:
                 watch.cancel()
-            code = result.exit_code
-            final, reason = outcome(result, spec.resources.memory_mb, spec.resources.disk_mb)
-            if final == CPState.CANCELLED and watch.done() and not watch.cancelled():
-                final, reason = CPState.FAILED, "its requester did not re-attach after the provider restarted"
-            if files is not None:
-                outputs, failure = await files.finish()
-                final, reason = (CPState.FAILED, failure) if failure else (final, reason)
-        except (ExecutorError, InputFailed) as exc:
-            final, reason = CPState.FAILED, str(exc)
-        finally:
-            if files is not None:
-                await asyncio.shield(files.close())
-            self._tasks.pop(job_id, None)
-            self._requesters.pop(job_id, None)
-            self._orphans.pop(job_id, None)
-            await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
+            run.ended(result, spec)
+            if run.final == CPState.CANCELLED and watch.done() and not watch.cancelled():
+                run.failed("its requester did not re-attach after the provider restarted")
+            await run.collect()
 
     async def _stop_unless_attached(self: Host, job_id: str) -> None:
         """An adopted job whose requester does not re-attach within its own give-up time (3 heartbeats,

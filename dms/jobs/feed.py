@@ -40,6 +40,11 @@ class EventFeed:
         self._last[job_id] += 1
         return self._last[job_id]
 
+    def fresh(self, job_id: str) -> None:
+        """A job whose row was just created has no events yet (rows are never deleted, so its id is new to
+        the store): its numbers start at 1 without reading the store."""
+        self._last.setdefault(job_id, 0)
+
     def forget(self, job_id: str) -> None:
         """Drop the job's counter (its numbers are resumed from the store if it ever emits again)."""
         self._last.pop(job_id, None)

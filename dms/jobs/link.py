@@ -106,6 +106,45 @@ async def close_opened(opening: asyncio.Task[LineStream]) -> None:
         await stream.close()
 
 
+class Ahead:
+    """The deployment stream to a job's first provider, opened ahead of the request (see `open_ahead`) and
+    used only while fresh: its provider waits a bounded time for the request on it (`fresh_s` is less)."""
+
+    def __init__(self, dialer: Dialer, fresh_s: float, opening: asyncio.Task[LineStream] | None = None) -> None:
+        """`opening`: one already being opened (at the quote), held from now."""
+        self._dialer = dialer
+        self._fresh_s = fresh_s
+        self._opening = opening
+        self._at = time.monotonic()
+
+    def open(self, peer: str) -> None:
+        """Start opening one to `peer`, unless one is open or opening."""
+        if self._opening is None:
+            self._opening, self._at = open_ahead(self._dialer, peer), time.monotonic()
+
+    def stale_in(self) -> float | None:
+        """Seconds until the stream held goes stale (None: none held)."""
+        return None if self._opening is None else self._at + self._fresh_s - time.monotonic()
+
+    async def take(self) -> asyncio.Task[LineStream] | None:
+        """The stream being opened, for `offer`, if still fresh and not failed (a stale one is closed); None
+        otherwise."""
+        opening, self._opening = self._opening, None
+        if opening is None:
+            return None
+        failed = opening.done() and (opening.cancelled() or opening.exception() is not None)
+        if failed or time.monotonic() - self._at > self._fresh_s:
+            await close_opened(opening)  # its provider may have given up waiting for the request on it
+            return None  # (or it could not be opened then: the offer dials again)
+        return opening
+
+    async def close(self) -> None:
+        """Drop the stream held, if any (not taken: the payment failed, the quote expired, the job ended)."""
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            await close_opened(opening)
+
+
 class ProviderLink:
     """Follows one job's events from its provider until the end marker, re-attaching after a drop."""
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from dms.jobs.admission import NodeView, SandboxAsk, pick_gpus, refusal
 from dms.jobs.cp_files import run_files
 from dms.jobs.cp_outcome import outcome
 from dms.jobs.cp_restart import Restarting
+from dms.jobs.cp_run import RunEnd
 from dms.jobs.cp_stream import DeploymentStreams
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.executor_watch import ExecutorWatch
@@ -217,16 +218,19 @@ class ProviderService(Restarting):
             free_gpus = [g for g in node.gpus if g.index in node.free.gpus]
             gpus = pick_gpus(free_gpus, r.gpus, r.vram_mb, r.gpu_vendor) if r.gpus else ()
             assert gpus is not None  # refusal() checked there are enough
-            try:
+            self._feed.fresh(req.job_id)  # a new id here (checked above), so its events start at 1
+            admitted = Numbered(await self._feed.number(req.job_id), "status", {"state": CPState.ADMITTED.value})
+            try:  # the row and its first event together
                 await self._jobs.create(
-                    job_id=req.job_id, sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump(),
-                    tx_hash=tx_hash,
+                    [NewEvent("cp", admitted.seq, admitted.kind, admitted.data)], job_id=req.job_id,
+                    sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump(), tx_hash=tx_hash,
                 )  # fmt: skip
             except Duplicate:
+                self._feed.forget(req.job_id)
                 return "payment rejected: reused (that deposit paid for another job)"
             held = Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus), r.disk_mb)
             await self._allocations.hold(req.job_id, held)
-        await self._emit(req.job_id, "status", {"state": CPState.ADMITTED.value})
+        self._feed.publish(req.job_id, admitted)
         self._capacity_changed()
         assignment = GpuAssignment(gpus[0].vendor, tuple(str(g.index) for g in gpus)) if gpus else None
         network = ask.network_mode == "default"  # refusal() let it through only if the operator allows it
@@ -236,21 +240,13 @@ class ProviderService(Restarting):
         return None
 
     async def _run(self, job_id: str, spec: JobSpec, gpus: GpuAssignment | None, network: bool, sp_peer: str) -> None:
-        state = CPState.ADMITTED
-        code: int | None = None
-        final: CPState = CPState.FAILED
-        reason: str | None = "the provider stopped"
-        budget = LogBudget(self._settings.log_limits, time.monotonic())
-        outputs: Artifact | None = None
-        files: RunFiles | None = None
-        try:
-            state = await self._move(job_id, state, CPState.STARTING)
-            files = self._run_files(job_id, spec, sp_peer)
+        async with self._running(job_id, CPState.ADMITTED) as run:
+            run.state = await self._move(job_id, run.state, CPState.STARTING)
+            files = run.files = self._run_files(job_id, spec, sp_peer)
             mounts, seed, dump = await files.prepare() if files is not None else ((), None, None)
 
             async def started() -> None:
-                nonlocal state
-                state = await self._move(job_id, state, CPState.RUNNING)
+                run.state = await self._move(job_id, run.state, CPState.RUNNING)
                 if files is not None:
                     files.started()
 
@@ -262,24 +258,31 @@ class ProviderService(Restarting):
                     network=network, gpus=gpus, kind=spec.executor, fuel=spec.fuel, mounts=mounts,
                     workspace_seed=str(seed) if seed else None, workspace_dump=str(dump) if dump else None,
                 ),
-                self._log_sink(job_id, budget),
+                self._log_sink(job_id, run.budget),
                 started,
             )  # fmt: skip
-            code = result.exit_code
-            final, reason = outcome(result, r.memory_mb, r.disk_mb)
-            if files is not None:
-                outputs, failure = await files.finish()
-                final, reason = (CPState.FAILED, failure) if failure else (final, reason)
+            run.ended(result, spec)
+            await run.collect()
+
+    @contextlib.asynccontextmanager
+    async def _running(self, job_id: str, state: CPState) -> AsyncIterator[RunEnd]:
+        """A run's task (fresh or adopted) from its first move to its end: an executor or input error fails
+        the job; whatever happens (a cancellation too) the last logs, the final move and the release follow,
+        then the job's folders are released (after its result is out; `files.finish()` kept the outputs)."""
+        run = RunEnd(state, LogBudget(self._settings.log_limits, time.monotonic()))
+        try:
+            yield run
         except (ExecutorError, InputFailed) as exc:
-            final, reason = CPState.FAILED, str(exc)
+            run.failed(str(exc))
         finally:
             self._tasks.pop(job_id, None)
             self._requesters.pop(job_id, None)
+            self._orphans.pop(job_id, None)
             try:
-                await asyncio.shield(self._last_logs_then_finish(job_id, budget, state, final, code, reason, outputs))
-            finally:  # the job's folders go after its result is out (the outputs were kept by files.finish())
-                if files is not None:
-                    await asyncio.shield(files.close())
+                await asyncio.shield(self._last_logs_then_finish(job_id, run))
+            finally:
+                if run.files is not None:
+                    await asyncio.shield(run.files.close())
 
     def _run_files(self, job_id: str, spec: JobSpec, sp_peer: str) -> RunFiles | None:
         return run_files(self._files, self._executor, job_id, spec, sp_peer, self._emit)
@@ -293,18 +296,15 @@ class ProviderService(Restarting):
 
         return logs
 
-    async def _last_logs_then_finish(
-        self, job_id: str, budget: LogBudget, current: CPState, final: CPState, code: int | None, reason: str | None,
-        outputs: Artifact | None = None,
-    ) -> None:  # fmt: skip
+    async def _last_logs_then_finish(self, job_id: str, run: RunEnd) -> None:
         """The tail of the output (after the marker, if the middle was dropped) goes before the result."""
         with contextlib.suppress(Exception):
-            await self._emit_logs(job_id, budget.end())
+            await self._emit_logs(job_id, run.budget.end())
         self._log_batches.pop(job_id, None)
-        if budget.dropped_total:
+        if run.budget.dropped_total:
             log.info("job %s: %d of %d characters of output dropped (log budget or rate)", job_id,
-                     budget.dropped_total, budget.total)  # fmt: skip
-        await self._finish(job_id, current, final, code, reason, outputs)
+                     run.budget.dropped_total, run.budget.total)  # fmt: skip
+        await self._finish(job_id, run.state, run.final, run.code, run.reason, run.outputs)
 
     async def _move(
         self, job_id: str, current: CPState, new: CPState, shown: dict[str, Any] | None = None, **values: Any

@@ -26,6 +26,7 @@ from dms.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from dms.executor.modules import ModuleStore
 from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
+from dms.jobs.link import close_opened, open_ahead
 from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
 from dms.jobs.settlement import SettlementWorker
 from dms.jobs.sp_files import FileHooks
@@ -34,7 +35,7 @@ from dms.jobs.sp_messages import CancelJob, Frame, Pay, log_frames
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState
 from dms.jobs.tasks import cancel_and_wait
-from dms.jobs.transport import Dialer
+from dms.jobs.transport import Dialer, LineStream
 from dms.matching import Candidate, Needs, place
 from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
@@ -134,11 +135,12 @@ class RequesterService:
         owners = list(self._owners.values())
         return frozenset(p for o in owners if not o.state.is_terminal() and (p := o.provider_peer) is not None)
 
-    def _own(self, job_id: str) -> SPJob:
-        """The job's owner, started if it has none (synchronous: two callers cannot both start one)."""
+    def _own(self, job_id: str, opening: asyncio.Task[LineStream] | None = None) -> SPJob:
+        """The job's owner, started if it has none (synchronous: two callers cannot both start one).
+        `opening`: the deployment stream to its first candidate, opened at the quote."""
         owner = self._owners.get(job_id)
         if owner is None:
-            owner = self._owners[job_id] = SPJob(job_id, self._deps)
+            owner = self._owners[job_id] = SPJob(job_id, self._deps, opening)
             task = self._tasks[job_id] = asyncio.create_task(owner.run())
 
             def gone(_: asyncio.Task[None]) -> None:
@@ -195,16 +197,20 @@ class RequesterService:
         # Counted at once, before the row is stored: requests placed meanwhile (a burst) see it.
         self._placed[job_id] = Placed(best.candidate.peer_id, r.cpu_mhz, r.memory_mb, time.monotonic())
         self._quoting.add(job_id)
+        # The payment report may follow at once: the stream to the provider opens meanwhile (closed if stale).
+        opening = open_ahead(self._deps.dialer, best.candidate.peer_id)
         try:
             await self._jobs.create(
                 job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
             )
         except BaseException:
             self._placed.pop(job_id, None)
+            await close_opened(opening)
             raise
         finally:
             self._quoting.discard(job_id)
-        self._own(job_id)  # it waits for the payment, or expires the quote at expires_at
+        self._feed.fresh(job_id)
+        self._own(job_id, opening)  # it waits for the payment, or expires the quote at expires_at
         log.info("quoted job %s: %s for %s wei", job_id, best.candidate.peer_id, best.price)
         return quote
 

@@ -19,7 +19,7 @@ from typing import Any
 from dms.errors import Conflict
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import Numbered
-from dms.jobs.link import FromProvider, Lost, ProviderLink, close_opened, offer, open_ahead
+from dms.jobs.link import Ahead, FromProvider, Lost, ProviderLink, offer
 from dms.jobs.protocol import FIRST_LINE_TIMEOUT_S, Deploy, Event, Payment
 from dms.jobs.sp_deps import Deps
 from dms.jobs.sp_files import OutputsFetched, fetch_outputs
@@ -44,7 +44,7 @@ OPENED_FRESH_S = FIRST_LINE_TIMEOUT_S / 2
 
 
 class SPJob(Resuming):
-    def __init__(self, job_id: str, deps: Deps) -> None:
+    def __init__(self, job_id: str, deps: Deps, opening: asyncio.Task[LineStream] | None = None) -> None:
         self.job_id = job_id
         self._d = deps
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
@@ -58,8 +58,7 @@ class SPJob(Resuming):
         self._result_in = False  # the provider's result came; its outputs are being fetched
         self._clock = RunClock()  # how far the current run got by each checkpoint (resume in escrow mode)
         self._closed = False  # the loop has ended: commands are refused from now on
-        self._opening: asyncio.Task[LineStream] | None = None  # the first provider's stream, opened ahead
-        self._opened_at = 0.0
+        self._ahead = Ahead(deps.dialer, OPENED_FRESH_S, opening)  # the first provider's stream, opened ahead
 
     @property
     def provider_peer(self) -> str | None:
@@ -121,13 +120,18 @@ class SPJob(Resuming):
             self._follow(row.cp_peer_id, None, row.cp_seq)
 
     async def _next(self) -> object:
-        """The next message; None when the quote expires while waiting for payment."""
-        if self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT) and self._paying is None:
+        """The next message; None when the quote expires while waiting for payment. A stream opened ahead
+        at the quote is closed once stale, while the payment is awaited."""
+        while self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT) and self._paying is None:
             left = (self._expires() - datetime.now(UTC)).total_seconds()
+            stale_in = self._ahead.stale_in()
+            wait = left if stale_in is None else min(left, stale_in)
             try:
-                return await asyncio.wait_for(self._inbox.get(), max(left, 0.0))
+                return await asyncio.wait_for(self._inbox.get(), max(wait, 0.0))
             except TimeoutError:
-                return None
+                if stale_in is None or stale_in > left:
+                    return None
+                await self._ahead.close()
         return await self._inbox.get()
 
     def _expires(self) -> datetime:
@@ -192,9 +196,8 @@ class SPJob(Resuming):
         self._paying = cmd.tx_hash.lower() if cmd.tx_hash else ""
         self._start_helper(self._verify(self._paying))
         candidates = self._row.quote["candidates"] if self._row is not None else []
-        if candidates and self._opening is None:  # opened while the payment is checked and stored
-            self._opening = open_ahead(self._d.dialer, candidates[0][0])
-            self._opened_at = time.monotonic()
+        if candidates:  # opened (unless it was at the quote) while the payment is checked and stored
+            self._ahead.open(candidates[0][0])
 
     async def _cancel(self) -> None:
         if self.state in (SPState.QUOTED, SPState.AWAITING_PAYMENT):
@@ -228,15 +231,15 @@ class SPJob(Resuming):
             return
         transition(self.state, SPState.PAID)
         submitted = await self._frames({"action": "job-submitted"})
-        try:  # the deposit is marked used only now, once verified for this job
-            await self._commit(SPState.PAID, submitted, tx_hash=tx_hash or None)
+        key = run_key(self.job_id, run_number(self._row))
+        funded = [TransactionLog.record(key, "fund", msg.tx, q["estimated_price"], "verified")]
+        funded = funded if self._d.payments.escrow else []
+        try:  # the deposit is marked used only now, once verified for this job; its record goes with the move
+            await self._commit(SPState.PAID, submitted, funded, tx_hash=tx_hash or None)
         except Duplicate:
             reused = "payment rejected: reused (that deposit paid for another job)"
             await self._end(SPState.FAILED, reused, None, settle=False)
             return
-        if self._d.payments.escrow:
-            key = run_key(self.job_id, run_number(self._row))
-            await self._d.transactions.add(key, "fund", msg.tx, q["estimated_price"], "verified")
         self._row.tx_hash = tx_hash or None
         self._start_helper(self._dispatch(self._row))
 
@@ -355,9 +358,7 @@ class SPJob(Resuming):
         self._link.start(stream, after)
 
     async def _close_helpers(self) -> None:
-        if self._opening is not None:  # not taken by the offer: the payment failed, or the job ended
-            await close_opened(self._opening)
-            self._opening = None
+        await self._ahead.close()  # not taken by the offer: the payment failed, or the job ended
         if self._helper is not None and not self._helper.done():
             self._helper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -386,10 +387,7 @@ class SPJob(Resuming):
         """Offer the job to the quoted provider, then to the next candidates (bounded)."""
         spec = run_spec(row)
         refusals = []
-        opening, self._opening = self._opening, None
-        if opening is not None and time.monotonic() - self._opened_at > OPENED_FRESH_S:
-            await close_opened(opening)  # its provider may have given up waiting for the request on it
-            opening = None
+        opening = await self._ahead.take()
         for i, (peer, price) in enumerate(row.quote["candidates"]):
             payment = Payment(price=price, tx_hash=row.tx_hash, arbiter=row.quote.get("arbiter"), run=run_number(row))
             deploy = Deploy(type="deploy", job_id=self.job_id, spec=spec, payment=payment)

@@ -18,7 +18,7 @@ class AllocationStore:
     async def held(self) -> Resources:
         """The sum of what every admitted, unfinished job holds."""
         t = self._store.table(AllocationRow)
-        rows = await self._store.direct.read(lambda c: t.select(c))
+        rows = await self._store.direct.peek(lambda c: t.select(c))
         return Resources(
             cpu_mhz=sum(r.cpu_mhz for r in rows),
             memory_mb=sum(r.memory_mb for r in rows),

@@ -12,6 +12,11 @@ the process, the contract of docs/job-lifecycle.md), and the same bytes as SQLAl
 encoded and decoded with the tables' own column types (`Table`), so either path reads what the other
 wrote. Writers on the two paths are serialised by SQLite's own lock (`BEGIN IMMEDIATE`, busy timeout);
 the wait happens in the worker thread, never on the event loop.
+
+Point reads (a job's row, the onboarding record, the allocations, an event number) run on the event loop
+itself, on a second connection that only reads (`peek`): in WAL a reader never waits for a writer, so a
+read takes microseconds there, against a thread hop (and its GIL hand-over) each; the rare read SQLite
+finds busy (a WAL recovery) goes to the worker thread instead, so no wait happens on the loop.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ M = TypeVar("M", bound=DeclarativeBase)
 BUSY_TIMEOUT_MS = 5000
 
 
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """The event loop's own connection: reads only, and never waits (busy: the caller goes to the thread)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn.execute("PRAGMA busy_timeout=0")
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -48,14 +61,18 @@ class Direct:
         self._path = path
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dms-store")
         self._conn = await asyncio.get_running_loop().run_in_executor(self._pool, _connect, self._path)
+        self._reader = _connect_reader(self._path)  # after the writer made the file WAL
 
     async def close(self) -> None:
-        pool, conn = self._pool, self._conn
-        self._pool = self._conn = None
+        pool, conn, reader = self._pool, self._conn, self._reader
+        self._pool = self._conn = self._reader = None
+        if reader is not None:
+            reader.close()
         if pool is not None:
             if conn is not None:
                 await asyncio.get_running_loop().run_in_executor(pool, conn.close)
@@ -68,6 +85,25 @@ class Direct:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one read transaction (one consistent snapshot for all its statements)."""
         return await self._run(fn, "BEGIN")
+
+    async def peek(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn`, a small read (a few rows by key), in one read transaction on the event loop's own
+        connection; in the worker thread when SQLite would make it wait."""
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("store is not open")
+        try:
+            reader.execute("BEGIN")
+        except sqlite3.OperationalError:  # busy (a WAL recovery): wait for it in the thread, not here
+            return await self.read(fn)
+        try:
+            return fn(reader)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        finally:
+            reader.execute("COMMIT")
+        return await self.read(fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
         pool, conn = self._pool, self._conn

@@ -58,17 +58,26 @@ class JobStore(Generic[Row]):
         """OSError(ENOSPC) when the store's disk is (nearly) full: see Store.check_space."""
         self._store.check_space()
 
-    async def create(self, **values: Any) -> None:
-        """Raises Duplicate when the job id or the tx hash is taken."""
-        t, at = self._t(), now()
+    async def create(self, events: Sequence[NewEvent] = (), **values: Any) -> None:
+        """The job's row, with its first `events` in the same transaction. Raises Duplicate when the job id or
+        the tx hash is taken (nothing written)."""
+        t, ev, at = self._t(), self._store.table(JobEventRow), now()
+
+        def write(c: sqlite3.Connection) -> None:
+            t.insert(c, {**values, "created_at": at, "updated_at": at})
+            ev.insert_many(
+                c, ({"side": e.side, "job_id": values["job_id"], "seq": e.seq, "kind": e.kind, "payload": e.payload,
+                     "at": at} for e in events),
+            )  # fmt: skip
+
         try:
-            await self._store.direct.write(lambda c: t.insert(c, {**values, "created_at": at, "updated_at": at}))
+            await self._store.direct.write(write)
         except sqlite3.IntegrityError as exc:
             raise Duplicate(str(exc)) from exc
 
     async def get(self, job_id: str) -> Row | None:
         t = self._t()
-        rows = await self._store.direct.read(lambda c: t.select(c, "WHERE job_id = ?", (job_id,)))
+        rows = await self._store.direct.peek(lambda c: t.select(c, "WHERE job_id = ?", (job_id,)))
         return rows[0] if rows else None
 
     async def update(self, job_id: str, **values: Any) -> Row:
@@ -141,7 +150,7 @@ class EventLog:
     async def last_seq(self, side: Side, job_id: str) -> int:
         """The job's highest stored number (0 if none): where its owner resumes numbering."""
         sql = "SELECT max(seq) FROM job_events WHERE side = ? AND job_id = ?"
-        last = await self._store.direct.read(lambda c: c.execute(sql, (side, job_id)).fetchone()[0])
+        last = await self._store.direct.peek(lambda c: c.execute(sql, (side, job_id)).fetchone()[0])
         return int(last or 0)
 
     async def after(self, side: Side, job_id: str, seq: int) -> list[JobEventRow]:
@@ -189,17 +198,17 @@ class TransactionLog:
         self, job_id: str, kind: str, tx_hash: str | None, amount: int | None, state: str, error: str | None = None
     ) -> None:
         async with self._store.session() as s, s.begin():
-            s.add(
-                TransactionRow(
-                    job_id=job_id,
-                    kind=kind,
-                    tx_hash=tx_hash,
-                    amount=None if amount is None else str(amount),
-                    state=state,
-                    error=error,
-                    at=now(),
-                )
-            )
+            s.add(TransactionLog.record(job_id, kind, tx_hash, amount, state, error))
+
+    @staticmethod
+    def record(
+        job_id: str, kind: str, tx_hash: str | None, amount: int | None, state: str, error: str | None = None
+    ) -> TransactionRow:
+        """A payment record, to store with a job's move (JobStore.commit's `also`) or alone (`add`)."""
+        return TransactionRow(
+            job_id=job_id, kind=kind, tx_hash=tx_hash, amount=None if amount is None else str(amount), state=state,
+            error=error, at=now(), attempts=0,
+        )  # fmt: skip
 
     @staticmethod
     def owed(job_id: str, action: str, outcome: str) -> TransactionRow:

@@ -18,7 +18,7 @@ class OnboardingStore:
 
     async def get(self) -> Onboarding | None:
         t = self._store.table(OnboardingRow)
-        rows = await self._store.direct.read(lambda c: t.select(c, "WHERE id = ?", (ROW_ID,)))
+        rows = await self._store.direct.peek(lambda c: t.select(c, "WHERE id = ?", (ROW_ID,)))
         return _to_record(rows[0]) if rows else None
 
     async def put(self, rec: Onboarding) -> None:

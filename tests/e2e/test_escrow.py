@@ -21,7 +21,7 @@ from web3.contract import Contract
 from web3.types import TxReceipt, Wei
 
 from dms.payments.contract import escrow_job_id, load_artifact
-from tests.e2e.test_network_and_jobs import containers_of, job, known, post_error
+from tests.e2e.test_network_and_jobs import job, known, post_error, removed
 from tests.payments.anvil import CHAIN_ID, Anvil, AnvilError, install
 from tests.procs import DmsProcess, post, run_cli, wait_for
 
@@ -135,7 +135,7 @@ async def test_rejected_payments_say_why_and_start_nothing(market: Market) -> No
     quote = post(mk.sp, "/run/request-service", job("echo never"))
     frames = await pay_and_follow(mk, quote, mk.deposit(quote, value=quote["estimated_price"] - 1))
     assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: underpaid"
-    assert await containers_of(quote["job_id"]) == []
+    await removed(quote["job_id"])
 
     paid = post(mk.sp, "/run/request-service", job("echo once"))
     tx = mk.deposit(paid)
@@ -155,7 +155,7 @@ async def test_rejected_payments_say_why_and_start_nothing(market: Market) -> No
     bogus = post(mk.sp, "/run/request-service", job("echo never"))
     frames = await pay_and_follow(mk, bogus, "0x" + "ab" * 32)
     assert frames[-1]["action"] == "job-failed" and frames[-1]["message"] == "payment rejected: payment not confirmed"
-    assert await containers_of(bogus["job_id"]) == []
+    await removed(bogus["job_id"])
 
 
 async def lax_deploy(mk: Market, tmp_path: Path, quote: dict[str, Any], spec: dict[str, Any], tx: str) -> Any:
@@ -190,7 +190,7 @@ async def test_the_cp_checks_for_itself(market: Market, tmp_path: Path) -> None:
     tx = mk.deposit(quote, value=quote["estimated_price"] // 2)
     answer = await lax_deploy(mk, tmp_path, quote, job("echo should not run"), tx)
     assert answer.type == "rejected" and answer.reason == "payment rejected: underpaid", answer
-    assert await containers_of(quote["job_id"]) == []
+    await removed(quote["job_id"])
 
 
 async def test_a_deposit_refundable_before_the_job_ends_is_refused(market: Market, tmp_path: Path) -> None:
@@ -204,7 +204,7 @@ async def test_a_deposit_refundable_before_the_job_ends_is_refused(market: Marke
     tx = mk.deposit(quote, value=10**12 * 500 * 3500 // 1000)  # enough for the long job, paid now
     answer = await lax_deploy(mk, tmp_path, quote, long, tx)
     assert answer.type == "rejected" and answer.reason == "payment rejected: deadline too soon", answer
-    assert await containers_of(quote["job_id"]) == []
+    await removed(quote["job_id"])
 
 
 async def test_a_job_refused_by_the_cp_is_refunded(market: Market) -> None:
@@ -216,7 +216,7 @@ async def test_a_job_refused_by_the_cp_is_refunded(market: Market) -> None:
     wait_for(lambda: settled(mk, quote["job_id"], "refund"), 20, "the SP refunds the escrow")
     assert mk.state(quote["job_id"]) == REFUNDED
     assert mk.w3.eth.get_balance(mk.dashboard) > balance - 10**15  # the deposit came back (gas aside)
-    assert await containers_of(quote["job_id"]) == []
+    await removed(quote["job_id"])
 
 
 def test_nunet_run_pays_and_the_transactions_are_listed(market: Market) -> None:

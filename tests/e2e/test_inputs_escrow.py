@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from tests.e2e.test_escrow import REFUNDED, Market, market, pay_and_follow, settled  # noqa: F401  (fixture)
-from tests.e2e.test_network_and_jobs import containers_of, job
+from tests.e2e.test_network_and_jobs import job, removed
 from tests.procs import post, wait_for
 
 
@@ -19,4 +19,4 @@ async def test_a_job_whose_input_fails_is_refunded(market: Market) -> None:  # n
     wait_for(lambda: settled(mk, quote["job_id"], "refund"), 20, "the SP refunds the escrow")
     assert mk.state(quote["job_id"]) == REFUNDED
     assert mk.w3.eth.get_balance(mk.dashboard) > balance - 10**15  # the deposit came back (gas aside)
-    assert await containers_of(quote["job_id"]) == []
+    await removed(quote["job_id"])

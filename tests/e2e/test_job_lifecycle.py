@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.nodes import cp_and_sp
-from tests.e2e.test_network_and_jobs import containers_of, job
+from tests.e2e.test_network_and_jobs import job, removed
 from tests.procs import DmsProcess, post, wait_for
 
 TERMINAL = ("job-completed", "job-failed")
@@ -56,7 +56,7 @@ async def test_two_dashboards_pay_for_one_job_at_once(pair: tuple[DmsProcess, Dm
                 assert actions.count("job-submitted") == 1 and actions[-1] == "job-completed", actions
                 assert sum(a in TERMINAL for a in actions) == 1
             assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
-            assert await containers_of(job_id) == []
+            await removed(job_id)
 
 
 async def test_restart_recovers_every_live_job_and_quotes_expire(pair: tuple[DmsProcess, DmsProcess]) -> None:
@@ -132,7 +132,7 @@ async def test_a_200_mb_flood_reaches_the_dashboard_as_head_marker_and_tail(
         print(f"{name}: peak RSS +{rss:.1f} MB, store +{db:.2f} MB")
         assert rss < 50, f"{name}: peak RSS grew by {rss:.1f} MB"
         assert db < 10, f"{name}: store grew by {db:.1f} MB"
-    assert await containers_of(job_id) == []
+    await removed(job_id)
 
 
 async def test_sigterm_with_a_dashboard_connected_stops_fast_and_the_job_survives(

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from tests.e2e.nodes import cp_and_sp, two_providers
-from tests.e2e.test_network_and_jobs import containers_of
+from tests.e2e.test_network_and_jobs import containers_of, removed
 from tests.procs import DmsProcess, post, wait_for
 
 HB = 1.0
@@ -88,7 +88,7 @@ async def test_job_resumes_on_another_provider_after_a_sigkill(dms_process: Call
         assert log is not None and log.read() == "".join(f"{i}\n" for i in range(1, COUNT + 1)).encode()
     # the killed provider, restarted, removes its orphaned container; the SP does not listen to that run
     first.start()
-    assert await containers_of(job_id) == []
+    await removed(job_id)
     assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
 
 

@@ -72,9 +72,12 @@ class Wire:
     served: set[asyncio.Task[None]] = field(default_factory=set)
     opened: list[QueueStream] = field(default_factory=list)
     """The requester's ends of the streams dialled, in order."""
+    dials: int = 0
+    """Dials tried, those that failed included."""
 
     async def open(self, peer_id: str, protocol: str) -> QueueStream:
         assert protocol == PROTOCOL
+        self.dials += 1
         if peer_id != CP or not self.up:
             raise PeerUnreachable(f"cannot dial {peer_id}")
         a: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -147,6 +150,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     yield Pair(requester, provider, onboarding, wire)
     await requester.stop()
     await provider.stop()
+    await executor.settle()  # ended containers are removed in the background, after the result
     assert await executor.reconcile() == []
     await executor.close()
     await store.close()

@@ -21,6 +21,7 @@ async def executor() -> AsyncIterator[DockerExecutor]:
     ex = DockerExecutor(f"test-{uuid.uuid4().hex[:8]}", log_batch_s=0.05)
     assert await ex.available() is None, "the Docker engine must run for these tests (maint-scripts/start-docker.sh)"
     yield ex
+    await ex.settle()  # ended containers are removed in the background, after the result
     assert await ex.reconcile() == [], "a container was left behind"
     await ex.close()
 

@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
 import sys
 from asyncio.subprocess import PIPE
 from datetime import UTC, datetime
@@ -140,5 +141,40 @@ async def test_a_committed_transaction_survives_a_sigkill(tmp_path: Path) -> Non
         row = await JobStore(store, CPJobRow).get("j")
         assert row is not None and row.exit_code == 50
         assert await EventLog(store).last_seq("cp", "j") == 50
+    finally:
+        await store.close()
+
+
+async def test_a_row_is_created_with_its_first_events_or_not_at_all(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    await store.open()
+    try:
+        jobs, events = JobStore(store, CPJobRow), EventLog(store)
+        first = [NewEvent("cp", 1, "status", {"state": "admitted"})]
+        await jobs.create(first, job_id="a", sp_peer_id="p", state="admitted", spec=SPEC, tx_hash="0x1")
+        assert [(e.seq, e.kind, e.payload) for e in await events.after("cp", "a", 0)] == [
+            (1, "status", {"state": "admitted"})
+        ]
+        with pytest.raises(Duplicate):  # the tx hash is taken: neither the row nor its event is stored
+            await jobs.create(first, job_id="b", sp_peer_id="p", state="admitted", spec=SPEC, tx_hash="0x1")
+        assert await jobs.get("b") is None and await events.after("cp", "b", 0) == []
+    finally:
+        await store.close()
+
+
+async def test_point_reads_on_the_loop_see_every_committed_write_and_write_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    await store.open()
+    try:
+        jobs = JobStore(store, SPJobRow)
+        for i in range(30):
+            await jobs.create(job_id=f"j{i}", state="awaiting_payment", spec=SPEC, quote={})
+            assert (row := await jobs.get(f"j{i}")) is not None and row.state == "awaiting_payment"
+            await jobs.commit(f"j{i}", "awaiting_payment", state="paid")
+            assert (row := await jobs.get(f"j{i}")) is not None and row.state == "paid"
+        table = store.table(SPJobRow).name
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):  # the loop's connection only reads
+            await store.direct.peek(lambda c: c.execute(f"DELETE FROM {table}"))
+        assert len([r for i in range(30) if (r := await jobs.get(f"j{i}")) is not None]) == 30
     finally:
         await store.close()
