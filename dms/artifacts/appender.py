@@ -27,12 +27,15 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 
 
 class Appender:
-    """A file opened for appending (created if absent); `write` takes any bytes-like object."""
+    """Appends to a file (created if absent) at explicit offsets from its end at opening; `write` takes any
+    bytes-like object. One writer at a time (the transfer holds the artifact's lock). After a failed write
+    every later one fails too, so the file is always a prefix of what was given, never one with a hole."""
 
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._offset = os.fstat(self._fd).st_size
         self._direct: int | None = None
+        self._failed: OSError | None = None
         if hasattr(os, "O_DIRECT"):
             try:
                 self._direct = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
@@ -45,7 +48,15 @@ class Appender:
         return self._direct is not None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data).cast("B")
+        if self._failed is not None:
+            raise OSError(self._failed.errno, f"an earlier write failed: {self._failed.strerror}")
+        try:
+            return self._write(memoryview(data).cast("B"))
+        except OSError as exc:
+            self._failed = exc
+            raise
+
+    def _write(self, view: memoryview) -> int:
         head = 0
         if self._direct is not None and self._offset % ALIGN == 0:
             head = len(view) - len(view) % ALIGN

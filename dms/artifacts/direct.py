@@ -271,7 +271,8 @@ class Receiver:
                 for done in busy[slot]:
                     done.result()
                 sealed = ring[slot][:length]
-                _recv_exactly(sock, sealed)
+                if not _recv_exactly(sock, sealed):
+                    raise DirectFailed(f"the holder ended inside frame {i}", got)
                 plain = sealed[: length - TAG]
                 try:
                     aes.decrypt_into(_nonce(i), sealed, None, plain)  # in place: OpenSSL's GCM allows it

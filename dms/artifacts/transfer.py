@@ -203,8 +203,10 @@ class ArtifactTransfer:
                     size, got = await self._one_stream(peer_id, sha, partial, offset, digest, use_direct)
                 except _Progress as exc:  # the stream dropped or stalled: keep what came, ask from there
                     last, got, size = str(exc), exc.got, exc.size
-                    if exc.direct:  # the direct path failed once: the rest goes over libp2p
-                        use_direct = False
+                    if exc.direct:  # the direct path failed once: the rest goes over libp2p, from what the
+                        use_direct = False  # file really holds (frames are hashed and written in parallel)
+                        digest, held = await asyncio.to_thread(_hash_file, partial)
+                        got = held - offset
                 except TransferFailed:  # the peer refused, or answered garbage
                     raise
                 except (DmsError, OSError, TimeoutError) as exc:  # cannot reach it, or no answer in time
@@ -217,7 +219,7 @@ class ArtifactTransfer:
                     if offset < size:
                         self.stats.resumed += 1
                         log.info("artifact %s from %s: resuming at byte %d of %d", sha, peer_id, offset, size)
-            if offset > size or digest.hexdigest() != sha:
+            if offset > size or digest.hexdigest() != sha or partial.stat().st_size != size:
                 partial.unlink(missing_ok=True)
                 self.stats.refused += 1
                 log.warning("refused artifact %s from %s: its bytes hash to something else", sha, peer_id)

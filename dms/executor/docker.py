@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 
 ENGINE_TIMEOUT_S = 5.0
 DISPOSE_AFTER_S = 0.1
-"""How long after a run's end its container, volume and disk removal starts (in the background)."""
+"""How long after a run's end its container, volume and disk removal starts (in the background): usually
+after the result is stored and sent, so that removal's CPU is not on the result's path (speed only)."""
 IMAGE_MEMORY_S = 10.0
 """How long a found image is taken as still there without asking the engine again (DockerExecutor.has_image)."""
 SIGKILL_EXIT = 128 + 9
@@ -188,11 +189,19 @@ class DockerExecutor:
         cleanup.add_done_callback(self._cleanups.discard)
 
     async def _dispose(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
-        await asyncio.sleep(DISPOSE_AFTER_S)  # after the job's result is stored and sent: its CPU is not on that path
-        if container is not None:
-            await self._delete_container(container)
-        await self._delete_volume(volume)
-        await self._disks.remove(disk)
+        # A short delay so the removal's CPU is mostly not spent while the result is stored and sent (a speed
+        # matter only: removal is correct whenever it runs). Each step runs even when one before it failed.
+        await asyncio.sleep(DISPOSE_AFTER_S)
+        try:
+            try:
+                if container is not None:
+                    await self._delete_container(container)
+            finally:
+                await self._delete_volume(volume)
+        except Exception as exc:  # the engine went away or timed out: the next start's reconcile removes them
+            log.warning("could not remove job %s's container or volume: %s", disk.job_id, exc)
+        finally:
+            await self._disks.remove(disk)
 
     @staticmethod
     async def _delete_container(container: aiodocker.docker.DockerContainer) -> None:

@@ -83,8 +83,10 @@ def _remove(disk: JobDisk) -> None:
         except OSError as exc:
             log.warning("cannot detach %s (job %s): %s", disk.loop, disk.job_id, exc)
     if disk.image is not None:
-        with contextlib.suppress(OSError):
+        try:
             disk.image.unlink(missing_ok=True)
+        except OSError as exc:  # left for the next start's remove_leftovers
+            log.warning("cannot delete %s (job %s): %s", disk.image, disk.job_id, exc)
 
 
 async def _tool(*argv: str, stdin: bytes | None = None) -> str:

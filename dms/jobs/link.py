@@ -90,19 +90,33 @@ async def offer(
     return answer
 
 
-def open_ahead(dialer: Dialer, peer: str) -> asyncio.Task[LineStream]:
+@dataclass(frozen=True)
+class Opening:
+    """A deployment stream being opened ahead, and when that began: its freshness counts from then."""
+
+    task: asyncio.Task[LineStream]
+    at: float
+
+
+def open_ahead(dialer: Dialer, peer: str) -> Opening:
     """Start opening a deployment stream to `peer` while something else is awaited (the payment check, its
-    commit): opening one takes a few ms here (stream set-up and protocol negotiation, both ends). Hand the
-    task to `offer`, or to `close_opened` when it is not used."""
-    return asyncio.create_task(dialer.open(peer, PROTOCOL))
+    commit): opening one takes a few ms here (stream set-up and protocol negotiation, both ends). Hand it to
+    `offer` (its task), or to `close_opened` when it is not used."""
+    return Opening(asyncio.create_task(dialer.open(peer, PROTOCOL)), time.monotonic())
 
 
-async def close_opened(opening: asyncio.Task[LineStream]) -> None:
-    """Drop a stream opened ahead and not used (it is closed if it opened)."""
-    if not opening.done():
-        opening.cancel()
-    with contextlib.suppress(asyncio.CancelledError, NetworkError):
-        stream = await opening
+async def close_opened(opening: Opening) -> None:
+    """Drop a stream opened ahead and not used (it is closed if it opened; whatever went wrong is moot)."""
+    if not opening.task.done():
+        opening.task.cancel()
+    try:
+        stream = await opening.task
+    except (asyncio.CancelledError, Exception) as exc:  # cancelled above, or it could not be opened
+        if not opening.task.done():
+            raise  # we were cancelled ourselves
+        log.debug("a stream opened ahead ended with %r", exc)
+        return
+    with contextlib.suppress(Exception):
         await stream.close()
 
 
@@ -110,21 +124,20 @@ class Ahead:
     """The deployment stream to a job's first provider, opened ahead of the request (see `open_ahead`) and
     used only while fresh: its provider waits a bounded time for the request on it (`fresh_s` is less)."""
 
-    def __init__(self, dialer: Dialer, fresh_s: float, opening: asyncio.Task[LineStream] | None = None) -> None:
+    def __init__(self, dialer: Dialer, fresh_s: float, opening: Opening | None = None) -> None:
         """`opening`: one already being opened (at the quote), held from now."""
         self._dialer = dialer
         self._fresh_s = fresh_s
         self._opening = opening
-        self._at = time.monotonic()
 
     def open(self, peer: str) -> None:
         """Start opening one to `peer`, unless one is open or opening."""
         if self._opening is None:
-            self._opening, self._at = open_ahead(self._dialer, peer), time.monotonic()
+            self._opening = open_ahead(self._dialer, peer)
 
     def stale_in(self) -> float | None:
         """Seconds until the stream held goes stale (None: none held)."""
-        return None if self._opening is None else self._at + self._fresh_s - time.monotonic()
+        return None if self._opening is None else self._opening.at + self._fresh_s - time.monotonic()
 
     async def take(self) -> asyncio.Task[LineStream] | None:
         """The stream being opened, for `offer`, if still fresh and not failed (a stale one is closed); None
@@ -132,11 +145,12 @@ class Ahead:
         opening, self._opening = self._opening, None
         if opening is None:
             return None
-        failed = opening.done() and (opening.cancelled() or opening.exception() is not None)
-        if failed or time.monotonic() - self._at > self._fresh_s:
+        task = opening.task
+        failed = task.done() and (task.cancelled() or task.exception() is not None)
+        if failed or time.monotonic() - opening.at > self._fresh_s:
             await close_opened(opening)  # its provider may have given up waiting for the request on it
             return None  # (or it could not be opened then: the offer dials again)
-        return opening
+        return task
 
     async def close(self) -> None:
         """Drop the stream held, if any (not taken: the payment failed, the quote expired, the job ended)."""

@@ -225,9 +225,11 @@ class ProviderService(Restarting):
                     [NewEvent("cp", admitted.seq, admitted.kind, admitted.data)], job_id=req.job_id,
                     sp_peer_id=sp_peer, state=CPState.ADMITTED.value, spec=spec.model_dump(), tx_hash=tx_hash,
                 )  # fmt: skip
-            except Duplicate:
+            except BaseException as exc:  # nothing stored: its numbers start again at 1 if it comes back
                 self._feed.forget(req.job_id)
-                return "payment rejected: reused (that deposit paid for another job)"
+                if isinstance(exc, Duplicate):
+                    return "payment rejected: reused (that deposit paid for another job)"
+                raise
             held = Resources(r.cpu_mhz, r.memory_mb, tuple(g.index for g in gpus), r.disk_mb)
             await self._allocations.hold(req.job_id, held)
         self._feed.publish(req.job_id, admitted)

@@ -26,16 +26,16 @@ from dms.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from dms.executor.modules import ModuleStore
 from dms.jobs.deadline import too_long
 from dms.jobs.feed import EventFeed
-from dms.jobs.link import close_opened, open_ahead
+from dms.jobs.link import Opening, close_opened, open_ahead
 from dms.jobs.protocol import MAX_LINE, Deploy, Payment, encode
 from dms.jobs.settlement import SettlementWorker
 from dms.jobs.sp_files import FileHooks
-from dms.jobs.sp_job import Deps, SPJob
+from dms.jobs.sp_job import OPENED_FRESH_S, Deps, SPJob
 from dms.jobs.sp_messages import CancelJob, Frame, Pay, log_frames
 from dms.jobs.spec import JobSpec
 from dms.jobs.states import SPState
 from dms.jobs.tasks import cancel_and_wait
-from dms.jobs.transport import Dialer, LineStream
+from dms.jobs.transport import Dialer
 from dms.matching import Candidate, Needs, place
 from dms.payments.errors import PaymentRejected
 from dms.payments.gate import PaymentGate
@@ -70,6 +70,10 @@ def wire_problem(spec: JobSpec) -> None:
 
 PLACEMENT_HOLD_S = 30.0
 """How long an unpaid quote counts against its provider's free capacity."""
+AHEAD_PER_PROVIDER = 8
+"""Streams opened at the quote to one provider within OPENED_FRESH_S, at most: a loop of quotes (or quotes
+paid after the stream went stale, as with a slow chain) costs the provider no more than that many waiting
+streams; later quotes open theirs at the payment."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class RequesterService:
         owners = list(self._owners.values())
         return frozenset(p for o in owners if not o.state.is_terminal() and (p := o.provider_peer) is not None)
 
-    def _own(self, job_id: str, opening: asyncio.Task[LineStream] | None = None) -> SPJob:
+    def _own(self, job_id: str, opening: Opening | None = None) -> SPJob:
         """The job's owner, started if it has none (synchronous: two callers cannot both start one).
         `opening`: the deployment stream to its first candidate, opened at the quote."""
         owner = self._owners.get(job_id)
@@ -194,18 +198,22 @@ class RequesterService:
             "candidates": [[x.candidate.peer_id, x.price] for x in placement.ranked[: self._attempts()]],
             **self._payments.quote_fields(job_id),
         }
+        # The payment report may follow at once: the stream to the provider opens meanwhile (closed if stale),
+        # unless AHEAD_PER_PROVIDER quotes placed there are already that recent (each holds a stream a while).
+        now, peer = time.monotonic(), best.candidate.peer_id
+        recent = sum(1 for p in self._placed.values() if p.peer == peer and now - p.at < OPENED_FRESH_S)
+        opening = open_ahead(self._deps.dialer, peer) if recent < AHEAD_PER_PROVIDER else None
         # Counted at once, before the row is stored: requests placed meanwhile (a burst) see it.
-        self._placed[job_id] = Placed(best.candidate.peer_id, r.cpu_mhz, r.memory_mb, time.monotonic())
+        self._placed[job_id] = Placed(peer, r.cpu_mhz, r.memory_mb, now)
         self._quoting.add(job_id)
-        # The payment report may follow at once: the stream to the provider opens meanwhile (closed if stale).
-        opening = open_ahead(self._deps.dialer, best.candidate.peer_id)
         try:
             await self._jobs.create(
                 job_id=job_id, state=SPState.AWAITING_PAYMENT.value, spec=spec.model_dump(), quote=quote, cp_seq=0
             )
         except BaseException:
             self._placed.pop(job_id, None)
-            await close_opened(opening)
+            if opening is not None:
+                await close_opened(opening)
             raise
         finally:
             self._quoting.discard(job_id)

@@ -19,7 +19,7 @@ from typing import Any
 from dms.errors import Conflict
 from dms.jobs.deadline import min_refund_deadline
 from dms.jobs.feed import Numbered
-from dms.jobs.link import Ahead, FromProvider, Lost, ProviderLink, offer
+from dms.jobs.link import Ahead, FromProvider, Lost, Opening, ProviderLink, offer
 from dms.jobs.protocol import FIRST_LINE_TIMEOUT_S, Deploy, Event, Payment
 from dms.jobs.sp_deps import Deps
 from dms.jobs.sp_files import OutputsFetched, fetch_outputs
@@ -44,7 +44,7 @@ OPENED_FRESH_S = FIRST_LINE_TIMEOUT_S / 2
 
 
 class SPJob(Resuming):
-    def __init__(self, job_id: str, deps: Deps, opening: asyncio.Task[LineStream] | None = None) -> None:
+    def __init__(self, job_id: str, deps: Deps, opening: Opening | None = None) -> None:
         self.job_id = job_id
         self._d = deps
         self._inbox: asyncio.Queue[object] = asyncio.Queue()

@@ -92,18 +92,16 @@ class Direct:
         reader = self._reader
         if reader is None:
             raise RuntimeError("store is not open")
-        try:
-            reader.execute("BEGIN")
-        except sqlite3.OperationalError:  # busy (a WAL recovery): wait for it in the thread, not here
-            return await self.read(fn)
+        reader.execute("BEGIN")  # deferred: takes no lock; the first read may find the database busy
         try:
             return fn(reader)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
         finally:
-            reader.execute("COMMIT")
-        return await self.read(fn)
+            if reader.in_transaction:  # SQLite may have rolled it back itself on busy
+                reader.execute("COMMIT")
+        return await self.read(fn)  # busy (e.g. a WAL recovery): wait for it in the worker thread, not here
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
         pool, conn = self._pool, self._conn

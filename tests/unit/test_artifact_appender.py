@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from dms.artifacts.appender import ALIGN, Appender
 
@@ -45,3 +48,24 @@ def test_unaligned_buffers_go_through_the_page_cache(tmp_path: Path) -> None:
         assert not out.direct  # refused (EINVAL) once, then never tried again
         out.write(b"tail")
     assert (tmp_path / "blob").read_bytes() == data + b"tail"
+
+
+def test_after_a_failed_write_every_later_one_fails_and_the_file_is_a_prefix(tmp_path: Path) -> None:
+    """A full file system mid-blob: the file keeps the pieces before the failure, in order, and nothing
+    after it (a piece written after a failed one would leave a hole that a resume could not see)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        pieces = [os.urandom(ALIGN * 8) for _ in range(3)]  # 32 KiB each: the third does not fit
+        with Appender(small / "blob") as out:
+            out.write(aligned(pieces[0]))
+            out.write(aligned(pieces[1]))
+            with pytest.raises(OSError):
+                out.write(aligned(pieces[2]))
+            with pytest.raises(OSError, match="an earlier write failed"):
+                out.write(b"x")
+        held = (small / "blob").read_bytes()
+        assert held == b"".join(pieces)[: len(held)] and len(held) < 3 * ALIGN * 8
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

@@ -155,3 +155,32 @@ def test_direct_listeners_open_on_the_libp2p_listen_host() -> None:
     assert listen_host("/ip6/::1/tcp/9000") == "::1"
     with pytest.raises(ValueError):
         listen_host("/dns/example/tcp/1")
+
+
+class FailingSink(io.BytesIO):
+    """A file whose disk fills after `ok` writes."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__()
+        self.ok = ok
+
+    def write(self, data: Any, /) -> int:
+        if self.ok == 0:
+            raise OSError(28, "No space left on device")
+        self.ok -= 1
+        return super().write(data)
+
+
+def test_a_failed_write_fails_the_transfer_even_in_its_last_frames(tmp_path: Path) -> None:
+    """Writes lag the receive by up to RING frames: one that fails near the end still fails the transfer,
+    rather than returning every byte as received (and hashed) with some of them never written."""
+    data = os.urandom(3 * direct.FRAME + 999)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    sender = Sender("127.0.0.1")
+    result = run_sender(sender, path, 0, len(data))
+    sink = FailingSink(ok=3)
+    with pytest.raises(DirectFailed, match="No space left"):
+        Receiver("127.0.0.1", sender.offer).receive(sink, hashlib.sha256(), len(data), 5.0)
+    result["thread"].join(5)
+    assert sink.getvalue() == data[: 3 * direct.FRAME]  # what was written is a prefix: a resume goes on from it
