@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,12 @@ PAYOUT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 SELF = Path(__file__).resolve()
 GOAL = "every node sees every other within 5 s of the last READY at N = 20 (10 s at 40); idle node under 1 % of a core"
 IDLE_SETTLE_S = 5.0
-"""Default; `--settle` sets it: long enough for the AutoConnector to have built the connections."""
+"""Default; `--settle` sets it: seconds after discovery before looking for the connections to settle."""
+SETTLED_QUIET_S = 15.0
+"""The connections count as settled once no node's set of connections (nor its trim and sync counters) has
+changed for this long: three rounds of the AutoConnector (every 5 s), almost four of the trimmer (every 4 s)."""
+SETTLE_MAX_S = 120.0
+"""After this long past `--settle` the idle window starts anyway, and the row says the network had not settled."""
 
 
 def settle_s() -> float:
@@ -79,6 +85,8 @@ class DiscoveryRun:
     seen_pairs: int
     pairs: int
     still_visible: bool = True
+    settled_s: float | None = None
+    """From the last READY until the connections stopped changing (None: not within SETTLE_MAX_S)."""
     cpu_s: float = 0.0
     """CPU seconds all N processes spent in the idle window after discovery, per second of it."""
     node_cpu: list[float] = field(default_factory=list)
@@ -215,9 +223,37 @@ def _bytes_sent(pids: list[int]) -> list[int]:
     return [sent[p] for p in pids]
 
 
-def _idle(pids: list[int], counters: list[Any], run: DiscoveryRun) -> None:
-    """Per node CPU, messages and bytes a second over IDLE_WINDOW_S, after IDLE_SETTLE_S of quiet."""
+def _links(connected: list[str], m: dict[str, Any]) -> tuple[Any, ...]:
+    """What changes while a node's connections are still being built or trimmed: the peers it is connected
+    to, and its trim and table-sync counts (one sync per new connection; a trim then a redial within one
+    poll leaves the set as it was, not the counters). The daemons' /metrics has no sync count."""
+    return tuple(sorted(connected)), m.get("connections_trimmed", 0), m.get("table_syncs", 0)
+
+
+def _settle(links: list[Callable[[], tuple[Any, ...]]], t_ready: float) -> float | None:
+    """Wait `--settle` seconds, then until no node's links have changed for SETTLED_QUIET_S (at most
+    SETTLE_MAX_S). Returns the seconds from t_ready to the last change, or None when they never settled.
+
+    Before that the nodes are still starting their network, not idle: the AutoConnector dials a new node's
+    peers every 5 s, and from N = 10 on the trimmer closes connections past their 20 s grace period; each new
+    connection costs an identify, a gossipsub hello and a table sync (bytes per node 5x the settled figure
+    at N = 5 when the window started 5 s after discovery)."""
     time.sleep(settle_s())
+    last = [read() for read in links]
+    changed = time.perf_counter()
+    deadline = changed + SETTLE_MAX_S
+    while time.perf_counter() - changed < SETTLED_QUIET_S:
+        if time.perf_counter() > deadline:
+            return None
+        time.sleep(1.0)
+        now = [read() for read in links]
+        if now != last:
+            last, changed = now, time.perf_counter()
+    return changed - t_ready
+
+
+def _idle(pids: list[int], counters: list[Any], run: DiscoveryRun) -> None:
+    """Per node CPU, messages and bytes a second over IDLE_WINDOW_S, once the connections have settled."""
     procs = [psutil.Process(p) for p in pids]
     cpu0 = [sum(p.cpu_times()[:2]) for p in procs]
     io0 = _bytes_sent(pids)
@@ -300,6 +336,14 @@ class DaemonCluster(Cluster):
 
             return read
 
+        def links(d: DmsProcess) -> Callable[[], tuple[Any, ...]]:
+            def read() -> tuple[Any, ...]:
+                peers = _get(d.url + "/api/v1/peers", timeout=5)
+                return _links([p["ID"] for p in peers], counters(d)())
+
+            return read
+
+        run.settled_s = _settle([links(d) for d in self.all], t2)
         _idle([d.proc.pid for d in self.all if d.proc is not None], [counters(d) for d in self.all], run)
         self._stop_all()
         return run
@@ -361,6 +405,11 @@ class NodeCluster(Cluster):
 
         visible, seen, still = _wait_visible(list(by_name), seen_by, self.expected, t2)
         run = DiscoveryRun(hub_ready, last_ready, visible, seen, self.n * (self.n - 1), still)
+
+        def links(node: NodeProc) -> Callable[[], tuple[Any, ...]]:
+            return lambda: _links(node.request("connected")["connected"], node.metrics())
+
+        run.settled_s = _settle([links(node) for node in self.all], t2)
         _idle([node.proc.pid for node in self.all if node.proc is not None], [n.metrics for n in self.all], run)
         self._stop_all()
         return run
@@ -398,11 +447,15 @@ def discovery(kinds: list[str], sizes: list[int], runs: int) -> list[str]:
         hub = median([r.hub_ready_s for r in results])
         last = median([r.last_ready_s for r in results])
         cpu = median([r.cpu_s for r in results])
+        settled_runs = [r.settled_s for r in results if r.settled_s is not None]
+        settled = f"{median(settled_runs):.0f} s" if settled_runs else "-"
+        if len(settled_runs) < len(results):
+            settled += f"; {len(results) - len(settled_runs)} run(s) not within {SETTLE_MAX_S:.0f} s"
         node_cpu = [c for r in results for c in r.node_cpu]
         msgs = [m for r in results for m in r.node_msgs]
         sent = [b for r in results for b in r.node_bytes]
         rows.append(
-            f"| {n} | {what} | {hub:.2f} s | {last:.2f} s | {vis} | {cpu:.3f} "
+            f"| {n} | {what} | {hub:.2f} s | {last:.2f} s | {vis} | {settled} | {cpu:.3f} "
             f"| {100 * median(node_cpu):.2f} % (max {100 * max(node_cpu):.2f} %) "
             f"| {median(msgs):.2f} (max {max(msgs):.2f}) | {median(sent):.0f} (max {max(sent):.0f}) |"
         )
@@ -420,7 +473,10 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         "READY: the REST port answers (daemons) / the node printed ready with its advert published (bare nodes).",
         "Visible: counted from the last READY until every node lists every other node with its exact capacity",
         f"(/api/v1/peers/dht, or node_proc's `peers`; polled every {POLL_S:g} s). Median of {runs} run(s), (min-max).",
-        f"Idle: a {IDLE_WINDOW_S:g} s window {settle_s():g} s after discovery (or its timeout). Cores: all N",
+        f"Settled: from the last READY until no node's connections (nor its trim and table-sync counts) changed for "
+        f"{SETTLED_QUIET_S:g} s,",
+        f"looked for from {settle_s():g} s after discovery (or its timeout) on, polled every second.",
+        f"Idle: a {IDLE_WINDOW_S:g} s window once settled (or {SETTLE_MAX_S:g} s after the look began). Cores: all N",
         "processes together; per node: median over the nodes of all runs (max: the busiest node, usually the hub).",
         "Messages: pings (ours answered + peers' served) + records received (kept or not) + records published",
         "+ table syncs, from each",
@@ -429,8 +485,9 @@ def discovery_section(kinds: list[str], sizes: list[int], runs: int) -> str:
         note,
         "",
         "| N | nodes | hub READY | last of N-1 READY (from their spawn) | all visible after last READY "
-        "| idle cores, all N | idle CPU per node | messages/s per node | bytes/s per node |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| connections settled after last READY | idle cores, all N | idle CPU per node | messages/s per node "
+        "| bytes/s per node |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Floor: the bare P2PNode rows (no daemon on top). Goal: {GOAL}.",
@@ -627,7 +684,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--exchanges", type=int, default=2000)
     ap.add_argument("--write", action="store_true")
-    ap.add_argument("--settle", type=float, default=IDLE_SETTLE_S, help="quiet seconds before the idle window")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=IDLE_SETTLE_S,
+        help="seconds after discovery before waiting for the connections to settle",
+    )
     ap.add_argument("--echo-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo_child:
