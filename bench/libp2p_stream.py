@@ -100,6 +100,7 @@ def _originals() -> list[tuple[object, str, object]]:
         (y.YamuxStream, "write"),
         (y.Yamux, "_write_frame"),
         (y.Yamux, "_read_data_body"),
+        (y.YamuxStream, "_auto_tune_and_send_window_update"),
         (y, "read_exactly"),
         (ms.MultiselectClient, "select_one_of"),
     ]

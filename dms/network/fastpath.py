@@ -16,6 +16,11 @@ Python bookkeeping, not in the cipher:
 - yamux, reading: `read_exactly` copied every frame body once more into a bytearray; here a read that
   returns the whole body at once is returned as it is. A frame body already decrypted and buffered is
   taken without arming a trio deadline (0.8.1 arms one per frame; only a wait needs it).
+- yamux, crediting: 0.8.1 sends a WINDOW_UPDATE after most small reads whatever PY_YAMUX_RELEASE_ON_READ says
+  (its "partial slack" rule): on an idle connection a third of the frames sent were window updates after
+  32-byte pings. Here nothing is credited until `CREDIT_MIN` bytes have been consumed (the peer still has
+  almost all its window); past that, 0.8.1's rules as they are (go-yamux's own rule, half the window, made
+  bulk transfers slower: 0.8.1 also grows the window on each update).
 
 Every replacement keeps the wire format (the same Noise messages, the same yamux frames, no larger than
 before), the same exceptions and the same locking; peers that are not patched, in any language, see no
@@ -50,9 +55,13 @@ FRAME_PAYLOAD = NOISE_PLAINTEXT - yamux.HEADER_SIZE
 WINDOW_POLL_S = 0.002
 """How often a writer with no send window left looks again (0.8.1 sleeps 10 ms, one round trip lost)."""
 WINDOW_WAIT_S = 5.0
+CREDIT_MIN = 16 * 1024
+"""Consumed bytes below which a read sends no WINDOW_UPDATE (a 32-byte ping stream: one in about 500 pings)."""
 
 _HEADER = struct.Struct(yamux.YAMUX_HEADER_FORMAT)
 _applied: bool | None = None
+_credit: Any = None
+"""0.8.1's own YamuxStream._auto_tune_and_send_window_update, called by `_yamux_credit`."""
 
 
 def installed_version() -> str:
@@ -85,6 +94,10 @@ def apply(version: str | None = None) -> bool:
     yamux.Yamux._write_frame = _yamux_write_frame  # type: ignore[method-assign]
     setattr(yamux, "read_exactly", _read_exactly)  # noqa: B010  # the name yamux imported, not an attribute of ours
     yamux.Yamux._read_data_body = _yamux_read_data_body  # type: ignore[method-assign]
+    global _credit
+    if yamux.YamuxStream._auto_tune_and_send_window_update is not _yamux_credit:  # applied twice: keep 0.8.1's
+        _credit = yamux.YamuxStream._auto_tune_and_send_window_update
+    yamux.YamuxStream._auto_tune_and_send_window_update = _yamux_credit  # type: ignore[method-assign]
     _applied = True
     return True
 
@@ -200,6 +213,16 @@ async def _yamux_stream_write(self: Any, data: bytes) -> None:
             continue
         await self.conn._write_frame(batch)
         sent += n
+
+
+async def _yamux_credit(self: Any, *, bytes_read: int = 0) -> None:
+    """After a read: no WINDOW_UPDATE for crumbs (less than CREDIT_MIN consumed since the last one; they are
+    credited with a later read's), else 0.8.1's crediting and window growth."""
+    buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+    consumed = self.target_recv_window - (self.recv_window + buffered)
+    if consumed < CREDIT_MIN:
+        return
+    await _credit(self, bytes_read=bytes_read)
 
 
 def _frames(stream_id: int, payload: memoryview) -> bytes:

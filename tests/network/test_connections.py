@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import multiaddr  # type: ignore[import-untyped]
@@ -76,6 +77,30 @@ def test_six_nodes_stay_between_the_marks_and_still_see_everyone(spawn: Spawn) -
         wait_for(f"{n.name} sees the change", lambda n=n: n.peers()[leaves[0].peer_id]["cpu_mhz"] == 5555, 5)  # type: ignore[misc]
     for n in nodes:
         assert 1 <= len(n.request("connected")["connected"]) <= marks[1] + 1, n.name
+    # ...and then they settle: no dial, trim and redial going round for good (an idle node's cost would then
+    # include a connection's identify, gossipsub hello and table sync every few seconds, growing with N).
+    wait_for("no node's connections change for 15 s", _settled(nodes, quiet_s=15), 60, interval=1)
+
+
+def _links(node: NodeProc) -> tuple[object, ...]:
+    m = node.metrics()
+    return tuple(sorted(node.request("connected")["connected"])), m["connections_trimmed"], m["table_syncs"]
+
+
+def _settled(nodes: list[NodeProc], quiet_s: float) -> Callable[[], bool]:
+    """A check for wait_for: true once no node's connections, trims and table syncs (one per new connection)
+    have changed for `quiet_s` (the AutoConnector runs every 5 s, the trimmer every 2 heartbeats)."""
+    last: list[tuple[object, ...]] = []
+    changed = time.monotonic()
+
+    def check() -> bool:
+        nonlocal last, changed
+        now = [_links(n) for n in nodes]
+        if now != last:
+            last, changed = now, time.monotonic()
+        return time.monotonic() - changed >= quiet_s
+
+    return check
 
 
 def test_the_hard_cap_is_well_above_the_high_water_mark() -> None:

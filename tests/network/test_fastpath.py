@@ -59,7 +59,7 @@ def plain_peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None
         proc.wait(timeout=20)
 
 
-async def _echo_through(addr: str, psk: str | None, data: bytes) -> bytes:
+async def _echo_through(addr: str, psk: str | None, data: bytes, read_size: int = 1 << 20) -> bytes:
     settings = NetworkSettings(listen_addresses=("/ip4/127.0.0.1/tcp/0",), psk=psk)
     refusals: list[object] = []
     host = build_host(settings, create_new_key_pair(), refusals.append, refusals.append)
@@ -76,7 +76,7 @@ async def _echo_through(addr: str, psk: str | None, data: bytes) -> bytes:
             back = bytearray()
             while len(back) < len(data):
                 try:
-                    chunk = await stream.read(1 << 20)
+                    chunk = await stream.read(read_size)
                 except StreamEOF:
                     break
                 if not chunk:
@@ -96,4 +96,13 @@ def test_a_patched_host_and_a_plain_one_move_bytes_both_ways(plain_peer: tuple[s
     data = os.urandom(3 * 1024 * 1024 + 12345)  # not a multiple of any frame size
     back = trio.run(_echo_through, addr, psk, data)
     assert len(back) == len(data)
+    assert hashlib.sha256(back).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_small_reads_still_credit_the_sender(plain_peer: tuple[str, str | None]) -> None:
+    """The echo comes back in 64-byte reads, each far below CREDIT_MIN (no WINDOW_UPDATE of its own): the
+    crumbs are credited once they add up, or the plain peer would stall after its 256 KiB window."""
+    addr, psk = plain_peer
+    data = os.urandom(300 * 1024 + 7)
+    back = trio.run(_echo_through, addr, psk, data, 64)
     assert hashlib.sha256(back).hexdigest() == hashlib.sha256(data).hexdigest()
