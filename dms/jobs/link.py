@@ -233,12 +233,25 @@ class ProviderLink:
         """A new stream resuming after event `after`; the reason it is lost after 3 heartbeats of trying."""
         deadline = time.monotonic() + 3 * self._heartbeat_s
         reason = "unknown"
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            # No dial outlives the deadline (py-libp2p retries a refused one for most of a second): one still
+            # running then is left to finish and its stream, if any, closed.
+            dialing = asyncio.ensure_future(self._dialer.open(self._peer, PROTOCOL))
             try:
-                stream = await self._dialer.open(self._peer, PROTOCOL)
+                done, _ = await asyncio.wait({dialing}, timeout=left)
+            except asyncio.CancelledError:
+                dialing.add_done_callback(_close_late)
+                raise
+            if not done:
+                dialing.add_done_callback(_close_late)
+                if reason == "unknown":
+                    reason = f"no answer within {3 * self._heartbeat_s:g} s"
+                break
+            try:
+                stream = dialing.result()
             except NetworkError as exc:
                 reason = str(exc)
-                await asyncio.sleep(self._heartbeat_s / 2)  # a retry interval, not synchronisation
+                await asyncio.sleep(min(self._heartbeat_s / 2, max(deadline - time.monotonic(), 0)))  # retry interval
                 continue
             try:
                 await stream.send(encode(Attach(type="attach", job_id=self._job_id, after_seq=after)))
@@ -252,3 +265,9 @@ class ProviderLink:
             await stream.close()
             return msg.reason if isinstance(msg, Rejected) else "unexpected answer"
         return reason
+
+
+def _close_late(dialing: asyncio.Future[LineStream]) -> None:
+    """A dial given up on that opened after all: its stream is closed."""
+    if not dialing.cancelled() and dialing.exception() is None:
+        asyncio.create_task(dialing.result().close())  # noqa: RUF006 - close() never raises
