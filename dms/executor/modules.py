@@ -10,6 +10,7 @@ One writer: this object, under its lock.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
 import os
@@ -125,6 +126,9 @@ def inspect_module(binary: bytes) -> ModuleInfo:
         config = wasmtime.Config()
         config.target = "pulley64"
         _engine = wasmtime.Engine(config)
+        # Freed at exit while wasmtime's bindings are whole: left to the interpreter's teardown, its finaliser
+        # ran after them and printed a TypeError as the process (daemon or test run) ended.
+        atexit.register(_engine.close)
     try:
         module = wasmtime.Module(_engine, binary)
     except wasmtime.WasmtimeError as exc:
