@@ -29,7 +29,7 @@ import aiohttp
 from common import append_results, header, load_note, median, spawner
 
 from dms.payments.contract import escrow_job_id
-from tests.e2e.nodes import two_providers
+from tests.e2e.nodes import peer_ids, two_providers
 from tests.e2e.test_resume import COUNTER, kill_after_checkpoints, resumable
 from tests.e2e.test_resume_escrow import PaidNetwork, paid_network_on, send_status
 from tests.procs import DmsProcess, post, wait_for
@@ -111,7 +111,7 @@ async def paid_round(n: PaidNetwork) -> Round:
 
 def sees_both(sp: DmsProcess, ids: list[dict[str, Any]]) -> None:
     want = {i["peer_id"] for i in ids}
-    wait_for(lambda: want <= {p["peer_id"] for p in sp.get("/api/v1/peers/dht/dump")}, 90, "the SP sees both")
+    wait_for(lambda: want <= peer_ids(sp), 90, "the SP sees both")
 
 
 async def unpaid_rounds(make: Callable[..., DmsProcess], rounds: int) -> list[Round]:
