@@ -128,10 +128,14 @@ async def test_inputs_are_fetched_mounted_read_only_or_fail_the_job(
                                           {"source": web_server + "/a.txt", "path": "dir/web.txt"}]))  # fmt: skip
     assert frames[-1]["action"] == "job-completed", frames[-1]
     assert out == uploaded.decode() + WEB_TEXT.decode() + "READ-ONLY\n"
-    # the CP keeps the verified blobs; the job's folder is gone
+    # the CP keeps the verified blobs; the job's folder goes (released just after the result is out)
     async with aiohttp.ClientSession() as s, s.get(f"{cp.url}/api/v1/artifacts/{sha}") as r:
         assert await r.read() == uploaded
-    assert not any((cp.settings.general.data_dir / "jobs").iterdir())
+
+    async def folder_gone() -> bool:
+        return not any((cp.settings.general.data_dir / "jobs").iterdir())
+
+    await eventually(folder_gone, 10, "the job's folder removed")
 
     missing = hashlib.sha256(b"nobody has this").hexdigest()
     for source, why in [
