@@ -322,7 +322,8 @@ class DockerExecutor:
         shown: asyncio.Task[dict[str, Any]] | None = None
         try:
             status = await asyncio.wait_for(container.wait(), timeout_s)
-            shown = asyncio.create_task(container.show())  # asked while the log tail is flushed
+            if status.get("StatusCode") != 0:  # why it failed (OOM?), asked while the log tail is flushed
+                shown = asyncio.create_task(container.show())
         except TimeoutError:
             timed_out = True
             with contextlib.suppress(aiodocker.DockerError):
@@ -336,8 +337,9 @@ class DockerExecutor:
         code = int(status.get("StatusCode", -1))
         if timed_out:
             return RunResult(code, EndReason.TIMEOUT)
-        assert shown is not None
-        if job_id in self._cancelled and code != 0:  # exit 0: it ran to its end before the cancel hit
+        if shown is None:  # exit 0: it ran to its end (before any cancel hit), whatever else happened in it
+            return RunResult(code, EndReason.EXITED)
+        if job_id in self._cancelled:
             shown.cancel()
             return RunResult(code, EndReason.CANCELLED)
         state = (await shown).get("State", {})

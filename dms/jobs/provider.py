@@ -54,6 +54,8 @@ __all__ = ["EVENT_RETENTION", "LOG_KEEP", "LOG_TRIM_STEP", "ProviderService", "P
 log = logging.getLogger(__name__)
 
 EVENT_RETENTION = timedelta(hours=24)
+CAPACITY_ADVERT_GAP_S = 0.5
+"""Free capacity is re-advertised at most this often (the network publishes at most once a second)."""
 LOG_KEEP = 5000
 """Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
 LOG_TRIM_STEP = 1000
@@ -87,7 +89,7 @@ class ProviderService(Restarting):
         self._jobs = jobs
         self._events = events
         self._settings = settings
-        self._capacity_changed = Coalesced(on_capacity_change)
+        self._capacity_changed = Coalesced(on_capacity_change, CAPACITY_ADVERT_GAP_S)
         """Re-advertises free capacity after an admission or an end, off the job's path (a burst coalesces)."""
         self._payments = payments
         self._modules = modules

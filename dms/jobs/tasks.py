@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,14 @@ class Coalesced:
     """Runs `work` in the background each time it is asked (`__call__` returns at once), never two at a
     time: asks that come while it runs make it run once more afterwards, however many they were. For work
     off a job's critical path whose latest run is all that matters (re-advertising free capacity after an
-    admission or a release: a burst of them makes one or two adverts, not one each). `work` is expected
-    not to raise; if it does, the error is logged and later asks run it again."""
+    admission or a release: a burst of them makes a few adverts, not one each). A run starts no sooner than
+    `min_gap_s` after the one before (asks meanwhile still make one run). `work` is expected not to raise;
+    if it does, the error is logged and later asks run it again."""
 
-    def __init__(self, work: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, work: Callable[[], Awaitable[None]], min_gap_s: float = 0.0) -> None:
         self._work = work
+        self._min_gap_s = min_gap_s
+        self._last = -math.inf
         self._again = False
         self._task: asyncio.Task[None] | None = None
 
@@ -38,8 +42,11 @@ class Coalesced:
             self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._again:
+            await asyncio.sleep(max(0.0, self._last + self._min_gap_s - loop.time()))
             self._again = False
+            self._last = loop.time()
             try:
                 await self._work()
             except Exception:

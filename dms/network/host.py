@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -49,6 +50,8 @@ HANDSHAKE_TIMEOUT_S = 5.0
 UPGRADE_TIMEOUT_S = 10.0
 STREAM_NEGOTIATION_TIMEOUT_S = 5.0
 DIAL_TIMEOUT_S = 5.0
+ADDRS_MEMORY_S = 2.0
+"""How long the host's advertised addresses are kept before they are built again (`remember_addrs`)."""
 
 
 def load_or_create_identity(path: Path) -> KeyPair:
@@ -248,9 +251,32 @@ def build_host(
     # max_connections for every inbound connection; the limiter adds nothing but the leak, so it is unbounded.
     # No public surface sets it (tested: tests/network/test_connections.py).
     swarm._inbound_limiter.total_tokens = math.inf
+    remember_addrs(host)
     if settings.mdns:
         mdns_advertises_dialable_addrs(host)
     return host
+
+
+def remember_addrs(host: IHost, for_s: float = ADDRS_MEMORY_S) -> None:
+    """Keep the host's advertised addresses for `for_s` instead of rebuilding them on every call.
+
+    0.8.1 puts our signed peer record in every gossip message it sends or forwards, and checks it against
+    `get_addrs()` each time: the interfaces read, the wildcards expanded, each address parsed and given
+    its /p2p part. In a burst of jobs that was 6 % of an SP's CPU. Addresses change when interfaces do:
+    seconds late is soon enough. An empty answer (not listening yet) is not kept.
+    """
+    build = host.get_addrs
+    kept: tuple[float, list[multiaddr.Multiaddr]] = (-math.inf, [])
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        nonlocal kept
+        now = time.monotonic()
+        if now - kept[0] > for_s:
+            addrs = build()
+            kept = (now if addrs else -math.inf, addrs)
+        return list(kept[1])
+
+    host.get_addrs = get_addrs  # type: ignore[method-assign]  # no public hook caches them
 
 
 def max_connections(conn_high: int) -> int:

@@ -58,3 +58,22 @@ async def test_a_failing_run_is_logged_and_later_asks_still_run() -> None:
     await again.idle()
     assert calls == 2
     await again.close()
+
+
+async def test_runs_keep_their_minimum_gap_and_asks_meanwhile_make_one_run() -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    first = asyncio.Event()
+
+    async def work() -> None:
+        starts.append(loop.time())
+        first.set()
+
+    again = Coalesced(work, min_gap_s=0.2)
+    again()
+    await first.wait()
+    for _ in range(5):  # asked during the gap: one more run, once the gap has passed
+        again()
+    await again.idle()
+    assert len(starts) == 2 and starts[1] - starts[0] >= 0.2
+    await again.close()
