@@ -125,8 +125,13 @@ async def test_job_from_sp_to_cp(pair: tuple[DmsProcess, DmsProcess]) -> None:
     assert frames[-1]["detail"] == {"exit_code": 0}
     await removed(job_id)
     assert sp.get(f"/api/v1/run/jobs/{job_id}")["state"] == "completed"
+    wait_for(lambda: released(cp), 10, "the job's resources released")
+
+
+def released(cp: DmsProcess) -> bool:
+    """Whether all of the CP's reserved capacity is free again (a job's is released just after its result)."""
     status = cp.get("/api/v1/onboarding/status")
-    assert status["free"] == status["reserved"]
+    return bool(status["free"] == status["reserved"])
 
 
 async def test_failures_limits_and_refusals(pair: tuple[DmsProcess, DmsProcess]) -> None:
@@ -137,6 +142,7 @@ async def test_failures_limits_and_refusals(pair: tuple[DmsProcess, DmsProcess])
     _, frames = await run_job(sp, job("x=aaaaaaaa; while true; do x=$x$x; done", memory_mb=32))
     assert frames[-1]["action"] == "job-failed" and "out of memory" in frames[-1]["message"]
 
+    wait_for(lambda: released(cp), 10, "the failed jobs' resources released")  # just after their results
     free = cp.get("/api/v1/onboarding/status")["free"]
     code, err = post_error(sp, "/run/request-service", job("true", memory_mb=free["memory"] + 1))
     assert code == 409 and err["code"] == "no_provider" and "MB free" in err["message"]

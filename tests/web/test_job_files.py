@@ -155,7 +155,8 @@ def test_checkpoints_and_a_resume_from_checkpoint_1(browser: WebDriver, pair: tu
         """The SP's checkpoints once the final one is recorded and the page lists each of them."""
         cps: list[dict[str, Any]] = sp.get(f"/api/v1/run/jobs/{job_id}/checkpoints")["checkpoints"]
         rows = [r.get_attribute("data-seq") for r in b.find_elements(By.CSS_SELECTOR, "#checkpoints tbody tr")]
-        return cps if cps and cps[-1]["final"] and rows == [str(c["seq"]) for c in cps] else None
+        every = [c["seq"] for c in cps] == list(range(1, len(cps) + 1))  # each is fetched in its own task
+        return cps if cps and cps[-1]["final"] and every and rows == [str(c["seq"]) for c in cps] else None
 
     cps = wait(browser, listed, "every checkpoint, the final one last, in the page's list", 30)
     assert len(cps) >= 2 and "(final)" in text_of(browser, "checkpoints"), cps
