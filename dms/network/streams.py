@@ -3,6 +3,10 @@
 `TrioLines` wraps a libp2p stream on the trio side with a line buffer; `NetLineStream` is its asyncio
 face (the `dms.jobs.transport.LineStream` protocol): every call crosses the bridge once. A read that
 times out loses nothing: bytes are only taken out of the buffer once a whole line is there.
+
+A read takes, with the line asked for, the whole lines already behind it in the buffer (up to `AHEAD`
+bytes): a provider sends a job's events in few writes, and each line read alone was a crossing of its own.
+What was taken ahead is handed out first, as lines or, to `receive_bytes`, as the same bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ CHUNK = 64 * 1024
 BULK_READ = 16 * 1024 * 1024
 """What `read_some` asks of the stream: more than yamux ever buffers (its largest window), so all of it."""
 WRITE_TIMEOUT_S = 30.0
+AHEAD = 64 * 1024
+"""Bytes of whole lines a line read takes with it from the buffer (see the module's docstring)."""
 
 
 class TrioLines:
@@ -64,6 +70,16 @@ class TrioLines:
         line, _, rest = bytes(self._buf).partition(b"\n")
         self._buf = bytearray(rest)
         return line
+
+    async def read_lines(self, wait_s: float) -> tuple[bytes, bytes]:
+        """`read_line`, and the whole lines behind it in the buffer, up to AHEAD bytes, each with its newline."""
+        line = await self.read_line(wait_s)
+        end = self._buf.rfind(b"\n", 0, AHEAD)
+        if end < 0:
+            return line, b""
+        ahead = bytes(self._buf[: end + 1])
+        del self._buf[: end + 1]
+        return line, ahead
 
     async def read_some(self, limit: int, wait_s: float) -> bytes:
         """Up to `limit` raw bytes (buffered ones first): waits up to `wait_s` for the first byte, then takes
@@ -118,6 +134,8 @@ class NetLineStream:
         self._lines = lines
         self._remote = lines.remote_peer
         self._remote_host = lines.remote_host
+        self._ahead = b""
+        """Whole lines read ahead (each with its newline): what `receive` and `receive_bytes` hand out first."""
 
     @property
     def remote_peer(self) -> str:
@@ -136,8 +154,12 @@ class NetLineStream:
             raise StreamClosed(str(e)) from e
 
     async def receive(self, wait_s: float) -> bytes:
+        if self._ahead:
+            line, _, self._ahead = self._ahead.partition(b"\n")
+            return line
         try:
-            return await self._thread.call(functools.partial(self._lines.read_line, wait_s))
+            line, self._ahead = await self._thread.call(functools.partial(self._lines.read_lines, wait_s))
+            return line
         except trio.TooSlowError:
             raise TimeoutError(f"no message from {self._remote} within {wait_s:g} s") from None
         except StreamClosed:
@@ -150,6 +172,9 @@ class NetLineStream:
 
         Raises TimeoutError when nothing arrived within `wait_s`, StreamClosed when the stream broke.
         """
+        if self._ahead:
+            data, self._ahead = self._ahead[:limit], self._ahead[limit:]
+            return data
         try:
             return await self._thread.call(functools.partial(self._lines.read_some, limit, wait_s))
         except trio.TooSlowError:

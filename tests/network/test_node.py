@@ -15,6 +15,7 @@ import pytest
 
 from dms.errors import InvalidInput
 from dms.network import Advert, NetworkError, NetworkSettings, P2PNode
+from dms.network.streams import NetLineStream
 from tests.procs import free_port
 
 ADVERT = Advert("nunet-test", cpu_mhz=1000, cores=1, memory_mb=512, disk_mb=1000, ntx_price=1, payment_addr="0x0")
@@ -154,3 +155,33 @@ def test_importing_the_package_loads_neither_libp2p_nor_trio() -> None:
     code = "import sys, dms.network; print(any(m.split('.')[0] in ('libp2p', 'trio') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+async def test_lines_sent_in_one_write_then_raw_bytes_arrive_whole_and_in_order(tmp_path: Path) -> None:
+    """A read takes the lines behind it ahead (one crossing for a batch); raw bytes after them stay exact."""
+    raw = bytes(range(256)) * 300  # newlines (byte 10) every 256 bytes, past the read-ahead's 64 KiB
+    got: asyncio.Future[tuple[list[bytes], bytes]] = asyncio.get_running_loop().create_future()
+
+    async def serve(stream: NetLineStream) -> None:
+        lines = [await stream.receive(5) for _ in range(3)]
+        data = b""
+        while len(data) < len(raw):
+            data += await stream.receive_bytes(len(raw) - len(data), 5)
+        got.set_result((lines, data))
+
+    a = make_node(tmp_path, name="a")
+    a.handle("/dms/test-lines/1.0.0", serve)
+    await a.start()
+    settings = NetworkSettings(
+        listen_addresses=("/ip4/127.0.0.1/tcp/0",), bootstrap_peers=(a.addrs[0],), channel="nunet-test"
+    )
+    b = P2PNode(settings, identity_path=tmp_path / "b.key", version="test")
+    await b.start()
+    try:
+        stream = await b.open_stream(a.peer_id, "/dms/test-lines/1.0.0")
+        await stream.send(b"one\n\ntwo\n" + raw)  # an empty line among them
+        assert await asyncio.wait_for(got, 10) == ([b"one", b"", b"two"], raw)
+        await stream.close()
+    finally:
+        await b.stop()
+        await a.stop()
