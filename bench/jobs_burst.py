@@ -33,12 +33,11 @@ from jobs_setup import (
     _peer_id,
     _read_from,
     _remove_leftovers,
-    _wait,
     job_spec,
 )  # fmt: skip
 
 from dms.app import instance_name
-from tests.procs import DmsProcess
+from tests.procs import DmsProcess, wait_for
 
 # ----- (b) burst -----
 
@@ -164,7 +163,7 @@ def burst_section(rounds: int) -> str:
                 return all(known.get(pid, {}).get("cpu_mhz") == full for pid in cps)
 
             for r in range(rounds):
-                _wait("the SP sees both CPs with all their capacity free", all_free, 60)
+                wait_for(all_free, 60, "the SP sees both CPs with all their capacity free")
                 print(f"burst: round {r + 1} of {rounds}", file=sys.stderr, flush=True)
                 log_at = {c: c.log_path.stat().st_size for c in (cp1, cp2)}
                 floor_s, floor_failed = asyncio.run(_burst_floor(BURST_JOBS))

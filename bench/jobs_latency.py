@@ -27,14 +27,13 @@ from jobs_setup import (
     _peer_id,
     _remove_leftovers,
     _store_costs,
-    _wait,
     job_spec,
     pay_and_follow,
     request_quote,
 )  # fmt: skip
 
 from dms.app import instance_name
-from tests.procs import DmsProcess
+from tests.procs import DmsProcess, wait_for
 
 # ----- (a) latency -----
 
@@ -126,7 +125,7 @@ def latency_section(n: int, warm: int) -> str:
             sp = _daemon(root, "sp", [cp_addr])
             _onboard(sp, share=0.2)
             sp_ref = sp
-            _wait("the SP sees the CP", lambda: cp_id in _known(sp_ref), 30)
+            wait_for(lambda: cp_id in _known(sp_ref), 30, "the SP sees the CP")
             print(f"latency: {warm} warm-up + {n} jobs", file=sys.stderr, flush=True)
             r = asyncio.run(_latency(sp, n, warm))
             store_w, store_r = asyncio.run(_store_costs())

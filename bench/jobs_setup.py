@@ -93,15 +93,6 @@ def _known(d: DmsProcess) -> dict[str, dict[str, Any]]:
     return {p["peer_id"]: p["capacity"] for p in d.get("/api/v1/peers/dht/dump")}
 
 
-def _wait(what: str, check: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"not within {timeout} s: {what}")
-
-
 def _peer_id(d: DmsProcess) -> str:
     return str(d.get("/api/v1/peers/self")["peer_id"])
 

@@ -26,13 +26,13 @@ from typing import Any
 import aiohttp
 import wasmtime
 from common import append_results, header, load_note, median, p95
-from jobs_setup import IMAGE, _daemon, _known, _onboard, _peer_id, _wait, pay_and_follow, request_quote
+from jobs_setup import IMAGE, _daemon, _known, _onboard, _peer_id, pay_and_follow, request_quote
 
 from dms.executor.base import ContainerSpec, LogChunk
 from dms.executor.modules import ModuleStore
 from dms.executor.wasm import WasmExecutor
 from tests import wasm_modules as m
-from tests.procs import DmsProcess
+from tests.procs import DmsProcess, wait_for
 
 TRUE_WAT = m.program("")
 RES: dict[str, Any] = {"cpu_mhz": 100, "cores": 0.5, "memory_mb": 32}
@@ -214,7 +214,7 @@ def main() -> None:
             sp = _daemon(root, "sp", [cp_addr])
             _onboard(sp, share=0.2)
             cp_id = _peer_id(cp)
-            _wait("the SP sees the CP", lambda: cp_id in _known(sp), 30)
+            wait_for(lambda: cp_id in _known(sp), 30, "the SP sees the CP")
             sha = add_module(sp, binary)
             times, steps = asyncio.run(measure(sp, sha, Floor(binary), args.jobs, args.warm))
             times["executor"] = asyncio.run(executor_alone(binary, root / "alone", args.jobs))

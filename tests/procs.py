@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import random
@@ -12,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,20 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"not within {timeout} s: {what}")
+
+
+async def eventually(check: Callable[[], Any | Awaitable[Any]], within_s: float, what: str) -> Any:
+    """`wait_for` from a test's event loop: `check()` (or what it awaits to) polled every 0.05 s without
+    blocking the loop; its first truthy value, or AssertionError naming `what` after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {within_s} s: {what}")
 
 
 def run_cli(*args: str, dms: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

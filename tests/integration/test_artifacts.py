@@ -20,18 +20,9 @@ from dms.artifacts.direct import Offer
 from dms.network import P2PNode
 from dms.network.streams import NetLineStream
 from tests.conftest import make_settings
-from tests.procs import run_cli
+from tests.procs import eventually, run_cli
 
 Handler = Callable[[NetLineStream], Awaitable[None]]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within_s: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while asyncio.get_running_loop().time() < deadline:
-        if value := await check():
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {within_s} s: {what}")
 
 
 async def connected(a: P2PNode, b: P2PNode) -> None:

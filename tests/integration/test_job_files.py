@@ -21,8 +21,8 @@ from aiohttp import web
 
 from dms.app import Daemon
 from tests.conftest import PAYOUT, make_settings
-from tests.integration.test_artifacts import connected, eventually, upload
-from tests.procs import run_cli
+from tests.integration.test_artifacts import connected, upload
+from tests.procs import eventually, run_cli
 
 WEB_TEXT = b"served over http on loopback\n"
 

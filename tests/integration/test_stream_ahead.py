@@ -3,29 +3,21 @@ quoted provider at the quote, the offer goes on it, and one left unpaid is close
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 
 from dms.jobs import sp_job
 from dms.jobs.transport import StreamClosed
 from tests.integration.jobpair import Pair, job, pair
+from tests.procs import eventually
 
 __all__ = ["pair"]  # the fixture
 
 
-async def until(check: Callable[[], bool], within_s: float = 5.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        await asyncio.sleep(0.01)  # polling interval
-
-
 async def test_the_stream_opened_at_the_quote_carries_the_offer(pair: Pair) -> None:
     quote = await pair.requester.request_service(job("true"), None)
-    await until(lambda: len(pair.wire.opened) == 1)  # opened before any payment
+    await eventually(lambda: len(pair.wire.opened) == 1, 5, "a stream opened before any payment")
     await pair.requester.send_status(quote["job_id"], "success", None)
     frames = [f async for _, f in pair.requester.frames(quote["job_id"])]
     assert [f["action"] for f in frames][-1] == "job-completed"
@@ -35,7 +27,7 @@ async def test_the_stream_opened_at_the_quote_carries_the_offer(pair: Pair) -> N
 async def test_a_stream_opened_at_the_quote_is_closed_once_stale(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sp_job, "OPENED_FRESH_S", 0.3)
     quote = await pair.requester.request_service(job("true"), None)
-    await until(lambda: len(pair.wire.opened) == 1)
+    await eventually(lambda: len(pair.wire.opened) == 1, 5, "a stream opened at the quote")
     t0 = time.monotonic()
     with pytest.raises(StreamClosed):  # the SP closes it while it waits for the payment
         await pair.wire.opened[0].receive(5)
@@ -49,7 +41,7 @@ async def test_a_stream_opened_at_the_quote_is_closed_once_stale(pair: Pair, mon
 async def test_a_stream_that_could_not_be_opened_at_the_quote_is_dialled_again(pair: Pair) -> None:
     pair.wire.up = False
     quote = await pair.requester.request_service(job("true"), None)
-    await until(lambda: pair.wire.dials == 1)  # the dial at the quote failed
+    await eventually(lambda: pair.wire.dials == 1, 5, "the dial at the quote (it failed)")
     pair.wire.up = True
     await pair.requester.send_status(quote["job_id"], "success", None)
     frames = [f async for _, f in pair.requester.frames(quote["job_id"])]
