@@ -104,9 +104,33 @@ class DmsProcess:
         return self.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
+        """Kill the daemon, then remove what it leaves (as its next start would): a test's daemon is not
+        started again, and its jobs' containers, volumes and loop devices would outlive the test."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        reap(self.data_dir)
+
+
+def reap(data_dir: Path) -> None:
+    """Remove the Docker containers and volumes of the daemon on `data_dir`, and detach the loop devices of
+    its job disks: what a killed daemon's next start would clean up (DockerExecutor.reconcile)."""
+    from dms.app import JOB_DISKS_NAME, instance_name  # on use: nothing else in this module needs dms
+    from dms.executor import loopdev
+    from dms.executor.docker_config import LABEL_INSTANCE
+
+    label = f"label={LABEL_INSTANCE}={instance_name(data_dir)}"
+    for kind, listing in (("container", ["ps", "-aq"]), ("volume", ["volume", "ls", "-q"])):
+        found = subprocess.run(["docker", *listing, "--filter", label], capture_output=True, text=True)
+        if found.stdout.split():
+            subprocess.run(["docker", kind, "rm", "-f", *found.stdout.split()], capture_output=True)
+    disks = str(data_dir.resolve() / JOB_DISKS_NAME) + "/"
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing.read_text().startswith(disks):
+                loopdev.detach(f"/dev/{backing.parent.parent.name}")
+        except OSError:  # detached meanwhile, or not ours to detach
+            pass
 
 
 def post(d: DmsProcess, path: str, body: Any = None) -> Any:
