@@ -1,7 +1,7 @@
 """Line streams on our own protocols (e.g. `/dms/deployment/1.0.0`), usable from asyncio.
 
 `TrioLines` wraps a libp2p stream on the trio side with a line buffer; `NetLineStream` is its asyncio
-face (the `dms.jobs.transport.LineStream` protocol): every call crosses the bridge once. A read that
+face (the `dms.jobs.transport.LineStream` protocol): every call crosses the bridge at most once. A read that
 times out loses nothing: bytes are only taken out of the buffer once a whole line is there.
 
 A read takes, with the line asked for, the whole lines already behind it in the buffer (up to `AHEAD`
