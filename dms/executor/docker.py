@@ -41,7 +41,7 @@ from dms.executor.docker_config import (
     LABEL_INSTANCE,
     LABEL_JOB,
     container_config,
-    volume_name,
+    container_name,
 )
 from dms.executor.docker_logs import LogBatcher, LogEntry, attached_output, engine_output, pump_logs
 from dms.executor.jobdisk import JobDisk, JobDiskError, JobDisks
@@ -54,8 +54,8 @@ __all__ = [
     "DockerExecutor",
     "LogBatcher",
     "container_config",
+    "container_name",
     "engine_error",
-    "volume_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class DockerExecutor:
             disk = await self._disks.create(spec.job_id, spec.disk_mb, seed)
         except JobDiskError as exc:
             raise ExecutorError(f"cannot make the job's disk: {exc}") from exc
-        name = volume_name(self._instance, spec.job_id)
+        name = container_name(self._instance, spec.job_id)
         self._live_disks[spec.job_id] = disk
         ended: aiodocker.docker.DockerContainer | None = None
         try:
@@ -178,26 +178,23 @@ class DockerExecutor:
             return await self._after(spec.job_id, disk, result, spec.workspace_dump, container)
         finally:
             self._live_disks.pop(spec.job_id, None)
-            self._dispose_later(name, disk, ended)
+            self._dispose_later(disk, ended)
 
-    def _dispose_later(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
-        """Remove the job's ended container, its volume (if `_after` has not) and its disk. Tens of ms that are
-        not part of the job's result: it runs in the background, and close() waits for it. A crash before it
+    def _dispose_later(self, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
+        """Remove the job's ended container with its volume (if `_after` has not) and its disk. Tens of ms that
+        are not part of the job's result: it runs in the background, and close() waits for it. A crash before it
         ran leaves them to the next start's `reconcile`, which removes every container and volume of ours."""
-        cleanup = asyncio.create_task(self._dispose(volume, disk, container))
+        cleanup = asyncio.create_task(self._dispose(disk, container))
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
 
-    async def _dispose(self, volume: str, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
+    async def _dispose(self, disk: JobDisk, container: aiodocker.docker.DockerContainer | None) -> None:
         # A short delay so the removal's CPU is mostly not spent while the result is stored and sent (a speed
-        # matter only: removal is correct whenever it runs). Each step runs even when one before it failed.
+        # matter only: removal is correct whenever it runs). The disk goes even when the container could not.
         await asyncio.sleep(DISPOSE_AFTER_S)
         try:
-            try:
-                if container is not None:
-                    await self._delete_container(container)
-            finally:
-                await self._delete_volume(volume)
+            if container is not None:
+                await self._delete_container(container)
         except Exception as exc:  # the engine went away or timed out: the next start's reconcile removes them
             log.warning("could not remove job %s's container or volume: %s", disk.job_id, exc)
         finally:
@@ -205,8 +202,9 @@ class DockerExecutor:
 
     @staticmethod
     async def _delete_container(container: aiodocker.docker.DockerContainer) -> None:
+        """Remove the container and its anonymous volume (the job's disk, then unmounted)."""
         with contextlib.suppress(aiodocker.DockerError):
-            await container.delete(force=True)
+            await container.delete(force=True, v=True)
 
     async def dump_workspace(self, job_id: str, dest: Path) -> None:
         """Copy a running job's /workspace into the empty folder `dest` (a checkpoint): the container is
@@ -214,7 +212,7 @@ class DockerExecutor:
         disk = self._live_disks.get(job_id)
         if disk is None:
             raise ExecutorError(f"job {job_id} has no disk on this provider")
-        container = self._client().containers.container(volume_name(self._instance, job_id))
+        container = self._client().containers.container(container_name(self._instance, job_id))
         try:
             await container.pause()
         except aiodocker.DockerError as exc:  # it has just ended: its last copy is taken after the end
@@ -287,9 +285,7 @@ class DockerExecutor:
             self._adopted.discard(job_id)
             self._live_disks.pop(job_id, None)
             if disk is not None:
-                self._dispose_later(volume_name(self._instance, job_id), disk, None)
-            else:
-                await self._delete_volume(volume_name(self._instance, job_id))
+                self._dispose_later(disk, None)
 
     async def _after(
         self, job_id: str, disk: JobDisk, result: RunResult, workspace_dump: str | None,
@@ -302,8 +298,7 @@ class DockerExecutor:
         if workspace_dump is None and not failed:
             return result
         if container is not None:
-            await self._delete_container(container)
-        await self._delete_volume(volume_name(self._instance, job_id))  # the engine unmounts it: now readable
+            await self._delete_container(container)  # its volume with it: the disk is unmounted, now readable
         if workspace_dump is not None:
             try:
                 await self._disks.dump(disk, Path(workspace_dump))
@@ -365,8 +360,7 @@ class DockerExecutor:
             found.append(
                 Leftover(info["Config"]["Labels"][LABEL_JOB], running, None if running else state.get("ExitCode"))
             )
-            with contextlib.suppress(aiodocker.DockerError):
-                await c.delete(force=True)
+            await self._delete_container(c)
         labels = json.dumps({"label": [f"{LABEL_INSTANCE}={self._instance}"]})
         volumes = await self._client()._query_json("volumes", params={"filters": labels})
         for v in volumes.get("Volumes") or []:

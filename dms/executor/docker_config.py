@@ -4,7 +4,7 @@ sandbox can be checked without an engine.
 Sandbox defaults: no network unless the operator allows it, every capability dropped, no-new-privileges,
 a pids limit, memory (no swap) and CPU limits from the job's own request, never privileged, no host
 mounts but the ones dms prepares itself. The root file system is read-only; the job writes to its own
-disk at `/workspace`, a named volume made with the container, and to a small `/tmp` in memory (programs
+disk at `/workspace`, an anonymous volume made and removed with the container, and to a small `/tmp` in memory (programs
 expect one; its pages count against the job's memory limit). The engine's own copy of the logs is bounded.
 """
 
@@ -30,7 +30,7 @@ def tmp_size_mb(memory_mb: int) -> int:
     return max(1, min(TMP_MAX_MB, memory_mb // 4))
 
 
-def volume_name(instance: str, job_id: str) -> str:
+def container_name(instance: str, job_id: str) -> str:
     return f"dms-{instance[:12]}-{job_id}"
 
 
@@ -42,13 +42,12 @@ def container_config(spec: ContainerSpec, instance: str, disk: JobDisk | None = 
     """
     memory = (spec.memory_mb + (disk.memory_mb if disk else 0)) * 2**20
     mounts = []
-    if disk is not None:  # the engine makes the named volume with the container (one call less than apart)
+    if disk is not None:  # an anonymous volume: made with the container, removed with it (`delete(v=True)`)
         options = {
             "Labels": {LABEL_INSTANCE: instance, LABEL_JOB: spec.job_id},
             "DriverConfig": {"Name": "local", "Options": disk.volume_options()},
         }
-        name = volume_name(instance, spec.job_id)
-        mounts.append({"Type": "volume", "Source": name, "Target": WORKSPACE, "VolumeOptions": options})
+        mounts.append({"Type": "volume", "Target": WORKSPACE, "VolumeOptions": options})
     host: dict[str, Any] = {
         "NetworkMode": "default" if spec.network else "none",
         "CapDrop": ["ALL"],

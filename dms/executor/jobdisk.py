@@ -3,7 +3,7 @@
 The engine's overlay2 here sits on ext4 and cannot take a size quota (docs/libraries.md: "Job disk,
 checkpoints and the engine's logs"), so each job gets its own file system of exactly its size: a sparse image file
 `<dir>/<job>.img` made ext4 (`mkfs.ext4`, no journal, no reserved blocks), attached to a loop device,
-and handed to Docker as a named volume (`local` driver, `type=ext4`, `device=/dev/loopN`) that the
+and handed to Docker as an anonymous volume (`local` driver, `type=ext4`, `device=/dev/loopN`) that the
 engine mounts at `/workspace`. Writes past the size fail with ENOSPC inside the job only; the image
 is sparse, so it takes on the host only what the job wrote. A disk-backed volume is also what the
 checkpoint work needs: the engine's archive API reads and writes it (it cannot see a tmpfs).
