@@ -32,12 +32,10 @@ from jobs_setup import (
     _peak_concurrency,
     _peer_id,
     _read_from,
-    _remove_leftovers,
     job_spec,
 )  # fmt: skip
 
-from dms.app import instance_name
-from tests.procs import DmsProcess, wait_for
+from tests.procs import DmsProcess, reap, wait_for
 
 # ----- (b) burst -----
 
@@ -184,8 +182,7 @@ def burst_section(rounds: int) -> str:
                 with contextlib.suppress(Exception):
                     p.terminate()
                 p.stop()
-            names = [instance_name(root / f"{n}-data") for n in ("cp1", "cp2", "sp")] + [FLOOR_INSTANCE]
-            asyncio.run(_remove_leftovers(names))
+            reap(FLOOR_INSTANCE)  # the daemons' leftovers went with `stop()`
     dms_tput = [b.completed / b.seconds for b in results]
     floor_tput = [(BURST_JOBS - b.floor_failed) / b.floor_seconds for b in results]
     dms_med, floor_med = median(dms_tput), median(floor_tput)

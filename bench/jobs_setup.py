@@ -19,7 +19,7 @@ import aiohttp
 from common import median
 
 from dms.executor.base import ContainerSpec
-from dms.executor.docker import LABEL_INSTANCE, LABEL_JOB, container_config
+from dms.executor.docker import LABEL_JOB, container_config
 from tests.procs import DmsProcess
 
 IMAGE = "dms-test/busybox:1"
@@ -195,19 +195,6 @@ async def _store_costs(n: int = 200) -> tuple[float, float]:
         finally:
             await store.close()
     return median(writes), median(reads)
-
-
-async def _remove_leftovers(instances: list[str]) -> int:
-    removed = 0
-    async with aiodocker.Docker() as docker:
-        for inst in instances:
-            for c in await docker.containers.list(
-                all=True, filters=json.dumps({"label": [f"{LABEL_INSTANCE}={inst}"]})
-            ):
-                with contextlib.suppress(aiodocker.DockerError):
-                    await c.delete(force=True)
-                    removed += 1
-    return removed
 
 
 def _read_from(path: Path, offset: int) -> str:

@@ -15,8 +15,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from dms.app import JOB_DISKS_NAME, instance_name
+from dms.executor.docker import DockerExecutor
 
 DAEMON = [sys.executable, "-m", "dms"]
 CLI = [sys.executable, "-m", "dms.cli"]
@@ -109,28 +113,22 @@ class DmsProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        reap(self.data_dir)
+        reap(instance_name(self.data_dir), self.data_dir / JOB_DISKS_NAME)
 
 
-def reap(data_dir: Path) -> None:
-    """Remove the Docker containers and volumes of the daemon on `data_dir`, and detach the loop devices of
-    its job disks: what a killed daemon's next start would clean up (DockerExecutor.reconcile)."""
-    from dms.app import JOB_DISKS_NAME, instance_name  # on use: nothing else in this module needs dms
-    from dms.executor import loopdev
-    from dms.executor.docker_config import LABEL_INSTANCE
-
-    label = f"label={LABEL_INSTANCE}={instance_name(data_dir)}"
-    for kind, listing in (("container", ["ps", "-aq"]), ("volume", ["volume", "ls", "-q"])):
-        found = subprocess.run(["docker", *listing, "--filter", label], capture_output=True, text=True)
-        if found.stdout.split():
-            subprocess.run(["docker", kind, "rm", "-f", *found.stdout.split()], capture_output=True)
-    disks = str(data_dir.resolve() / JOB_DISKS_NAME) + "/"
-    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+def reap(instance: str, disk_dir: Path | None = None) -> None:
+    """Remove what a killed daemon (or a bench's own containers) left on the engine, as the daemon's next
+    start does: `DockerExecutor.reconcile` for `instance`, whose job disks are in `disk_dir`. Callable from
+    inside a test's event loop (it runs on its own loop, in a thread)."""
+    async def reconcile() -> None:
+        executor = DockerExecutor(instance, disk_dir=disk_dir)
         try:
-            if backing.read_text().startswith(disks):
-                loopdev.detach(f"/dev/{backing.parent.parent.name}")
-        except OSError:  # detached meanwhile, or not ours to detach
-            pass
+            await executor.reconcile()
+        finally:
+            await executor.close()
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, reconcile()).result()
 
 
 def post(d: DmsProcess, path: str, body: Any = None) -> Any:
