@@ -43,7 +43,7 @@ from dms.executor.docker_config import (
     container_config,
     container_name,
 )
-from dms.executor.docker_logs import LogBatcher, LogEntry, attached_output, engine_output, pump_logs
+from dms.executor.docker_logs import LogBatcher, LogEntry, attach, attached_output, engine_output, pump_logs
 from dms.executor.jobdisk import JobDisk, JobDiskError, JobDisks
 
 __all__ = [
@@ -239,7 +239,7 @@ class DockerExecutor:
     ) -> RunResult:
         if spec.job_id in self._cancelled:  # cancelled between admission and now
             return RunResult(-1, EndReason.CANCELLED)
-        async with container.attach(stdout=True, stderr=True) as attached:  # before the start: nothing missed
+        async with attach(self._client(), container.id) as attached:  # before the start: nothing missed
             try:
                 await container.start()
             except aiodocker.DockerError as exc:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import aiodocker
 from aiodocker.stream import Stream
+from yarl import URL
 
 from dms.executor.base import LogChunk, LogSink
 
@@ -42,7 +43,8 @@ MAX_BATCH = 256 * 1024
 
 
 class LogBatcher:
-    """Collects stdout/stderr bytes and hands them on at most every `interval` seconds, in order."""
+    """Collects stdout/stderr bytes and hands them on in order, `interval` seconds after the first bytes of
+    a batch arrived. A job that prints nothing costs nothing: no timer runs until it does."""
 
     def __init__(self, sink: LogSink, interval: float) -> None:
         self._sink = sink
@@ -55,23 +57,28 @@ class LogBatcher:
         self._size = 0
         self._until = 0
         self._lock = asyncio.Lock()
+        self._due: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     def add(self, is_stderr: bool, data: bytes, at_ns: int = 0) -> None:
         self._parts[is_stderr].append(self._decoders[is_stderr].decode(data))
         self._size += len(data)
         self._until = max(self._until, at_ns)
+        if self._due is None:
+            self._due = asyncio.get_running_loop().call_later(self._interval, self._flush_due)
+
+    def _flush_due(self) -> None:
+        # A task of its own, not the reader's: stopping the reader must not cut a batch off half-way through
+        # its sink (it was taken out of the buffer already, so it would be lost); `close` waits for it.
+        self._due = None
+        task = asyncio.create_task(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
 
     @property
     def full(self) -> bool:
         """Past MAX_BATCH bytes: the reader hands the batch on before it reads more (bounded memory)."""
         return self._size >= MAX_BATCH
-
-    async def tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            # Shielded: stopping the ticker must not cut a batch off half-way through its sink (it was
-            # taken out of the buffer already, so it would be lost); the final flush waits for it.
-            await asyncio.shield(self.flush())
 
     async def flush(self, final: bool = False) -> None:
         async with self._lock:
@@ -85,19 +92,40 @@ class LogBatcher:
             if out or err:
                 await self._sink(LogChunk(out, err, self._until))
 
+    async def close(self) -> None:
+        """Hand on what is left (after any batch on its way), the last bytes of a split character too."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        await self.flush(final=True)  # after a batch being handed on: the lock keeps them in order
+        for task in list(self._flushing):  # due just before: finds nothing left, and ends
+            await task
+
 
 async def pump_logs(entries: AsyncIterator[LogEntry], on_logs: LogSink, interval: float) -> None:
     """Hand the job's output on in batches (at most every `interval` seconds) until the container stops."""
     batch = LogBatcher(on_logs, interval)
-    ticker = asyncio.create_task(batch.tick())
     try:
         async for is_stderr, data, at_ns in entries:
             batch.add(is_stderr, data, at_ns)
             if batch.full:  # a flood: wait for the sink rather than buffer without bound
                 await batch.flush()
     finally:
-        ticker.cancel()
-        await batch.flush(final=True)
+        await batch.close()
+
+
+def attach(docker: aiodocker.Docker, container_id: str) -> Stream:
+    """The container's stdout and stderr, attached (before its start, so that nothing is missed).
+
+    aiodocker's own `DockerContainer.attach` first inspects the container to learn whether it has a TTY:
+    one more engine call per job. Ours never have one (`container_config`), so the stream is set up
+    without asking."""
+
+    async def setup() -> tuple[URL, bytes | None, bool]:
+        query = {"detachKeys": "", "logs": "0", "stdin": "0", "stdout": "1", "stderr": "1", "stream": "1"}
+        return URL(f"containers/{container_id}/attach").with_query(query), None, False
+
+    return Stream(docker, setup)  # the client's own connect timeouts; none on reading a running job
 
 
 async def attached_output(stream: Stream) -> AsyncIterator[LogEntry]:

@@ -305,7 +305,6 @@ class WasmExecutor:
         except OSError as exc:
             raise ExecutorError(f"the WASM worker is gone: {exc}") from exc
         threading.Thread(target=read_messages, args=(worker.conn, loop, queue), daemon=True).start()
-        ticker = asyncio.create_task(batch.tick())
         done: WorkerResult | None = None
         killed = ended = False
         try:
@@ -329,8 +328,7 @@ class WasmExecutor:
                 drain = asyncio.create_task(drain_until_end(queue))
                 self._draining.add(drain)
                 drain.add_done_callback(self._draining.discard)
-            ticker.cancel()
-            await batch.flush(final=True)
+            await batch.close()
         return self._verdict(spec, done, killed), done is not None
 
     def _verdict(self, spec: ContainerSpec, done: WorkerResult | None, killed: bool) -> RunResult:

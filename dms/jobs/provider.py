@@ -54,8 +54,9 @@ __all__ = ["EVENT_RETENTION", "LOG_KEEP", "LOG_TRIM_STEP", "ProviderService", "P
 log = logging.getLogger(__name__)
 
 EVENT_RETENTION = timedelta(hours=24)
-CAPACITY_ADVERT_GAP_S = 0.5
-"""Free capacity is re-advertised at most this often (the network publishes at most once a second)."""
+CAPACITY_ADVERT_GAP_S = 1.0
+"""Free capacity is re-advertised at most this often: the network publishes at most once a second
+(`MIN_PUBLISH_INTERVAL_S`), so a shorter gap would only sign and check adverts that are never sent."""
 LOG_KEEP = 5000
 """Log batches kept per job for re-attaching requesters; older ones are dropped, with a marker, in steps."""
 LOG_TRIM_STEP = 1000
