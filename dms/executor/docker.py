@@ -24,6 +24,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 
+from dms.executor import loopdev
 from dms.executor.base import (
     ContainerSpec,
     EndReason,
@@ -84,7 +85,9 @@ class DockerExecutor:
     ) -> None:
         """`disk_dir` holds the running jobs' disk images (sparse files; a temporary folder when None)."""
         self._instance = instance
-        self._disks = JobDisks(disk_dir or Path(tempfile.gettempdir()) / f"dms-disks-{instance[:12]}")
+        self._disks = JobDisks(
+            disk_dir or Path(tempfile.gettempdir()) / f"dms-disks-{instance[:12]}", self._engine_sees_our_mounts
+        )
         self._url = url
         self._batch_s = log_batch_s
         self._docker: aiodocker.Docker | None = None
@@ -104,6 +107,11 @@ class DockerExecutor:
             except (aiodocker.DockerError, ValueError, OSError) as exc:
                 raise ExecutorUnavailable(f"no Docker engine found: {exc}") from exc
         return self._docker
+
+    def _engine_sees_our_mounts(self) -> bool:
+        """Whether a disk mounted by this process is visible to the engine (blocking: asked once, in a thread)."""
+        connector = self._client().connector
+        return isinstance(connector, aiohttp.UnixConnector) and loopdev.shares_mounts_with(connector.path)
 
     async def settle(self) -> None:
         """Wait for the removals still running in the background (ended containers, volumes, disks)."""
@@ -298,7 +306,12 @@ class DockerExecutor:
         if workspace_dump is None and not failed:
             return result
         if container is not None:
-            await self._delete_container(container)  # its volume with it: the disk is unmounted, now readable
+            await self._delete_container(container)  # its volume with it: a disk the engine mounted is unmounted
+        try:
+            await self._disks.unmount(disk)  # one mounted here: now its image is whole and readable
+        except JobDiskError as exc:
+            log.warning("job %s: its disk could not be unmounted to be read: %s", job_id, exc)
+            return result
         if workspace_dump is not None:
             try:
                 await self._disks.dump(disk, Path(workspace_dump))

@@ -4,8 +4,9 @@ sandbox can be checked without an engine.
 Sandbox defaults: no network unless the operator allows it, every capability dropped, no-new-privileges,
 a pids limit, memory (no swap) and CPU limits from the job's own request, never privileged, no host
 mounts but the ones dms prepares itself. The root file system is read-only; the job writes to its own
-disk at `/workspace`, an anonymous volume made and removed with the container, and to a small `/tmp` in memory (programs
-expect one; its pages count against the job's memory limit). The engine's own copy of the logs is bounded.
+disk at `/workspace` (mounted by dms and bind-mounted, or an anonymous volume the engine makes and removes
+with the container), and to a small `/tmp` in memory (programs expect one; its pages count against the job's
+memory limit). The engine's own copy of the logs is bounded.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ def container_name(instance: str, job_id: str) -> str:
 def container_config(spec: ContainerSpec, instance: str, disk: JobDisk | None = None) -> dict[str, Any]:
     """The Docker API body for `spec`: pure, so the sandbox can be checked without an engine.
 
-    With `disk`, its volume is mounted at /workspace (a tmpfs disk adds its size to the memory limit,
+    With `disk`, it is mounted at /workspace (a tmpfs disk adds its size to the memory limit,
     since its pages are charged to the container); without, the job has no writable space at all.
     """
     memory = (spec.memory_mb + (disk.memory_mb if disk else 0)) * 2**20
-    mounts = []
-    if disk is not None:  # an anonymous volume: made with the container, removed with it (`delete(v=True)`)
+    mounts: list[dict[str, Any]] = []
+    if disk is not None and disk.mount is not None:  # mounted by dms itself: a bind mount costs the engine least
+        mounts.append({"Type": "bind", "Source": str(disk.mount), "Target": WORKSPACE, "ReadOnly": False})
+    elif disk is not None:  # an anonymous volume: made with the container, removed with it (`delete(v=True)`)
         options = {
             "Labels": {LABEL_INSTANCE: instance, LABEL_JOB: spec.job_id},
             "DriverConfig": {"Name": "local", "Options": disk.volume_options()},

@@ -21,8 +21,14 @@ from tests.integration.logsink import Logs
 from tests.integration.test_docker_executor import IMAGE
 
 
-@pytest.fixture
-async def executor(tmp_path: Path) -> AsyncIterator[DockerExecutor]:
+@pytest.fixture(params=["mounted by dms", "mounted by the engine"])
+async def executor(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[DockerExecutor]:
+    """Both ways a job's ext4 disk reaches its container: mounted by dms and bind-mounted (the engine sees
+    our mounts), or mounted by the engine as a volume (a daemon in a mount namespace of its own)."""
+    if request.param == "mounted by the engine":
+        monkeypatch.setattr(loopdev, "shares_mounts_with", lambda _path: False)
     ex = DockerExecutor(f"test-{uuid.uuid4().hex[:8]}", log_batch_s=0.05, disk_dir=tmp_path / "disks")
     assert await ex.available() is None, "the Docker engine must run for these tests (maint-scripts/start-docker.sh)"
     yield ex
@@ -192,6 +198,27 @@ async def test_many_disks_attach_at_once_each_to_its_own_loop_device(tmp_path: P
     finally:
         for device in devices:
             await asyncio.to_thread(loopdev.detach, device)
+
+
+async def test_a_disk_mounted_here_is_found_after_a_restart_and_cleaned_up_after_a_crash(tmp_path: Path) -> None:
+    """A daemon that mounts its job disks itself and dies: the next one re-attaches a kept job's disk with its
+    mount, and removes the others (unmounted, detached, deleted)."""
+    disks = JobDisks(tmp_path / "disks", lambda: True)
+    kept, lost = await disks.create("kept", 16), await disks.create("lost", 16)
+    assert kept.mount is not None and kept.mount.is_mount() and lost.mount is not None
+    (kept.mount / "state").write_text("x")
+    after = JobDisks(tmp_path / "disks", lambda: True)  # the next start; the first one is gone without a word
+    again = await after.reattach("kept")
+    assert again is not None and (again.loop, again.mount) == (kept.loop, kept.mount)
+    await after.remove_leftovers(keep=frozenset({"kept"}))
+    assert not lost.mount.exists() and not lost.image.exists()  # type: ignore[union-attr]
+    assert (kept.mount / "state").read_text() == "x"
+    await after.remove(again)
+    await disks.close()  # its disk made ahead
+    await after.close()
+    assert list((tmp_path / "disks").glob("*")) == []
+    attached = await asyncio.create_subprocess_exec("losetup", "-j", str(lost.image), stdout=asyncio.subprocess.PIPE)
+    assert (await attached.communicate())[0] == b""
 
 
 def test_a_sparse_copy_keeps_the_data_and_the_holes(tmp_path: Path) -> None:
