@@ -97,11 +97,12 @@ def _peer_id(d: DmsProcess) -> str:
     return str(d.get("/api/v1/peers/self")["peer_id"])
 
 
-def _daemon(root: Path, name: str, bootstrap: list[str] | None = None) -> DmsProcess:
+def _daemon(root: Path, name: str, bootstrap: list[str] | None = None, **sections: dict[str, Any]) -> DmsProcess:
+    """A started daemon; `sections`: more of its config (payment, ...)."""
     p2p: dict[str, Any] = {"heartbeat_s": HEARTBEAT_S}
     if bootstrap:
         p2p["bootstrap_peers"] = bootstrap
-    return DmsProcess(root, name, p2p=p2p).start(60)
+    return DmsProcess(root, name, None, p2p=p2p, **sections).start(60)
 
 
 # ----- docker helpers -----

@@ -73,34 +73,47 @@ async def job_after_payment(sp: DmsProcess, pay: Any) -> float:
     return elapsed
 
 
+class Escrow:
+    """The escrow contract deployed on anvil, and a dashboard's account that pays deposits."""
+
+    def __init__(self, anvil: Anvil) -> None:
+        self.w3 = Web3(HTTPProvider(anvil.url))
+        self.deployer, self.dashboard = list(self.w3.eth.accounts)[:2]
+        art = load_artifact()
+        contract = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        tx = contract.constructor(3600).transact({"from": self.deployer})
+        address = self.w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+        assert address is not None, "a contract creation's receipt names the new contract"
+        self.contract = self.w3.eth.contract(address=address, abi=art.abi)
+        self.payment = {"mode": "escrow", "rpc_url": anvil.url, "chain_id": CHAIN_ID, "escrow_address": address}
+
+    def deposit(self, quote: dict[str, Any]) -> str:
+        """Pay the quote's deposit, as a dashboard does; its transaction hash, once mined."""
+        fn = self.contract.functions.deposit(
+            escrow_job_id(quote["job_id"]), quote["compute_provider"]["payment_addr"], quote["arbiter"]
+        )
+        receipt = self.w3.eth.wait_for_transaction_receipt(
+            fn.transact({"from": self.dashboard, "value": Wei(quote["estimated_price"])})
+        )
+        return "0x" + bytes(receipt["transactionHash"]).hex()
+
+    def fund(self, sp: DmsProcess) -> None:
+        """Gas for the SP's wallet, which sends the releases and refunds."""
+        arbiter = sp.get("/api/v1/wallet")["address"]
+        self.w3.eth.wait_for_transaction_receipt(
+            self.w3.eth.send_transaction({"from": self.deployer, "to": arbiter, "value": Wei(10**18)})
+        )
+
+
 async def main_async(runs: int, write: bool) -> None:
     note = load_note()
     with tempfile.TemporaryDirectory() as d, Anvil(install(), Path(d) / "anvil.log") as anvil:
-        w3 = Web3(HTTPProvider(anvil.url))
-        deployer, dashboard = list(w3.eth.accounts)[:2]
-        art = load_artifact()
-        tx = w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(3600).transact({"from": deployer})
-        address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
-        assert address is not None, "a contract creation's receipt names the new contract"
-        escrow = w3.eth.contract(address=address, abi=art.abi)
-
-        def deposit(quote: dict[str, Any]) -> str:
-            fn = escrow.functions.deposit(
-                escrow_job_id(quote["job_id"]), quote["compute_provider"]["payment_addr"], quote["arbiter"]
-            )
-            receipt = w3.eth.wait_for_transaction_receipt(
-                fn.transact({"from": dashboard, "value": Wei(quote["estimated_price"])})
-            )
-            return "0x" + bytes(receipt["transactionHash"]).hex()
-
-        payment = {"mode": "escrow", "rpc_url": anvil.url, "chain_id": CHAIN_ID, "escrow_address": escrow.address}
+        chain = Escrow(anvil)
+        escrow, deposit = chain.contract, chain.deposit
         root = Path(d)
         free_cp, free_sp = pair(root, "free", None)
-        paid_cp, paid_sp = pair(root, "paid", payment)
-        arbiter = paid_sp.get("/api/v1/wallet")["address"]
-        w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_transaction({"from": deployer, "to": arbiter, "value": Wei(10**18)})
-        )
+        paid_cp, paid_sp = pair(root, "paid", chain.payment)
+        chain.fund(paid_sp)
         try:
             # (a) one verification beside one bare RPC round trip
             quote = post(paid_sp, "/run/request-service", JOB)
