@@ -53,8 +53,9 @@ def all_free(sp: DmsProcess, cps: list[DmsProcess]) -> bool:
     return all(known.get(pid, {}).get("cpu_mhz") == PER_CP_MHZ for pid in ids)
 
 
-async def burst(sp: DmsProcess, pay: Escrow | None) -> float:
-    """Seconds from the first of 50 send-status to the last job-completed (quotes and deposits before)."""
+async def burst(sp: DmsProcess, pay: Escrow | None) -> tuple[float, set[str]]:
+    """Seconds from the first of 50 send-status to the last job-completed (quotes and deposits before), and
+    the jobs' ids."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
 
         async def quote() -> dict[str, Any]:
@@ -71,7 +72,8 @@ async def burst(sp: DmsProcess, pay: Escrow | None) -> float:
             if pay is not None:
                 status["tx_hash"] = await asyncio.to_thread(pay.deposit, q)
             statuses.append({"action": "send-status", "job_id": q["job_id"], "message": status})
-        waiting = {q["job_id"] for q in quotes}
+        ids = {str(q["job_id"]) for q in quotes}
+        waiting = set(ids)
         async with s.ws_connect(sp.url + "/api/v1/run/deploy") as ws:
             assert (await ws.receive_json(timeout=10))["action"] == "connected"
             t0 = time.perf_counter()
@@ -83,12 +85,13 @@ async def burst(sp: DmsProcess, pay: Escrow | None) -> float:
                     raise RuntimeError(f"a job of the burst failed: {got}")
                 if got["action"] == "job-completed":
                     waiting.discard(got.get("job_id"))
-            return time.perf_counter() - t0
+            return time.perf_counter() - t0, ids
 
 
-def releases_mined(sp: DmsProcess, at_least: int) -> bool:
+def releases_mined(sp: DmsProcess, job_ids: set[str]) -> bool:
+    """Whether each of the jobs' releases is mined (the list holds the newest 500 entries: a round's 100)."""
     rows = sp.get("/api/v1/transactions")
-    return sum(1 for t in rows if t["kind"] == "release" and t["state"] == "mined") >= at_least
+    return job_ids <= {t["job_id"] for t in rows if t["kind"] == "release" and t["state"] == "mined"}
 
 
 async def verifications(anvil: Anvil, chain: Escrow, sp: DmsProcess, n: int) -> float:
@@ -127,11 +130,12 @@ def main() -> None:
             procs += escrowed
             chain.fund(escrowed[0])
             for r in range(args.rounds):
+                paid_ids: set[str] = set()
                 for group, pay, times in ((plain, None, free), (escrowed, chain, paid)):
                     wait_for(functools.partial(all_free, group[0], group[1:]), 60, "the SP sees both CPs all free")
-                    times.append(asyncio.run(burst(group[0], pay)))
-                mined = functools.partial(releases_mined, escrowed[0], BURST_JOBS * (r + 1))
-                wait_for(mined, 120, "the round's releases mined")
+                    seconds, paid_ids = asyncio.run(burst(group[0], pay))
+                    times.append(seconds)
+                wait_for(functools.partial(releases_mined, escrowed[0], paid_ids), 120, "the round's releases mined")
                 print(f"round {r + 1}: free {free[-1]:.2f} s, paid {paid[-1]:.2f} s", flush=True)
             # Last: its quote holds room on a provider for a while (the SP counts an unpaid quote's placement).
             budget = asyncio.run(verifications(anvil, chain, escrowed[0], 2 * BURST_JOBS))

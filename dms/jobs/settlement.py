@@ -3,6 +3,12 @@
 A job's owner writes the pending settlement in the same transaction as the job's final state (and its
 final frame), so a crash cannot lose it; this worker is then the only writer of that row. It retries with
 back-off, across restarts (pending rows are retried at once after a start), and records every attempt.
+
+New settlements wait for a quiet moment: until none has come for `QUIET_S`, at most `MAX_QUIET_WAIT_S`.
+A release costs the SP more CPU than the job's whole dispatch (a transaction built, signed, sent and
+followed), and nothing waits on it but the provider's pay; during a burst of jobs ending one after
+another, sending them at once would take that CPU from the jobs still starting (bench/RESULTS.md,
+"Escrow in a burst"). A lone job's settlement goes `QUIET_S` after its end.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 
 from dms.jobs.transport import NetworkError
@@ -21,6 +28,8 @@ from dms.store.models import TransactionRow
 
 log = logging.getLogger(__name__)
 
+QUIET_S = 1.0
+MAX_QUIET_WAIT_S = 10.0
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 300.0
 FOR_GOOD = ("wrong_state", "not_allowed")
@@ -32,12 +41,20 @@ def backoff(attempts: int) -> float:
     return min(FIRST_RETRY_S * float(2 ** max(attempts - 1, 0)), LAST_RETRY_S)
 
 
+def quiet_left(now: float, last_new: float, until: float) -> float:
+    """Pure: seconds still to wait before settling, QUIET_S after the last new settlement (`last_new`) but not
+    past `until`; 0 when it is time."""
+    return max(min(last_new + QUIET_S, until) - now, 0.0)
+
+
 class SettlementWorker:
     def __init__(self, transactions: TransactionLog, payments: PaymentGate) -> None:
         self._log = transactions
         self._payments = payments
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._last_new = -math.inf
+        """When the last new settlement came (loop time)."""
 
     async def start(self) -> None:
         retried = await self._log.retry_now()
@@ -52,12 +69,22 @@ class SettlementWorker:
                 await self._task
 
     def kick(self) -> None:
-        """A new settlement is pending: look now."""
+        """A new settlement is pending: look once things are quiet."""
+        self._last_new = asyncio.get_running_loop().time()
         self._wake.set()
+
+    async def _quiet(self) -> None:
+        """Until no new settlement has come for QUIET_S, at most MAX_QUIET_WAIT_S from now."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + MAX_QUIET_WAIT_S
+        # A deadline that each new settlement moves on, not an event to wait for:
+        while left := quiet_left(loop.time(), self._last_new, until):  # noqa: ASYNC110
+            await asyncio.sleep(left)
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            await self._quiet()
             try:
                 for row in await self._log.due():
                     await self._attempt(row)
