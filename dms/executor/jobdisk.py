@@ -125,8 +125,8 @@ class JobDisks:
         self._mount_here = mount_here
         self._loops_work: bool | None = None
         self._own_mounts: bool | None = None
-        """Whether disks are mounted here (bind-mounted into containers) rather than by the engine."""
-        self._mounts_work = False
+        """Whether disks are mounted here (bind-mounted into containers) rather than by the engine; None
+        until the first mount tells."""
         self._ready: dict[int, list[JobDisk]] = {}
         """Empty disks made ahead, by size: a job's disk is then only taken, not made."""
         self._filling: dict[int, asyncio.Task[None]] = {}
@@ -198,21 +198,22 @@ class JobDisks:
         removal: about 0.2 s per 50 jobs here, bench/RESULTS.md). Otherwise (or when mounting is refused
         the first time) the engine keeps mounting it as a volume."""
         assert disk.loop is not None
-        if self._own_mounts is None:
-            self._own_mounts = await asyncio.to_thread(self._mount_here)
-        if not self._own_mounts:
+        if self._own_mounts is False:
+            return disk
+        if self._own_mounts is None and not await asyncio.to_thread(self._mount_here):
+            self._own_mounts = False
             return disk
         target = self._mount_point(disk.job_id)
         try:
             await asyncio.to_thread(loopdev.mount_ext4, disk.loop, target)
         except OSError as exc:
-            if not self._mounts_work:  # the first mount tells whether this daemon may mount at all
+            if self._own_mounts is None:  # the first mount tells whether this daemon may mount at all
                 self._own_mounts = False
                 log.info("job disks are mounted by the engine, as volumes (%s)", exc)
                 return disk
             await self.remove(disk)
             raise JobDiskError(f"cannot mount the job's disk: {exc.strerror or exc}") from exc
-        self._mounts_work = True
+        self._own_mounts = True
         return dataclasses.replace(disk, mount=target)
 
     def _no_loops(self, name: str, size_mb: int, why: Exception) -> JobDisk:
