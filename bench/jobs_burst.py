@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 import tempfile
 import time
@@ -25,13 +26,12 @@ from jobs_setup import (
     PER_CP,
     PER_CP_MHZ,
     EngineEvents,
-    _daemon,
     _floor_run,
-    _known,
-    _onboard,
     _peak_concurrency,
     _peer_id,
     _read_from,
+    all_free,
+    burst_trio,
     job_spec,
 )  # fmt: skip
 
@@ -143,25 +143,10 @@ def burst_section(rounds: int) -> str:
         root = Path(d)
         procs: list[DmsProcess] = []
         try:
-            cp1 = _daemon(root, "cp1")
-            procs.append(cp1)
-            _onboard(cp1, cpu=PER_CP_MHZ)
-            cp1_addr = cp1.get("/api/v1/peers/self")["addrs"][0]
-            cp2 = _daemon(root, "cp2", [cp1_addr])
-            procs.append(cp2)
-            _onboard(cp2, cpu=PER_CP_MHZ)
-            sp = _daemon(root, "sp", [cp1_addr])
-            procs.append(sp)
-            _onboard(sp, share=0.2)
+            sp, cp1, cp2 = burst_trio(root, procs)
             cps = {_peer_id(cp1): "cp1", _peer_id(cp2): "cp2"}
-            full = PER_CP_MHZ
-
-            def all_free() -> bool:
-                known = _known(sp)
-                return all(known.get(pid, {}).get("cpu_mhz") == full for pid in cps)
-
             for r in range(rounds):
-                wait_for(all_free, 60, "the SP sees both CPs with all their capacity free")
+                wait_for(functools.partial(all_free, sp, cps), 60, "the SP sees both CPs with all their capacity free")
                 print(f"burst: round {r + 1} of {rounds}", file=sys.stderr, flush=True)
                 log_at = {c: c.log_path.stat().st_size for c in (cp1, cp2)}
                 floor_s, floor_failed = asyncio.run(_burst_floor(BURST_JOBS))
@@ -195,7 +180,7 @@ def burst_section(rounds: int) -> str:
         header(f"Job throughput: {BURST_JOBS} `busybox true` jobs at once, one SP and two CPs"),
         "",
         f"Three nunet-dms processes on loopback (p2p.heartbeat_s {HEARTBEAT_S:g}); each CP onboarded with "
-        f"{full} MHz (room for {PER_CP} jobs of {BURST_RES['cpu_mhz']} MHz) and the smallest memory allowed.",
+        f"{PER_CP_MHZ} MHz (room for {PER_CP} jobs of {BURST_RES['cpu_mhz']} MHz) and the smallest memory allowed.",
         f"{BURST_JOBS} request-service calls at once, each followed by its send-status on one websocket; throughput",
         "= completed jobs / (last end frame - first request). Floor: the Docker engine alone running the same",
         f"{BURST_JOBS} containers concurrently through aiodocker (create, start, wait, delete). "

@@ -10,7 +10,7 @@ import math
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,30 @@ def _daemon(root: Path, name: str, bootstrap: list[str] | None = None, **section
     if bootstrap:
         p2p["bootstrap_peers"] = bootstrap
     return DmsProcess(root, name, None, p2p=p2p, **sections).start(60)
+
+
+def burst_trio(
+    root: Path, procs: list[DmsProcess], prefix: str = "", **sections: dict[str, Any]
+) -> tuple[DmsProcess, DmsProcess, DmsProcess]:
+    """(SP, CP, CP) for a burst, connected, each CP onboarded with room for PER_CP jobs; each daemon goes into
+    `procs` as soon as it started (the caller stops them, even when a later one fails)."""
+    cp1 = _daemon(root, f"{prefix}cp1", None, **sections)
+    procs.append(cp1)
+    _onboard(cp1, cpu=PER_CP_MHZ)
+    addr = cp1.get("/api/v1/peers/self")["addrs"][0]
+    cp2 = _daemon(root, f"{prefix}cp2", [addr], **sections)
+    procs.append(cp2)
+    _onboard(cp2, cpu=PER_CP_MHZ)
+    sp = _daemon(root, f"{prefix}sp", [addr], **sections)
+    procs.append(sp)
+    _onboard(sp, share=0.2)
+    return sp, cp1, cp2
+
+
+def all_free(sp: DmsProcess, cp_ids: Iterable[str]) -> bool:
+    """Whether the SP sees each of these CPs with all its capacity free (the previous round's jobs released)."""
+    known = _known(sp)
+    return all(known.get(pid, {}).get("cpu_mhz") == PER_CP_MHZ for pid in cp_ids)
 
 
 # ----- docker helpers -----

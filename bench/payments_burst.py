@@ -26,31 +26,12 @@ from typing import Any
 
 import aiohttp
 from common import append_results, header, load_note, median, p95
-from jobs_setup import BURST_JOBS, BURST_RES, FRAME_TIMEOUT_S, FUND, PER_CP_MHZ, _daemon, _known, _onboard, job_spec
+from jobs_setup import BURST_JOBS, BURST_RES, FRAME_TIMEOUT_S, FUND, _peer_id, all_free, burst_trio, job_spec
 from payments import PAYOUT, Escrow
 
 from dms.payments.verify import EscrowVerifier
 from tests.payments.anvil import CHAIN_ID, Anvil, install
 from tests.procs import DmsProcess, wait_for
-
-
-def trio(root: Path, name: str, payment: dict[str, Any] | None) -> list[DmsProcess]:
-    """[SP, CP, CP], connected, the CPs onboarded with room for 25 jobs each."""
-    extra = {"payment": payment} if payment else {}
-    cp1 = _daemon(root, f"{name}-cp1", None, **extra)
-    _onboard(cp1, cpu=PER_CP_MHZ)
-    addr = cp1.get("/api/v1/peers/self")["addrs"][0]
-    cp2 = _daemon(root, f"{name}-cp2", [addr], **extra)
-    _onboard(cp2, cpu=PER_CP_MHZ)
-    sp = _daemon(root, f"{name}-sp", [addr], **extra)
-    _onboard(sp, share=0.2)
-    return [sp, cp1, cp2]
-
-
-def all_free(sp: DmsProcess, cps: list[DmsProcess]) -> bool:
-    known = _known(sp)
-    ids = [str(c.get("/api/v1/peers/self")["peer_id"]) for c in cps]
-    return all(known.get(pid, {}).get("cpu_mhz") == PER_CP_MHZ for pid in ids)
 
 
 async def burst(sp: DmsProcess, pay: Escrow | None) -> tuple[float, set[str]]:
@@ -124,16 +105,16 @@ def main() -> None:
         root = Path(d)
         procs: list[DmsProcess] = []
         try:
-            plain = trio(root, "free", None)
-            procs += plain
-            escrowed = trio(root, "paid", chain.payment)
-            procs += escrowed
+            plain = burst_trio(root, procs, "free-")
+            escrowed = burst_trio(root, procs, "paid-", payment=chain.payment)
             chain.fund(escrowed[0])
+            runs = [(sp, [_peer_id(c) for c in cps], pay, times)
+                    for (sp, *cps), pay, times in ((plain, None, free), (escrowed, chain, paid))]  # fmt: skip
             for r in range(args.rounds):
                 paid_ids: set[str] = set()
-                for group, pay, times in ((plain, None, free), (escrowed, chain, paid)):
-                    wait_for(functools.partial(all_free, group[0], group[1:]), 60, "the SP sees both CPs all free")
-                    seconds, paid_ids = asyncio.run(burst(group[0], pay))
+                for sp, cp_ids, pay, times in runs:
+                    wait_for(functools.partial(all_free, sp, cp_ids), 60, "the SP sees both CPs all free")
+                    seconds, paid_ids = asyncio.run(burst(sp, pay))
                     times.append(seconds)
                 wait_for(functools.partial(releases_mined, escrowed[0], paid_ids), 120, "the round's releases mined")
                 print(f"round {r + 1}: free {free[-1]:.2f} s, paid {paid[-1]:.2f} s", flush=True)
